@@ -1,0 +1,201 @@
+//! `docker save` archives: `manifest.json` naming a config and layer files.
+//!
+//! Written with the same blobs as the OCI outputs (compressed layers under
+//! `blobs/sha256/`, as Docker 25 lays them out), so the image id is the
+//! same in every format. Read from any docker-archive: Docker's old
+//! `<id>/layer.tar` layout, Docker 25's, skopeo's `<hex>.tar`, ours.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{self, Read};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::sink::{Sink, TarSink};
+use super::tar_index::TarIndex;
+use super::{Image, ImageConfig, ImageError};
+use crate::blob::Blob;
+use crate::digest::{Digest, Hasher, VerifyingReader};
+use crate::layer::{Layer, sniff_media_type};
+use oci_spec::image::MediaType;
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ManifestEntry {
+    config: String,
+    #[serde(default)]
+    repo_tags: Option<Vec<String>>,
+    layers: Vec<String>,
+}
+
+/// The digest a member name carries, for names that are content
+/// addresses (`blobs/sha256/<hex>`, `<hex>.json`).
+fn digest_in_name(name: &str) -> Option<Digest> {
+    let hex = name
+        .strip_prefix("blobs/sha256/")
+        .or_else(|| name.strip_suffix(".json"))?;
+    Digest::from_hex(hex).ok()
+}
+
+/// Hashes a blob and returns its digest, size and first bytes.
+pub(crate) fn hash_blob(blob: &Blob) -> io::Result<(Digest, u64, Vec<u8>)> {
+    let mut reader = blob.open()?;
+    let mut hasher = Hasher::default();
+    let mut head = Vec::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        if head.len() < 8 {
+            head.extend_from_slice(&buf[..n.min(8)]);
+        }
+        hasher.update(&buf[..n]);
+    }
+    let (digest, size) = hasher.finish();
+    Ok((digest, size, head))
+}
+
+pub(crate) fn read(index: &TarIndex) -> Result<Image, ImageError> {
+    let path = index.path();
+    let not_an_image = |reason: String| ImageError::NotAnImage {
+        path: path.to_owned(),
+        reason,
+    };
+    let entries: Vec<ManifestEntry> = serde_json::from_slice(&index.read("manifest.json")?)
+        .map_err(|source| ImageError::BadJson {
+            path: path.to_owned(),
+            what: "manifest.json".into(),
+            source,
+        })?;
+    let entry = match entries.as_slice() {
+        [one] => one,
+        [] => return Err(not_an_image("manifest.json lists no image".into())),
+        many => {
+            let tags: Vec<String> = many
+                .iter()
+                .flat_map(|e| e.repo_tags.clone().unwrap_or_default())
+                .collect();
+            return Err(ImageError::Ambiguous {
+                path: path.to_owned(),
+                available: tags.join(", "),
+            });
+        }
+    };
+    let config_bytes = index.read(&entry.config)?;
+    let actual = Digest::of(&config_bytes);
+    if let Some(expected) = digest_in_name(&entry.config).filter(|d| *d != actual) {
+        return Err(ImageError::DigestMismatch {
+            path: path.to_owned(),
+            what: format!("config {}", entry.config),
+            expected: expected.to_string(),
+            actual: actual.to_string(),
+        });
+    }
+    let config = ImageConfig::parse(&config_bytes).map_err(|source| ImageError::BadConfig {
+        path: path.to_owned(),
+        source,
+    })?;
+    let diff_ids = config.diff_ids()?;
+    if diff_ids.len() != entry.layers.len() {
+        return Err(not_an_image(format!(
+            "manifest.json lists {} layers but the config has {} diff ids",
+            entry.layers.len(),
+            diff_ids.len()
+        )));
+    }
+    let mut layers = Vec::new();
+    for (name, diff_id) in entry.layers.iter().zip(diff_ids) {
+        let blob = index.blob(name)?;
+        let (digest, size, head) = hash_blob(&blob).map_err(|source| ImageError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let media_type = sniff_media_type(&head);
+        let expected = match (&media_type, digest_in_name(name)) {
+            (MediaType::ImageLayer, _) => Some(diff_id.0),
+            (_, named) => named,
+        };
+        if let Some(expected) = expected.filter(|d| *d != digest) {
+            return Err(ImageError::DigestMismatch {
+                path: path.to_owned(),
+                what: format!("layer {name}"),
+                expected: expected.to_string(),
+                actual: digest.to_string(),
+            });
+        }
+        layers.push(Layer::new(media_type, digest, size, diff_id, blob));
+    }
+    let name = entry
+        .repo_tags
+        .as_ref()
+        .and_then(|tags| tags.first())
+        .and_then(|tag| tag.parse().ok());
+    Image::from_parts(config, layers, BTreeMap::new(), name)
+}
+
+/// Copies a blob into a sink, checking its digest and size on the way.
+pub(crate) fn put_blob(sink: &mut dyn Sink, layer: &Layer) -> io::Result<()> {
+    let name = format!("blobs/sha256/{}", layer.digest().hex());
+    if sink.has(&name, layer.size()) {
+        return Ok(());
+    }
+    let mut reader = VerifyingReader::new(
+        layer.blob().open()?,
+        layer.digest(),
+        layer.size(),
+        format!("layer {}", layer.blob()),
+    );
+    sink.put(&name, layer.size(), &mut reader)
+}
+
+pub(crate) fn write(image: &Image, path: &Path) -> Result<(), ImageError> {
+    if image.layers().iter().any(Layer::is_zstd) {
+        return Err(ImageError::Refused {
+            path: path.to_owned(),
+            reason:
+                "docker-archive cannot hold zstd layers (older `docker load` cannot read them); \
+                     use gzip compression or write `oci:` / `oci-archive:`"
+                    .into(),
+        });
+    }
+    let fail = |source| ImageError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let mut sink = TarSink::create(path, image.epoch()).map_err(fail)?;
+    let config = image.config().to_bytes();
+    let config_name = format!("blobs/sha256/{}", Digest::of(&config).hex());
+    sink.put_bytes(&config_name, &config).map_err(fail)?;
+    let mut seen = HashSet::new();
+    for layer in image.layers() {
+        if seen.insert(layer.digest()) {
+            put_blob(&mut sink, layer).map_err(fail)?;
+        }
+    }
+    let repo_tags: Vec<String> = image
+        .name()
+        .and_then(|n| n.familiar_tagged())
+        .into_iter()
+        .collect();
+    let manifest = vec![ManifestEntry {
+        config: config_name,
+        repo_tags: Some(repo_tags),
+        layers: image
+            .layers()
+            .iter()
+            .map(|l| format!("blobs/sha256/{}", l.digest().hex()))
+            .collect(),
+    }];
+    let manifest = serde_json::to_vec(&manifest).map_err(|e| fail(e.into()))?;
+    sink.put_bytes("manifest.json", &manifest).map_err(fail)?;
+    if let (Some(name), Some(top)) = (image.name(), image.layers().last())
+        && let Some(tag) = name.tag()
+    {
+        let repositories = serde_json::json!({ name.familiar_name(): { tag: top.digest().hex() } });
+        sink.put_bytes("repositories", repositories.to_string().as_bytes())
+            .map_err(fail)?;
+    }
+    sink.commit().map_err(fail)
+}

@@ -1,0 +1,496 @@
+//! The image model and its formats.
+//!
+//! One model, OCI media types throughout: a config, a list of layers and
+//! manifest annotations. Readers (`docker_archive`, `legacy`, `oci_layout`)
+//! produce it, writers consume it, and no format module calls another, in
+//! the manner of go-containerregistry's `tarball`/`layout` split. Layers are
+//! not copied when an image is opened: they stay byte ranges of their input
+//! until written, and every copy is checked against its digest.
+
+mod config;
+mod docker_archive;
+mod legacy;
+mod oci_layout;
+mod sink;
+mod source;
+mod tar_index;
+
+use std::collections::BTreeMap;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use oci_spec::image::MediaType;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+pub use config::{ConfigError, ImageConfig, rfc3339};
+pub use source::{ImageDestination, ImageSource};
+
+use crate::digest::Digest;
+use crate::layer::tar::{LayerTar, PathFilter, archive_path};
+use crate::layer::{Compression, Layer, LayerWriter};
+use crate::reference::{Reference, ReferenceError};
+
+/// The fixed time used when `SOURCE_DATE_EPOCH` is not set, so that builds
+/// are reproducible by default.
+pub const DEFAULT_EPOCH: u64 = 0;
+
+/// What can go wrong reading, editing or writing an image. Each message
+/// names the input it is about.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// An image source string that names no transport and no existing path.
+    #[error(
+        "invalid image source `{0}`: expected `scratch`, `docker-archive:PATH`, `oci:DIR[:TAG]`, `oci-archive:PATH[:TAG]` or an existing path"
+    )]
+    BadSource(String),
+    /// An image destination string of an unknown form.
+    #[error(
+        "invalid image destination `{0}`: expected `docker-archive:PATH`, `oci:DIR[:TAG]` or `oci-archive:PATH[:TAG]`"
+    )]
+    BadDestination(String),
+    /// An input file could not be read.
+    #[error("cannot read {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// An input that is not an image of the expected kind.
+    #[error("{} is not an image: {reason}", path.display())]
+    NotAnImage {
+        /// The input.
+        path: PathBuf,
+        /// What is missing or wrong.
+        reason: String,
+    },
+    /// An image that names a file it does not contain.
+    #[error("{} is incomplete: it has no {member}", path.display())]
+    MissingMember {
+        /// The archive or directory.
+        path: PathBuf,
+        /// The missing member.
+        member: String,
+    },
+    /// A metadata file that is not the JSON it should be.
+    #[error("{}: {what} is not valid", path.display())]
+    BadJson {
+        /// The archive or directory.
+        path: PathBuf,
+        /// Which file.
+        what: String,
+        /// The parse error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A config blob that is not an image config.
+    #[error("{}: bad image config", path.display())]
+    BadConfig {
+        /// The input.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: ConfigError,
+    },
+    /// Bytes that do not match the digest they are stored under.
+    #[error("{}: {what} does not match its digest: expected {expected}, found {actual}", path.display())]
+    DigestMismatch {
+        /// The input.
+        path: PathBuf,
+        /// Which blob.
+        what: String,
+        /// The digest it is named by.
+        expected: String,
+        /// The digest of its bytes.
+        actual: String,
+    },
+    /// A tag that is not in the layout.
+    #[error("{} has no image tagged `{tag}` (tags: {available})", path.display())]
+    NoSuchTag {
+        /// The layout.
+        path: PathBuf,
+        /// The tag asked for.
+        tag: String,
+        /// The tags there are.
+        available: String,
+    },
+    /// Several images and no tag to choose one.
+    #[error("{} holds several images; name one as `{}:TAG` (tags: {available})", path.display(), path.display())]
+    Ambiguous {
+        /// The layout or archive.
+        path: PathBuf,
+        /// The tags there are.
+        available: String,
+    },
+    /// Something valid that this tool does not handle.
+    #[error("{}: {reason}", path.display())]
+    Unsupported {
+        /// The input.
+        path: PathBuf,
+        /// What and why.
+        reason: String,
+    },
+    /// A tree or file that could not be added as a layer.
+    #[error("cannot add {} as a layer", path.display())]
+    AddLayer {
+        /// The source.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// A layer that could not be built from the given contents.
+    #[error("cannot build layer from {what}")]
+    BuildLayer {
+        /// The kind of input.
+        what: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// `remove_layer` on an image without layers.
+    #[error("the image has no layer to remove")]
+    NoLayers,
+    /// An output that could not be written (nothing is left at its path).
+    #[error("cannot write {}", path.display())]
+    Write {
+        /// The output.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// An output format that cannot hold this image.
+    #[error("cannot write {}: {reason}", path.display())]
+    Refused {
+        /// The output.
+        path: PathBuf,
+        /// Why, and what to do instead.
+        reason: String,
+    },
+    /// A bad image name.
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    /// A bad config edit.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A `SOURCE_DATE_EPOCH` that is not a number of seconds.
+    #[error("SOURCE_DATE_EPOCH=`{0}` is not a whole number of seconds since 1970")]
+    BadEpoch(String),
+}
+
+/// The build time from `SOURCE_DATE_EPOCH`, else [`DEFAULT_EPOCH`].
+pub fn source_date_epoch() -> Result<u64, ImageError> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(text) if !text.trim().is_empty() => {
+            text.trim().parse().map_err(|_| ImageError::BadEpoch(text))
+        }
+        _ => Ok(DEFAULT_EPOCH),
+    }
+}
+
+/// A container image: config, layers and manifest annotations, plus the
+/// settings used for layers added to it.
+#[derive(Clone, Debug)]
+pub struct Image {
+    config: ImageConfig,
+    layers: Vec<Layer>,
+    annotations: BTreeMap<String, String>,
+    name: Option<Reference>,
+    compression: Compression,
+    epoch: u64,
+    scratch: Option<Arc<TempDir>>,
+    scratch_parent: Option<PathBuf>,
+}
+
+impl Image {
+    /// An empty linux/amd64 image with no layers (`scratch`).
+    pub fn scratch() -> Result<Self, ImageError> {
+        let epoch = source_date_epoch()?;
+        Ok(Self::from_parts(
+            ImageConfig::scratch("linux", "amd64", epoch),
+            Vec::new(),
+            BTreeMap::new(),
+            None,
+        )?
+        .with_epoch(epoch))
+    }
+
+    /// Opens an image from a source string in skopeo's transport syntax
+    /// (`scratch`, `docker-archive:PATH`, `oci:DIR[:TAG]`,
+    /// `oci-archive:PATH[:TAG]`) or a path to a tar or a directory.
+    pub fn open(source: &str) -> Result<Self, ImageError> {
+        source.parse::<ImageSource>()?.open()
+    }
+
+    /// Assembles an image; readers use this after checking their input.
+    pub(crate) fn from_parts(
+        config: ImageConfig,
+        layers: Vec<Layer>,
+        annotations: BTreeMap<String, String>,
+        name: Option<Reference>,
+    ) -> Result<Self, ImageError> {
+        Ok(Image {
+            config,
+            layers,
+            annotations,
+            name,
+            compression: Compression::default(),
+            epoch: source_date_epoch()?,
+            scratch: None,
+            scratch_parent: None,
+        })
+    }
+
+    fn with_epoch(mut self, epoch: u64) -> Self {
+        self.epoch = epoch;
+        self
+    }
+
+    /// The layers, bottom first.
+    pub fn layers(&self) -> &[Layer] {
+        &self.layers
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ImageConfig {
+        &self.config
+    }
+
+    /// The configuration, to edit Env, Entrypoint, Cmd, labels and so on.
+    pub fn config_mut(&mut self) -> &mut ImageConfig {
+        &mut self.config
+    }
+
+    /// The image name, if set.
+    pub fn name(&self) -> Option<&Reference> {
+        self.name.as_ref()
+    }
+
+    /// Names the image, `NAME[:TAG]` (tag `latest` if omitted).
+    pub fn set_name(&mut self, name: &str) -> Result<(), ImageError> {
+        self.name = Some(name.parse()?);
+        Ok(())
+    }
+
+    /// Manifest annotations (OCI outputs only; docker archives have none).
+    pub fn annotations(&self) -> &BTreeMap<String, String> {
+        &self.annotations
+    }
+
+    /// Adds or replaces a manifest annotation.
+    pub fn add_annotation(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        self.annotations.insert(key.into(), value.into());
+    }
+
+    /// How layers added from now on are compressed.
+    pub fn set_compression(&mut self, compression: Compression) {
+        self.compression = compression;
+    }
+
+    /// The time stamped on new layers' entries and history, in seconds
+    /// since 1970 (default: `SOURCE_DATE_EPOCH`, else 0).
+    pub fn set_epoch(&mut self, epoch: u64) {
+        self.epoch = epoch;
+    }
+
+    /// The time stamped on new layers.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Where new layer blobs are staged (default: the system temp dir). Set
+    /// it before adding layers.
+    pub fn set_scratch_dir(&mut self, dir: impl Into<PathBuf>) {
+        self.scratch_parent = Some(dir.into());
+    }
+
+    /// The image id: the digest of the config.
+    pub fn config_digest(&self) -> Digest {
+        self.config.digest()
+    }
+
+    /// The OCI manifest, canonical JSON (sorted keys).
+    pub fn manifest_bytes(&self) -> Vec<u8> {
+        let config = self.config.to_bytes();
+        let layers: Vec<Value> = self
+            .layers
+            .iter()
+            .map(|l| {
+                let mut d = json!({
+                    "mediaType": l.media_type().to_string(),
+                    "digest": l.digest().to_string(),
+                    "size": l.size(),
+                });
+                if !l.annotations().is_empty() {
+                    d["annotations"] = json!(l.annotations());
+                }
+                d
+            })
+            .collect();
+        let mut manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": MediaType::ImageManifest.to_string(),
+            "config": {
+                "mediaType": MediaType::ImageConfig.to_string(),
+                "digest": Digest::of(&config).to_string(),
+                "size": config.len(),
+            },
+            "layers": layers,
+        });
+        if !self.annotations.is_empty() {
+            manifest["annotations"] = json!(self.annotations);
+        }
+        serde_json::to_vec(&manifest).unwrap_or_default()
+    }
+
+    /// The digest of the OCI manifest.
+    pub fn manifest_digest(&self) -> Digest {
+        Digest::of(&self.manifest_bytes())
+    }
+
+    fn layer_writer(&mut self) -> io::Result<LayerWriter> {
+        let scratch = match &self.scratch {
+            Some(dir) => dir.clone(),
+            None => {
+                let parent = self
+                    .scratch_parent
+                    .clone()
+                    .unwrap_or_else(std::env::temp_dir);
+                let dir = Arc::new(
+                    tempfile::Builder::new()
+                        .prefix("conda-docker-")
+                        .tempdir_in(parent)?,
+                );
+                self.scratch = Some(dir.clone());
+                dir
+            }
+        };
+        LayerWriter::new(scratch, self.compression)
+    }
+
+    /// Appends a layer already built (its blob, digest and diff id known),
+    /// with a history entry saying `created_by`.
+    pub fn push_layer(&mut self, layer: Layer, created_by: &str) {
+        self.config
+            .push_layer(layer.diff_id(), self.epoch, created_by);
+        self.layers.push(layer);
+    }
+
+    /// Appends a layer holding the file or directory tree at `path`, mapped
+    /// under `arcpath` inside the image (`/` or `""` for the root).
+    /// Symlinks stay symlinks, hardlinks stay hardlinks, modes are kept,
+    /// owners become 0:0 and times the image's epoch. `filter` sees each
+    /// path relative to `path` and leaves it out when it returns `false`.
+    pub fn add_layer_path(
+        &mut self,
+        path: impl AsRef<Path>,
+        arcpath: &str,
+        filter: Option<PathFilter>,
+    ) -> Result<&Layer, ImageError> {
+        let path = path.as_ref();
+        let fail = |source| ImageError::AddLayer {
+            path: path.to_owned(),
+            source,
+        };
+        let arcpath = archive_path(arcpath).map_err(fail)?;
+        std::fs::symlink_metadata(path).map_err(fail)?;
+        let mut tar = LayerTar::new(self.layer_writer().map_err(fail)?, self.epoch);
+        tar.add_tree(path, &arcpath, filter).map_err(fail)?;
+        let layer = tar.finish().and_then(LayerWriter::finish).map_err(fail)?;
+        self.push_layer(layer, &format!("conda-docker add_layer_path /{arcpath}"));
+        Ok(self.layers.last().expect("just pushed"))
+    }
+
+    /// Appends a layer of regular files (mode 0644) given as path → bytes.
+    pub fn add_layer_contents<P, B>(
+        &mut self,
+        files: impl IntoIterator<Item = (P, B)>,
+    ) -> Result<&Layer, ImageError>
+    where
+        P: AsRef<str>,
+        B: AsRef<[u8]>,
+    {
+        let fail = |source| ImageError::BuildLayer {
+            what: "in-memory contents".into(),
+            source,
+        };
+        let mut sorted = BTreeMap::new();
+        for (path, bytes) in files {
+            sorted.insert(archive_path(path.as_ref()).map_err(fail)?, bytes);
+        }
+        let mut tar = LayerTar::new(self.layer_writer().map_err(fail)?, self.epoch);
+        for (path, bytes) in &sorted {
+            let bytes = bytes.as_ref();
+            tar.add_file(path, 0o644, bytes.len() as u64, bytes)
+                .map_err(fail)?;
+        }
+        let layer = tar.finish().and_then(LayerWriter::finish).map_err(fail)?;
+        let names: Vec<_> = sorted.keys().map(|p| format!("/{p}")).collect();
+        self.push_layer(
+            layer,
+            &format!("conda-docker add_layer_contents {}", names.join(" ")),
+        );
+        Ok(self.layers.last().expect("just pushed"))
+    }
+
+    /// Appends a layer from a ready, uncompressed tar stream, taken as is
+    /// (compressed with the image's compression setting).
+    pub fn add_layer_tar(
+        &mut self,
+        mut tar: impl Read,
+        created_by: &str,
+    ) -> Result<&Layer, ImageError> {
+        let fail = |source| ImageError::BuildLayer {
+            what: "a tar stream".into(),
+            source,
+        };
+        let mut writer = self.layer_writer().map_err(fail)?;
+        io::copy(&mut tar, &mut writer).map_err(fail)?;
+        let layer = writer.finish().map_err(fail)?;
+        self.push_layer(layer, created_by);
+        Ok(self.layers.last().expect("just pushed"))
+    }
+
+    /// Removes the top layer (and its history entry) and returns it.
+    pub fn remove_layer(&mut self) -> Result<Layer, ImageError> {
+        let layer = self.layers.pop().ok_or(ImageError::NoLayers)?;
+        self.config.pop_layer(self.epoch);
+        Ok(layer)
+    }
+
+    /// Writes the image to a destination in skopeo's transport syntax
+    /// (`docker-archive:PATH`, `oci:DIR[:TAG]`, `oci-archive:PATH[:TAG]`).
+    pub fn write(&self, destination: &str) -> Result<(), ImageError> {
+        self.write_to(&destination.parse()?)
+    }
+
+    /// Writes the image to `destination`. Nothing is left at the output
+    /// path if writing fails.
+    pub fn write_to(&self, destination: &ImageDestination) -> Result<(), ImageError> {
+        match destination {
+            ImageDestination::DockerArchive(path) => docker_archive::write(self, path),
+            ImageDestination::Oci { dir, tag } => {
+                oci_layout::write_dir(self, dir, self.out_tag(tag))
+            }
+            ImageDestination::OciArchive { path, tag } => {
+                oci_layout::write_archive(self, path, self.out_tag(tag))
+            }
+        }
+    }
+
+    /// Writes a `docker load`-able archive, like the original `write_file`.
+    pub fn write_file(&self, path: impl AsRef<Path>) -> Result<(), ImageError> {
+        docker_archive::write(self, path.as_ref())
+    }
+
+    /// The tag for an OCI output: the one asked for, else the image name's.
+    fn out_tag<'a>(&'a self, asked: &'a Option<String>) -> Option<&'a str> {
+        asked
+            .as_deref()
+            .or_else(|| self.name.as_ref().and_then(Reference::tag))
+    }
+}

@@ -1,0 +1,350 @@
+//! OCI image layouts, as a directory (`oci:`) or a tar (`oci-archive:`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
+use serde_json::{Value, json};
+
+use super::docker_archive::put_blob;
+use super::sink::{DirSink, Sink, TarSink};
+use super::tar_index::TarIndex;
+use super::{Image, ImageConfig, ImageError};
+use crate::blob::Blob;
+use crate::digest::Digest;
+use crate::layer::{Layer, oci_layer_media_type};
+
+/// The annotation that holds a manifest's tag in `index.json`.
+pub(crate) const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// Where a layout's files are.
+pub(crate) enum Store {
+    /// A layout directory.
+    Dir(PathBuf),
+    /// A layout inside a tar.
+    Tar(TarIndex),
+}
+
+impl Store {
+    fn path(&self) -> &Path {
+        match self {
+            Store::Dir(dir) => dir,
+            Store::Tar(index) => index.path(),
+        }
+    }
+
+    fn blob(&self, name: &str) -> Result<Blob, ImageError> {
+        match self {
+            Store::Dir(dir) => {
+                let path = dir.join(name);
+                if path.is_file() {
+                    Ok(Blob::file(path))
+                } else {
+                    Err(ImageError::MissingMember {
+                        path: dir.clone(),
+                        member: name.to_owned(),
+                    })
+                }
+            }
+            Store::Tar(index) => index.blob(name),
+        }
+    }
+
+    fn read(&self, name: &str) -> Result<Vec<u8>, ImageError> {
+        self.blob(name)?
+            .read_all()
+            .map_err(|source| ImageError::Read {
+                path: self.path().to_owned(),
+                source,
+            })
+    }
+
+    /// Reads a small blob and checks it against its descriptor.
+    fn read_verified(&self, descriptor: &Descriptor, what: &str) -> Result<Vec<u8>, ImageError> {
+        let expected: Digest = descriptor
+            .digest()
+            .to_string()
+            .parse()
+            .map_err(|e: crate::digest::DigestParseError| self.unsupported(e.to_string()))?;
+        let bytes = self.read(&blob_name(&expected))?;
+        let actual = Digest::of(&bytes);
+        if actual != expected || bytes.len() as u64 != descriptor.size() {
+            return Err(ImageError::DigestMismatch {
+                path: self.path().to_owned(),
+                what: what.to_owned(),
+                expected: expected.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+        Ok(bytes)
+    }
+
+    fn unsupported(&self, reason: String) -> ImageError {
+        ImageError::Unsupported {
+            path: self.path().to_owned(),
+            reason,
+        }
+    }
+
+    fn parse<T: serde::de::DeserializeOwned>(
+        &self,
+        bytes: &[u8],
+        what: &str,
+    ) -> Result<T, ImageError> {
+        serde_json::from_slice(bytes).map_err(|source| ImageError::BadJson {
+            path: self.path().to_owned(),
+            what: what.to_owned(),
+            source,
+        })
+    }
+}
+
+fn blob_name(digest: &Digest) -> String {
+    format!("blobs/sha256/{}", digest.hex())
+}
+
+fn tags(index: &ImageIndex) -> String {
+    let tags: Vec<&str> = index
+        .manifests()
+        .iter()
+        .filter_map(|d| d.annotations().as_ref()?.get(REF_NAME).map(String::as_str))
+        .collect();
+    if tags.is_empty() {
+        "none".into()
+    } else {
+        tags.join(", ")
+    }
+}
+
+fn is_index(media_type: &MediaType) -> bool {
+    matches!(media_type, MediaType::ImageIndex) || media_type.to_string() == DOCKER_LIST
+}
+
+/// Picks the linux/amd64 entry of a multi-platform index, or its only one.
+fn pick_platform<'a>(store: &Store, index: &'a ImageIndex) -> Result<&'a Descriptor, ImageError> {
+    let images: Vec<&Descriptor> = index
+        .manifests()
+        .iter()
+        .filter(|d| {
+            d.platform()
+                .as_ref()
+                .is_none_or(|p| p.os().to_string() != "unknown")
+        })
+        .collect();
+    if let [only] = images.as_slice() {
+        return Ok(only);
+    }
+    images
+        .iter()
+        .find(|d| {
+            d.platform().as_ref().is_some_and(|p| {
+                p.os().to_string() == "linux" && p.architecture().to_string() == "amd64"
+            })
+        })
+        .copied()
+        .ok_or_else(|| store.unsupported("the image index has no linux/amd64 image".into()))
+}
+
+pub(crate) fn read(store: Store, tag: Option<&str>) -> Result<Image, ImageError> {
+    if store.blob("oci-layout").is_err() {
+        return Err(ImageError::NotAnImage {
+            path: store.path().to_owned(),
+            reason: "it has no oci-layout file (not an OCI image layout)".into(),
+        });
+    }
+    let index: ImageIndex = store.parse(&store.read("index.json")?, "index.json")?;
+    let mut descriptor = match tag {
+        Some(tag) => index
+            .manifests()
+            .iter()
+            .find(|d| {
+                d.annotations()
+                    .as_ref()
+                    .and_then(|a| a.get(REF_NAME))
+                    .map(String::as_str)
+                    == Some(tag)
+            })
+            .ok_or_else(|| ImageError::NoSuchTag {
+                path: store.path().to_owned(),
+                tag: tag.to_owned(),
+                available: tags(&index),
+            })?
+            .clone(),
+        None => match index.manifests().as_slice() {
+            [only] => only.clone(),
+            [] => {
+                return Err(ImageError::NotAnImage {
+                    path: store.path().to_owned(),
+                    reason: "index.json lists no image".into(),
+                });
+            }
+            _ => {
+                return Err(ImageError::Ambiguous {
+                    path: store.path().to_owned(),
+                    available: tags(&index),
+                });
+            }
+        },
+    };
+    // Nested indexes (multi-platform images) lead to one manifest.
+    for _ in 0..4 {
+        if !is_index(descriptor.media_type()) {
+            break;
+        }
+        let nested: ImageIndex = store.parse(
+            &store.read_verified(&descriptor, "image index")?,
+            "image index",
+        )?;
+        descriptor = pick_platform(&store, &nested)?.clone();
+    }
+    let media_type = descriptor.media_type().to_string();
+    if media_type != MediaType::ImageManifest.to_string() && media_type != DOCKER_MANIFEST {
+        return Err(store.unsupported(format!("unsupported manifest type {media_type}")));
+    }
+    let manifest: ImageManifest =
+        store.parse(&store.read_verified(&descriptor, "manifest")?, "manifest")?;
+    let config_bytes = store.read_verified(manifest.config(), "config")?;
+    let config = ImageConfig::parse(&config_bytes).map_err(|source| ImageError::BadConfig {
+        path: store.path().to_owned(),
+        source,
+    })?;
+    let diff_ids = config.diff_ids()?;
+    if diff_ids.len() != manifest.layers().len() {
+        return Err(store.unsupported(format!(
+            "the manifest lists {} layers but the config has {} diff ids",
+            manifest.layers().len(),
+            diff_ids.len()
+        )));
+    }
+    let mut layers = Vec::new();
+    for (descriptor, diff_id) in manifest.layers().iter().zip(diff_ids) {
+        let media_type =
+            oci_layer_media_type(descriptor.media_type().as_ref()).ok_or_else(|| {
+                store.unsupported(format!(
+                    "layer type {} cannot be carried",
+                    descriptor.media_type()
+                ))
+            })?;
+        let digest: Digest = descriptor
+            .digest()
+            .to_string()
+            .parse()
+            .map_err(|e: crate::digest::DigestParseError| store.unsupported(e.to_string()))?;
+        let blob = store.blob(&blob_name(&digest))?;
+        let mut layer = Layer::new(media_type, digest, descriptor.size(), diff_id, blob);
+        for (key, value) in descriptor.annotations().iter().flatten() {
+            layer.set_annotation(key, value);
+        }
+        layers.push(layer);
+    }
+    let annotations: BTreeMap<String, String> = manifest
+        .annotations()
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Image::from_parts(config, layers, annotations, None)
+}
+
+/// Writes every blob of `image` into `sink`, then returns the manifest's
+/// entry for `index.json`.
+fn write_blobs(image: &Image, sink: &mut dyn Sink, tag: Option<&str>) -> std::io::Result<Value> {
+    let config = image.config().to_bytes();
+    let config_name = blob_name(&Digest::of(&config));
+    if !sink.has(&config_name, config.len() as u64) {
+        sink.put_bytes(&config_name, &config)?;
+    }
+    let mut seen = std::collections::HashSet::new();
+    for layer in image.layers() {
+        if seen.insert(layer.digest()) {
+            put_blob(sink, layer)?;
+        }
+    }
+    let manifest = image.manifest_bytes();
+    let digest = Digest::of(&manifest);
+    sink.put_bytes(&blob_name(&digest), &manifest)?;
+    let mut entry = json!({
+        "mediaType": MediaType::ImageManifest.to_string(),
+        "digest": digest.to_string(),
+        "size": manifest.len(),
+    });
+    if let Some(tag) = tag {
+        entry["annotations"] = json!({ REF_NAME: tag });
+    }
+    Ok(entry)
+}
+
+fn index_json(manifests: Vec<Value>) -> Vec<u8> {
+    let index = json!({
+        "schemaVersion": 2,
+        "mediaType": MediaType::ImageIndex.to_string(),
+        "manifests": manifests,
+    });
+    serde_json::to_vec(&index).unwrap_or_default()
+}
+
+const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+
+pub(crate) fn write_archive(
+    image: &Image,
+    path: &Path,
+    tag: Option<&str>,
+) -> Result<(), ImageError> {
+    let fail = |source| ImageError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let mut sink = TarSink::create(path, image.epoch()).map_err(fail)?;
+    let entry = write_blobs(image, &mut sink, tag).map_err(fail)?;
+    sink.put_bytes("index.json", &index_json(vec![entry]))
+        .map_err(fail)?;
+    sink.put_bytes("oci-layout", OCI_LAYOUT).map_err(fail)?;
+    sink.commit().map_err(fail)
+}
+
+/// Writes into a layout directory, creating it or adding to an existing
+/// layout (an entry with the same tag is replaced). `index.json` is written
+/// last, so a failed write leaves any previous layout as it was.
+pub(crate) fn write_dir(image: &Image, dir: &Path, tag: Option<&str>) -> Result<(), ImageError> {
+    let fail = |source| ImageError::Write {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut manifests = Vec::new();
+    if dir.join("index.json").is_file() {
+        let existing: Value = serde_json::from_slice(
+            &fs_err::read(dir.join("index.json")).map_err(fail)?,
+        )
+        .map_err(|source| ImageError::BadJson {
+            path: dir.to_owned(),
+            what: "index.json".into(),
+            source,
+        })?;
+        manifests = existing["manifests"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+    } else if dir.exists() && fs_err::read_dir(dir).map_err(fail)?.next().is_some() {
+        return Err(ImageError::Refused {
+            path: dir.to_owned(),
+            reason: "the directory exists, is not empty and is not an OCI layout".into(),
+        });
+    }
+    let created = !dir.exists();
+    let result = (|| {
+        fs_err::create_dir_all(dir)?;
+        let mut sink = DirSink::new(dir);
+        let entry = write_blobs(image, &mut sink, tag)?;
+        manifests.retain(|m| tag.is_none() || m["annotations"][REF_NAME].as_str() != tag);
+        manifests.push(entry);
+        sink.put_bytes("oci-layout", OCI_LAYOUT)?;
+        sink.put_bytes("index.json", &index_json(manifests))
+    })();
+    if result.is_err() && created {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    result.map_err(fail)
+}

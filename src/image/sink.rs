@@ -1,0 +1,110 @@
+//! Where writers put files: a tar being written, or a directory. Both
+//! commit atomically — a temp file renamed into place — so a failed write
+//! leaves nothing at the output path.
+
+use std::fs;
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use tempfile::NamedTempFile;
+
+use crate::layer::tar::LayerTar;
+
+/// A place to put the files of an image output.
+pub(crate) trait Sink {
+    /// Whether a file `name` of `size` bytes is already there (so it need
+    /// not be written again).
+    fn has(&self, _name: &str, _size: u64) -> bool {
+        false
+    }
+
+    /// Adds file `name` with `size` bytes from `data`.
+    fn put(&mut self, name: &str, size: u64, data: &mut dyn Read) -> io::Result<()>;
+
+    /// Adds a small file from memory.
+    fn put_bytes(&mut self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        self.put(name, bytes.len() as u64, &mut &bytes[..])
+    }
+}
+
+/// Temp files are created 0600; outputs are meant to be shared like any
+/// file `docker save` or `skopeo` writes.
+fn publish(file: NamedTempFile, path: &Path) -> io::Result<()> {
+    file.as_file()
+        .set_permissions(fs::Permissions::from_mode(0o644))?;
+    file.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+fn temp_in(path: &Path) -> io::Result<NamedTempFile> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    tempfile::Builder::new()
+        .prefix(".conda-docker-")
+        .tempfile_in(parent)
+}
+
+/// A deterministic tar (same rules as layers), renamed into place on commit.
+pub(crate) struct TarSink {
+    tar: LayerTar<BufWriter<NamedTempFile>>,
+    path: PathBuf,
+}
+
+impl TarSink {
+    pub(crate) fn create(path: &Path, mtime: u64) -> io::Result<Self> {
+        let file = temp_in(path)?;
+        Ok(TarSink {
+            tar: LayerTar::new(BufWriter::with_capacity(1 << 20, file), mtime),
+            path: path.to_owned(),
+        })
+    }
+
+    pub(crate) fn commit(self) -> io::Result<()> {
+        let mut buffered = self.tar.finish()?;
+        buffered.flush()?;
+        let file = buffered.into_inner().map_err(|e| e.into_error())?;
+        file.as_file().sync_all()?;
+        publish(file, &self.path)
+    }
+}
+
+impl Sink for TarSink {
+    fn put(&mut self, name: &str, size: u64, data: &mut dyn Read) -> io::Result<()> {
+        self.tar.add_file(name, 0o644, size, data)
+    }
+}
+
+/// A directory; each file is written to a temp file and renamed.
+pub(crate) struct DirSink {
+    root: PathBuf,
+}
+
+impl DirSink {
+    pub(crate) fn new(root: &Path) -> Self {
+        DirSink {
+            root: root.to_owned(),
+        }
+    }
+}
+
+impl Sink for DirSink {
+    fn has(&self, name: &str, size: u64) -> bool {
+        fs::metadata(self.root.join(name)).is_ok_and(|m| m.is_file() && m.len() == size)
+    }
+
+    fn put(&mut self, name: &str, _size: u64, data: &mut dyn Read) -> io::Result<()> {
+        let path = self.root.join(name);
+        if let Some(parent) = path.parent() {
+            fs_err::create_dir_all(parent)?;
+        }
+        let mut file = temp_in(&path)?;
+        let mut writer = BufWriter::new(file.as_file_mut());
+        io::copy(data, &mut writer)?;
+        writer.flush()?;
+        drop(writer);
+        publish(file, &path)
+    }
+}

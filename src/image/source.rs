@@ -1,0 +1,205 @@
+//! Where images come from and go to, named with skopeo's transports.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use super::oci_layout::{self, Store};
+use super::tar_index::TarIndex;
+use super::{Image, ImageError, docker_archive, legacy};
+
+/// An image to open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImageSource {
+    /// No layers: `scratch`.
+    Scratch,
+    /// `docker-archive:PATH`: `docker save` output (or the legacy v1 layout).
+    DockerArchive(PathBuf),
+    /// `oci:DIR[:TAG]`: an OCI image layout directory.
+    Oci {
+        /// The layout directory.
+        dir: PathBuf,
+        /// The `org.opencontainers.image.ref.name` to pick.
+        tag: Option<String>,
+    },
+    /// `oci-archive:PATH[:TAG]`: an OCI image layout in a tar.
+    OciArchive {
+        /// The tar file.
+        path: PathBuf,
+        /// The `org.opencontainers.image.ref.name` to pick.
+        tag: Option<String>,
+    },
+    /// A bare path: a directory is an OCI layout, a tar is sniffed.
+    Path(PathBuf),
+}
+
+/// An image output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImageDestination {
+    /// `docker-archive:PATH`: loadable by `docker load` and `podman load`.
+    DockerArchive(PathBuf),
+    /// `oci:DIR[:TAG]`: an OCI layout directory (created, or added to).
+    Oci {
+        /// The layout directory.
+        dir: PathBuf,
+        /// The tag to record.
+        tag: Option<String>,
+    },
+    /// `oci-archive:PATH[:TAG]`: an OCI layout as a tar.
+    OciArchive {
+        /// The tar file.
+        path: PathBuf,
+        /// The tag to record.
+        tag: Option<String>,
+    },
+}
+
+/// `PATH[:TAG]` split at the first colon, as skopeo does.
+fn path_and_tag(rest: &str) -> (PathBuf, Option<String>) {
+    match rest.split_once(':') {
+        Some((path, tag)) if !tag.is_empty() => (PathBuf::from(path), Some(tag.to_owned())),
+        Some((path, _)) => (PathBuf::from(path), None),
+        None => (PathBuf::from(rest), None),
+    }
+}
+
+impl FromStr for ImageSource {
+    type Err = ImageError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bad = || ImageError::BadSource(text.to_owned());
+        if text == "scratch" {
+            return Ok(ImageSource::Scratch);
+        }
+        if let Some(rest) = text.strip_prefix("docker-archive:") {
+            return match rest {
+                "" => Err(bad()),
+                _ => Ok(ImageSource::DockerArchive(rest.into())),
+            };
+        }
+        if let Some(rest) = text.strip_prefix("oci:") {
+            let (dir, tag) = path_and_tag(rest);
+            return if rest.is_empty() {
+                Err(bad())
+            } else {
+                Ok(ImageSource::Oci { dir, tag })
+            };
+        }
+        if let Some(rest) = text.strip_prefix("oci-archive:") {
+            let (path, tag) = path_and_tag(rest);
+            return if rest.is_empty() {
+                Err(bad())
+            } else {
+                Ok(ImageSource::OciArchive { path, tag })
+            };
+        }
+        if text.is_empty() {
+            return Err(bad());
+        }
+        Ok(ImageSource::Path(text.into()))
+    }
+}
+
+impl FromStr for ImageDestination {
+    type Err = ImageError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bad = || ImageError::BadDestination(text.to_owned());
+        let (kind, rest) = text.split_once(':').ok_or_else(bad)?;
+        if rest.is_empty() {
+            return Err(bad());
+        }
+        match kind {
+            "docker-archive" => Ok(ImageDestination::DockerArchive(rest.into())),
+            "oci" => {
+                let (dir, tag) = path_and_tag(rest);
+                Ok(ImageDestination::Oci { dir, tag })
+            }
+            "oci-archive" => {
+                let (path, tag) = path_and_tag(rest);
+                Ok(ImageDestination::OciArchive { path, tag })
+            }
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// Opens a tar whose kind is judged from its members.
+fn open_tar(path: &Path, tag: Option<&str>) -> Result<Image, ImageError> {
+    let index = TarIndex::open(path)?;
+    if index.contains("manifest.json") {
+        docker_archive::read(&index)
+    } else if index.contains("repositories") {
+        legacy::read(&index)
+    } else if index.contains("index.json") {
+        oci_layout::read(Store::Tar(index), tag)
+    } else {
+        Err(ImageError::NotAnImage {
+            path: path.to_owned(),
+            reason: "it has no manifest.json, repositories or index.json".into(),
+        })
+    }
+}
+
+impl ImageSource {
+    /// Reads the image.
+    pub fn open(&self) -> Result<Image, ImageError> {
+        match self {
+            ImageSource::Scratch => Image::scratch(),
+            ImageSource::DockerArchive(path) => {
+                let index = TarIndex::open(path)?;
+                if index.contains("manifest.json") {
+                    docker_archive::read(&index)
+                } else if index.contains("repositories") {
+                    legacy::read(&index)
+                } else {
+                    Err(ImageError::NotAnImage {
+                        path: path.clone(),
+                        reason: "it has no manifest.json or repositories (not a docker-archive)"
+                            .into(),
+                    })
+                }
+            }
+            ImageSource::Oci { dir, tag } => {
+                oci_layout::read(Store::Dir(dir.clone()), tag.as_deref())
+            }
+            ImageSource::OciArchive { path, tag } => {
+                oci_layout::read(Store::Tar(TarIndex::open(path)?), tag.as_deref())
+            }
+            ImageSource::Path(path) if path.is_dir() => {
+                oci_layout::read(Store::Dir(path.clone()), None)
+            }
+            ImageSource::Path(path) if path.is_file() => open_tar(path, None),
+            ImageSource::Path(path) => Err(ImageError::BadSource(path.display().to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_transports() {
+        assert_eq!(
+            "scratch".parse::<ImageSource>().unwrap(),
+            ImageSource::Scratch
+        );
+        assert_eq!(
+            "oci:/a/b:v1".parse::<ImageSource>().unwrap(),
+            ImageSource::Oci {
+                dir: "/a/b".into(),
+                tag: Some("v1".into())
+            }
+        );
+        assert_eq!(
+            "oci-archive:x.tar".parse::<ImageDestination>().unwrap(),
+            ImageDestination::OciArchive {
+                path: "x.tar".into(),
+                tag: None
+            }
+        );
+        assert!("docker-archive:".parse::<ImageSource>().is_err());
+        assert!("tarball:x".parse::<ImageDestination>().is_err());
+        assert!("x.tar".parse::<ImageDestination>().is_err());
+    }
+}

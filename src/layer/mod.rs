@@ -1,0 +1,117 @@
+//! Layers: building them (a deterministic tar, hashed and compressed in one
+//! pass) and describing them (digest, size, diff id, media type, bytes).
+
+mod encode;
+pub mod tar;
+
+use std::collections::BTreeMap;
+
+pub use encode::{Compression, LayerWriter};
+use oci_spec::image::MediaType;
+
+use crate::blob::Blob;
+use crate::digest::{DiffId, Digest};
+
+/// One layer of an image: its blob (compressed or not) and what describes it.
+#[derive(Clone, Debug)]
+pub struct Layer {
+    media_type: MediaType,
+    digest: Digest,
+    size: u64,
+    diff_id: DiffId,
+    blob: Blob,
+    annotations: BTreeMap<String, String>,
+}
+
+impl Layer {
+    /// Describes a layer whose bytes are in `blob`. The caller vouches for
+    /// the digest and size; they are checked again whenever the bytes are
+    /// copied into an output.
+    pub fn new(
+        media_type: MediaType,
+        digest: Digest,
+        size: u64,
+        diff_id: DiffId,
+        blob: Blob,
+    ) -> Self {
+        Layer {
+            media_type,
+            digest,
+            size,
+            diff_id,
+            blob,
+            annotations: BTreeMap::new(),
+        }
+    }
+
+    /// The media type of the blob (always an OCI layer type).
+    pub fn media_type(&self) -> &MediaType {
+        &self.media_type
+    }
+
+    /// The digest of the blob as stored (compressed).
+    pub fn digest(&self) -> Digest {
+        self.digest
+    }
+
+    /// The size of the blob as stored.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The digest of the uncompressed tar.
+    pub fn diff_id(&self) -> DiffId {
+        self.diff_id
+    }
+
+    /// Where the bytes are.
+    pub fn blob(&self) -> &Blob {
+        &self.blob
+    }
+
+    /// Annotations of this layer's descriptor in an OCI manifest.
+    pub fn annotations(&self) -> &BTreeMap<String, String> {
+        &self.annotations
+    }
+
+    /// Adds or replaces an annotation of this layer's descriptor.
+    pub fn set_annotation(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        self.annotations.insert(key.into(), value.into());
+    }
+
+    /// Whether the blob is compressed with zstd, which old `docker load`
+    /// cannot read.
+    pub fn is_zstd(&self) -> bool {
+        matches!(
+            self.media_type,
+            MediaType::ImageLayerZstd | MediaType::ImageLayerNonDistributableZstd
+        )
+    }
+}
+
+/// Maps a layer media type found in an input (Docker's or OCI's) to the OCI
+/// type used in the one image model. Returns `None` for a type that is not a
+/// layer we can carry.
+pub fn oci_layer_media_type(media_type: &str) -> Option<MediaType> {
+    Some(match media_type {
+        "application/vnd.oci.image.layer.v1.tar" => MediaType::ImageLayer,
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+        | "application/vnd.docker.image.rootfs.diff.tar.gzip" => MediaType::ImageLayerGzip,
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+        | "application/vnd.docker.image.rootfs.diff.tar.zstd" => MediaType::ImageLayerZstd,
+        "application/vnd.docker.image.rootfs.diff.tar" => MediaType::ImageLayer,
+        _ => return None,
+    })
+}
+
+/// The compression of a blob judged from its first bytes (docker archives
+/// carry no media types, so this is all there is to go on).
+pub fn sniff_media_type(head: &[u8]) -> MediaType {
+    if head.starts_with(&[0x1f, 0x8b]) {
+        MediaType::ImageLayerGzip
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        MediaType::ImageLayerZstd
+    } else {
+        MediaType::ImageLayer
+    }
+}

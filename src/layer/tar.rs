@@ -1,0 +1,219 @@
+//! A deterministic tar writer for layers.
+//!
+//! Every entry gets owner 0:0, no user or group names, the same mtime, and
+//! no device numbers; directories come before their contents and every
+//! parent directory is present. Trees are walked in sorted order, so the
+//! bytes depend only on the tree's content, never on the file system's
+//! order, timestamps or owners.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path};
+
+use tar::{EntryType, Header};
+
+/// Mode of the parent directories a layer needs but no source provides.
+const PARENT_DIR_MODE: u32 = 0o755;
+
+/// Decides whether a path (relative to the root of an added tree) goes in.
+/// Returning `false` for a directory leaves out everything below it.
+pub type PathFilter<'a> = &'a dyn Fn(&Path) -> bool;
+
+/// A tar stream with the determinism rules of `design.md`.
+pub struct LayerTar<W: Write> {
+    builder: tar::Builder<W>,
+    mtime: u64,
+    dirs: HashSet<String>,
+    /// First archive path of each (device, inode) with several links, so
+    /// later links become hardlink entries instead of copies.
+    inodes: HashMap<(u64, u64), String>,
+}
+
+/// The header every entry starts from: only the entry type, mode, size and
+/// the fixed mtime vary.
+pub fn header(kind: EntryType, mode: u32, size: u64, mtime: u64) -> Header {
+    let mut header = Header::new_gnu();
+    header.set_entry_type(kind);
+    header.set_mode(mode & 0o7777);
+    header.set_size(size);
+    header.set_mtime(mtime);
+    header.set_uid(0);
+    header.set_gid(0);
+    header
+}
+
+/// Turns a path inside the image into the relative, `/`-separated form a
+/// layer uses (`/opt/conda/` → `opt/conda`). Refuses `..`, which could
+/// escape the root.
+pub fn archive_path(path: &str) -> io::Result<String> {
+    let mut parts = Vec::new();
+    for component in Path::new(path).components() {
+        match component {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(part) => parts.push(part.to_str().ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{path:?} is not UTF-8"),
+                )
+            })?),
+            Component::ParentDir | Component::Prefix(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("path `{path}` inside the image must not contain `..`"),
+                ));
+            }
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+impl<W: Write> LayerTar<W> {
+    /// Starts a tar stream whose entries all carry `mtime`.
+    pub fn new(inner: W, mtime: u64) -> Self {
+        let mut builder = tar::Builder::new(inner);
+        builder.follow_symlinks(false);
+        LayerTar {
+            builder,
+            mtime,
+            dirs: HashSet::new(),
+            inodes: HashMap::new(),
+        }
+    }
+
+    /// Adds a directory entry (after its parents).
+    pub fn add_directory(&mut self, path: &str, mode: u32) -> io::Result<()> {
+        if path.is_empty() || self.dirs.contains(path) {
+            return Ok(());
+        }
+        self.ensure_parents(path)?;
+        let mut header = header(EntryType::Directory, mode, 0, self.mtime);
+        self.builder
+            .append_data(&mut header, format!("{path}/"), io::empty())?;
+        self.dirs.insert(path.to_owned());
+        Ok(())
+    }
+
+    /// Adds a regular file of `size` bytes read from `data`.
+    pub fn add_file(
+        &mut self,
+        path: &str,
+        mode: u32,
+        size: u64,
+        data: impl Read,
+    ) -> io::Result<()> {
+        self.ensure_parents(path)?;
+        let mut header = header(EntryType::Regular, mode, size, self.mtime);
+        self.builder.append_data(&mut header, path, data)
+    }
+
+    /// Adds a symbolic link to `target`, kept as a link.
+    pub fn add_symlink(&mut self, path: &str, target: &Path) -> io::Result<()> {
+        self.ensure_parents(path)?;
+        let mut header = header(EntryType::Symlink, 0o777, 0, self.mtime);
+        self.builder.append_link(&mut header, path, target)
+    }
+
+    /// Adds a hard link to `target`, an earlier entry of this layer.
+    pub fn add_hardlink(&mut self, path: &str, target: &str) -> io::Result<()> {
+        self.ensure_parents(path)?;
+        let mut header = header(EntryType::Link, 0o644, 0, self.mtime);
+        self.builder.append_link(&mut header, path, target)
+    }
+
+    /// Adds the file or tree at `source` under `arcpath`, in sorted order.
+    pub fn add_tree(
+        &mut self,
+        source: &Path,
+        arcpath: &str,
+        filter: Option<PathFilter>,
+    ) -> io::Result<()> {
+        let meta = fs::symlink_metadata(source)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", source.display())))?;
+        if meta.is_dir() {
+            self.add_directory(arcpath, meta.mode())?;
+            self.walk(source, arcpath, Path::new(""), filter)
+        } else {
+            self.add_entry(source, &meta, arcpath)
+        }
+    }
+
+    fn walk(
+        &mut self,
+        dir: &Path,
+        arcdir: &str,
+        rel: &Path,
+        filter: Option<PathFilter>,
+    ) -> io::Result<()> {
+        let mut names = fs::read_dir(dir)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?
+            .map(|entry| entry.map(|e| e.file_name()))
+            .collect::<io::Result<Vec<_>>>()?;
+        names.sort();
+        for name in names {
+            let rel_child = rel.join(&name);
+            if filter.is_some_and(|keep| !keep(&rel_child)) {
+                continue;
+            }
+            let path = dir.join(&name);
+            let name = name.to_str().ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{}: file name is not UTF-8", path.display()),
+                )
+            })?;
+            let arc_child = if arcdir.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{arcdir}/{name}")
+            };
+            let meta = fs::symlink_metadata(&path)?;
+            if meta.is_dir() {
+                self.add_directory(&arc_child, meta.mode())?;
+                self.walk(&path, &arc_child, &rel_child, filter)?;
+            } else {
+                self.add_entry(&path, &meta, &arc_child)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn add_entry(&mut self, path: &Path, meta: &fs::Metadata, arcpath: &str) -> io::Result<()> {
+        let kind = meta.file_type();
+        if kind.is_symlink() {
+            return self.add_symlink(arcpath, &fs::read_link(path)?);
+        }
+        if !kind.is_file() {
+            tracing::warn!(
+                "leaving out {}: not a file, directory or symlink",
+                path.display()
+            );
+            return Ok(());
+        }
+        if meta.nlink() > 1 {
+            let key = (meta.dev(), meta.ino());
+            if let Some(first) = self.inodes.get(&key).cloned() {
+                return self.add_hardlink(arcpath, &first);
+            }
+            self.inodes.insert(key, arcpath.to_owned());
+        }
+        let file = fs::File::open(path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        self.add_file(arcpath, meta.mode(), meta.len(), file)
+    }
+
+    fn ensure_parents(&mut self, path: &str) -> io::Result<()> {
+        if let Some((parent, _)) = path.rsplit_once('/')
+            && !self.dirs.contains(parent)
+        {
+            self.add_directory(parent, PARENT_DIR_MODE)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the end-of-archive marker and returns the inner writer.
+    pub fn finish(self) -> io::Result<W> {
+        self.builder.into_inner()
+    }
+}

@@ -1,0 +1,28 @@
+//! conda-docker: turn a conda environment into a layered container image,
+//! without Docker.
+//!
+//! Data flows one way: [`layer`] builds layer blobs, [`image`] holds an
+//! image (config + layers) and reads and writes its formats.
+#![deny(missing_docs)]
+
+pub mod blob;
+pub mod cli;
+pub mod digest;
+pub mod image;
+pub mod layer;
+pub mod reference;
+
+pub use image::{Image, ImageDestination, ImageError, ImageSource};
+
+/// An error and its causes on one line (`what: why: deeper why`), the
+/// form the CLI and the examples print.
+pub fn error_line(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        line.push_str(": ");
+        line.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    line
+}

@@ -1,0 +1,30 @@
+//! The `conda-docker` binary: parse, run, report.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use conda_docker::cli::{self, Cli};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+    match cli::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {}", conda_docker::error_line(&error));
+            ExitCode::FAILURE
+        }
+    }
+}

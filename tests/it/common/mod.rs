@@ -1,0 +1,90 @@
+//! Integration-test harness: real external tools, isolated per test.
+//!
+//! Every test may run in parallel with every other (`cargo test` default), so
+//! nothing here shares mutable state between tests: each helper works in the
+//! caller's temp dirs, each [`Podman`] has its own storage, and servers are
+//! killed by PID. Every external command runs with a timeout.
+//!
+//! # Finding tools: skip or fail
+//! - [`tool`]`(name) -> Option<PathBuf>`: an executable on `PATH`. When it is
+//!   missing it prints `skipping: NAME not found ...` and returns `None`, or
+//!   panics naming the apt package when `CONDA_DOCKER_REQUIRE_TOOLS=1` (CI).
+//!   `busybox` only counts when statically linked (package `busybox-static`).
+//! - [`require_tools!`]`("podman", "skopeo")`: returns early from the test
+//!   when any tool is missing (after printing why). Use it as
+//!   `common::require_tools!(...)`.
+//! - [`skip_or_panic`]`(msg)`: the same policy for other missing prerequisites.
+//!
+//! # Running commands
+//! - [`run`]`(&mut Command) -> Output`: 120 s timeout ([`DEFAULT_TIMEOUT`]);
+//!   panics with command line, exit status, stdout and stderr on failure.
+//! - [`run_unchecked`]: same, but returns the `Output` whatever the status.
+//! - [`run_timeout`], [`run_unchecked_timeout`]: with an explicit timeout.
+//! - [`stdout`]`(&Output) -> String`: lossy UTF-8 stdout.
+//! - [`unique_name`]`(prefix)`: a lowercase name unique in this run (image
+//!   names, repositories, tags).
+//!
+//! # Fixtures
+//! - [`busybox_rootfs`]`(dir)`: `bin/busybox` + relative applet symlinks
+//!   ([`BUSYBOX_APPLETS`]), `etc/passwd`, `etc/group`; everything owned by
+//!   [`FIXTURE_UID`]:[`FIXTURE_GID`] (when root) with fixed, differing mtimes
+//!   ([`FIXTURE_MTIMES`]), so tests can prove owners/mtimes are normalised.
+//! - [`legacy_conda_docker_tar`]`(out, layer_dir) -> Option<()>`: a legacy
+//!   docker v1 tar written by the real Python conda-docker 0.0.3 (venv built
+//!   once under `target/tmp`); [`legacy_conda_docker_tar_layers`] for several
+//!   layers and a chosen name/tag. `None` = skipped (no python3/pip).
+//!
+//! # Independent consumers and producers
+//! - [`skopeo_inspect`]`(reference, extra) -> serde_json::Value`, e.g.
+//!   `skopeo_inspect(&format!("docker-archive:{}", p.display()), &["--raw"])`.
+//! - [`skopeo_copy`]`(src, dst, extra)` (always `--insecure-policy`).
+//! - [`umoci_unpack`]`(layout, tag, bundle)`: checks digests while unpacking.
+//! - [`umoci_layout_from_rootfs`]`(rootfs, layout, tag)`: an OCI layout written
+//!   by umoci (`init`/`new`/`unpack`/`repack`: `umoci insert` writes a
+//!   truncated layer tar in 0.4.7).
+//! - [`Podman`]: `new()` (overlay storage) / `with_driver("vfs")` ->
+//!   `Option<Podman>`; `command()`, `load(tar) -> String` (image name or id),
+//!   `run(image, args) -> String` (stdout, always `--rm --network none`),
+//!   `run_output(flags, image, args) -> Output` (unchecked), `pull(reference,
+//!   extra) -> String` (image id), `inspect(image) -> Value`,
+//!   `docker_service() -> Option<DockerService>`.
+//! - [`DockerService`]: a `podman system service` on a unix socket, killed by
+//!   PID on drop; `docker() -> Command` (DOCKER_HOST set), `load(tar)`,
+//!   `run(image, args)` mirroring [`Podman`].
+//!
+//! Helpers that need a tool (`skopeo_*`, `umoci_*`, [`busybox_rootfs`]) panic
+//! when it is missing: guard the test with [`require_tools!`] first.
+
+// Each test file uses only some helpers; the rest would warn as dead code.
+#![allow(dead_code, unused_imports)]
+
+mod legacy;
+mod oci;
+mod podman;
+mod process;
+mod rootfs;
+mod tools;
+
+pub use legacy::{legacy_conda_docker_tar, legacy_conda_docker_tar_layers};
+pub use oci::{skopeo_copy, skopeo_inspect, umoci_layout_from_rootfs, umoci_unpack};
+pub use podman::{DockerService, Podman};
+pub use process::{
+    DEFAULT_TIMEOUT, run, run_timeout, run_unchecked, run_unchecked_timeout, stdout, unique_name,
+};
+pub use rootfs::{BUSYBOX_APPLETS, FIXTURE_GID, FIXTURE_MTIMES, FIXTURE_UID, busybox_rootfs};
+pub use tools::{REQUIRE_TOOLS_ENV, expect_tool, is_root, skip_or_panic, tool};
+
+/// Returns early from the calling test when any listed tool is missing.
+///
+/// All tools are checked (not just the first missing one), so the printed
+/// reason names everything the machine lacks in one go.
+macro_rules! require_tools {
+    ($($name:expr),+ $(,)?) => {
+        let mut missing = false;
+        $( missing |= $crate::common::tool($name).is_none(); )+
+        if missing {
+            return;
+        }
+    };
+}
+pub(crate) use require_tools;
