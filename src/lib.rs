@@ -24,5 +24,6 @@ pub fn error_line(error: &dyn std::error::Error) -> String {
         line.push_str(&inner.to_string());
         cause = inner.source();
     }
-    line
+    // One line even when a cause quotes multi-line input.
+    line.replace(['\n', '\r'], " ")
 }

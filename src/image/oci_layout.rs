@@ -16,6 +16,9 @@ use crate::layer::{Layer, oci_layer_media_type};
 
 /// The annotation that holds a manifest's tag in `index.json`.
 pub(crate) const REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// The annotation containerd and Docker 25 use for the full image name in
+/// `index.json`; it carries the name through an OCI round trip.
+const IMAGE_NAME: &str = "io.containerd.image.name";
 
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
@@ -189,6 +192,10 @@ pub(crate) fn read(store: Store, tag: Option<&str>) -> Result<Image, ImageError>
             }
         },
     };
+    let descriptor_name = descriptor
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(IMAGE_NAME).cloned());
     // Nested indexes (multi-platform images) lead to one manifest.
     for _ in 0..4 {
         if !is_index(descriptor.media_type()) {
@@ -246,7 +253,10 @@ pub(crate) fn read(store: Store, tag: Option<&str>) -> Result<Image, ImageError>
         .flatten()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    Image::from_parts(config, layers, annotations, None)
+    let name = descriptor_name
+        .as_deref()
+        .and_then(|name| name.parse().ok());
+    Image::from_parts(config, layers, annotations, name)
 }
 
 /// Writes every blob of `image` into `sink`, then returns the manifest's
@@ -271,8 +281,15 @@ fn write_blobs(image: &Image, sink: &mut dyn Sink, tag: Option<&str>) -> std::io
         "digest": digest.to_string(),
         "size": manifest.len(),
     });
+    let mut annotations = serde_json::Map::new();
     if let Some(tag) = tag {
-        entry["annotations"] = json!({ REF_NAME: tag });
+        annotations.insert(REF_NAME.into(), tag.into());
+    }
+    if let Some(name) = image.name() {
+        annotations.insert(IMAGE_NAME.into(), name.to_string().into());
+    }
+    if !annotations.is_empty() {
+        entry["annotations"] = annotations.into();
     }
     Ok(entry)
 }

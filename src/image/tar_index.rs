@@ -57,7 +57,8 @@ impl TarIndex {
             files: BTreeMap::new(),
             links: BTreeMap::new(),
         };
-        let corrupt = |e: std::io::Error| not_an_image(format!("not a readable tar file ({e})"));
+        let corrupt =
+            |_: std::io::Error| not_an_image("it is not a tar file, or a damaged one".into());
         for entry in archive.entries_with_seek().map_err(corrupt)? {
             let entry = entry.map_err(corrupt)?;
             let name = normalise(&entry.path().map_err(corrupt)?);

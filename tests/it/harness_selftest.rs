@@ -133,6 +133,21 @@ fn harness_podman_vfs_driver_runs_image() {
 }
 
 #[test]
+fn harness_podman_instances_do_not_share_images() {
+    require_tools!("busybox", "umoci", "skopeo", "podman", "runc");
+    let (Some(first), Some(second)) = (common::Podman::new(), common::Podman::new()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (archive, _) = busybox_docker_archive(dir.path());
+    first.load(&archive);
+    let images =
+        |p: &common::Podman| common::stdout(&common::run(p.command().args(["images", "-q"])));
+    assert_eq!(images(&first).lines().count(), 1);
+    assert_eq!(images(&second), "");
+}
+
+#[test]
 fn harness_docker_cli_loads_and_runs_via_podman_service() {
     require_tools!("busybox", "umoci", "skopeo", "podman", "runc", "docker");
     let Some(podman) = common::Podman::new() else {

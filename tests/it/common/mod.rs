@@ -55,7 +55,8 @@
 //! Helpers that need a tool (`skopeo_*`, `umoci_*`, [`busybox_rootfs`]) panic
 //! when it is missing: guard the test with [`require_tools!`] first.
 
-// Each test file uses only some helpers; the rest would warn as dead code.
+// Each test file uses only some helpers (and re-exports); the rest would
+// warn as dead code or unused imports.
 #![allow(dead_code, unused_imports)]
 
 mod legacy;

@@ -143,20 +143,24 @@ impl Drop for Podman {
 
 /// Writes `containers.conf` and `storage.conf` under `dir`.
 ///
-/// Beyond the test-rig settings, `tmp_dir` and `lock_type = "file"` keep
-/// podman's runtime state and locks per instance: with the default shared
-/// `/dev/shm/libpod_lock`, a fresh instance "refreshes" after boot and frees
-/// every lock, including those of instances still running in other tests.
+/// Beyond the test-rig settings, everything podman would share is moved into
+/// `dir`: `tmp_dir` and `lock_type = "file"` (with the default shared
+/// `/dev/shm/libpod_lock`, a fresh instance "refreshes" and frees every lock,
+/// including those of instances still running in other tests), and
+/// `network_config_dir` (`system reset` deletes every network it finds
+/// there, which in `/etc/cni/net.d` would include a developer's own).
 fn write_configs(dir: &Path, driver: &str) {
-    for sub in ["tmp", "copy-tmp"] {
+    for sub in ["tmp", "copy-tmp", "networks"] {
         std::fs::create_dir(dir.join(sub)).expect("podman sub dir");
     }
-    let engine = format!(
-        "tmp_dir = {:?}\nlock_type = \"file\"\nimage_copy_tmp_dir = {:?}\n",
+    let isolation = format!(
+        "tmp_dir = {:?}\nlock_type = \"file\"\nimage_copy_tmp_dir = {:?}\n\
+         [network]\nnetwork_config_dir = {:?}\n",
         dir.join("libpod"),
-        dir.join("copy-tmp")
+        dir.join("copy-tmp"),
+        dir.join("networks")
     );
-    let containers = format!("{BASE_CONTAINERS_CONF}{engine}");
+    let containers = format!("{BASE_CONTAINERS_CONF}{isolation}");
     let storage = format!(
         "[storage]\ndriver = {driver:?}\ngraphroot = {:?}\nrunroot = {:?}\n",
         dir.join("graph"),
