@@ -14,6 +14,8 @@
 //!   when any tool is missing (after printing why). Use it as
 //!   `common::require_tools!(...)`.
 //! - [`skip_or_panic`]`(msg)`: the same policy for other missing prerequisites.
+//! - [`expect_tool`]`(name) -> PathBuf`: panics when missing (for helpers).
+//! - [`is_root`]`()`: whether we run as root (CI does).
 //!
 //! # Running commands
 //! - [`run`]`(&mut Command) -> Output`: 120 s timeout ([`DEFAULT_TIMEOUT`]);
@@ -47,7 +49,9 @@
 //!   `run(image, args) -> String` (stdout, always `--rm --network none`),
 //!   `run_output(flags, image, args) -> Output` (unchecked), `pull(reference,
 //!   extra) -> String` (image id), `inspect(image) -> Value`,
-//!   `docker_service() -> Option<DockerService>`.
+//!   `docker_service() -> Option<DockerService>`. Each instance keeps its
+//!   storage, runtime dir, locks and network config in its own temp dir, and
+//!   runs `podman system reset` on drop. Root only (skips otherwise).
 //! - [`DockerService`]: a `podman system service` on a unix socket, killed by
 //!   PID on drop; `docker() -> Command` (DOCKER_HOST set), `load(tar)`,
 //!   `run(image, args)` mirroring [`Podman`].

@@ -21,8 +21,9 @@ runtime = "runc"
 events_logger = "file"
 "#;
 
-/// A podman whose storage, runtime state and locks all live in its own temp
-/// dir, so parallel tests never see each other's images or containers.
+/// A podman whose storage, runtime state, locks and network config all live
+/// in its own temp dir, so parallel tests never see each other's images,
+/// containers or networks.
 ///
 /// Dropping it runs `podman system reset -f` (unmounts and deletes storage),
 /// then removes the temp dir.

@@ -48,7 +48,8 @@ pub const FIXTURE_MTIMES: [(&str, u64); 5] = [
     ("etc", 1_600_000_000),
 ];
 
-/// Builds the busybox rootfs in `dir` (created if needed).
+/// Builds the busybox rootfs in `dir` (created if needed; must not already
+/// hold one, as the applet links would collide).
 ///
 /// Panics when no static busybox is on PATH: guard with
 /// `require_tools!("busybox")`. Owners are only changed when running as
