@@ -209,14 +209,8 @@ pub struct Image {
 impl Image {
     /// An empty linux/amd64 image with no layers (`scratch`).
     pub fn scratch() -> Result<Self, ImageError> {
-        let epoch = source_date_epoch()?;
-        Ok(Self::from_parts(
-            ImageConfig::scratch("linux", "amd64", epoch),
-            Vec::new(),
-            BTreeMap::new(),
-            None,
-        )?
-        .with_epoch(epoch))
+        let config = ImageConfig::scratch("linux", "amd64", source_date_epoch()?);
+        Self::from_parts(config, Vec::new(), BTreeMap::new(), None)
     }
 
     /// Opens an image from a source string in skopeo's transport syntax
@@ -243,11 +237,6 @@ impl Image {
             scratch: None,
             scratch_parent: None,
         })
-    }
-
-    fn with_epoch(mut self, epoch: u64) -> Self {
-        self.epoch = epoch;
-        self
     }
 
     /// The layers, bottom first.

@@ -69,6 +69,41 @@ pub fn archive_path(path: &str) -> io::Result<String> {
     Ok(parts.join("/"))
 }
 
+/// Yields exactly `left` bytes of `inner`, or an error.
+struct ExactReader<'a, R> {
+    inner: R,
+    left: u64,
+    path: &'a str,
+}
+
+impl<R: Read> Read for ExactReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            // One more read to notice data past the announced size.
+            let mut probe = [0u8; 1];
+            return match self.inner.read(&mut probe)? {
+                0 => Ok(0),
+                _ => Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{} grew while it was being read", self.path),
+                )),
+            };
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{} shrank while it was being read", self.path),
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
 impl<W: Write> LayerTar<W> {
     /// Starts a tar stream whose entries all carry `mtime`.
     pub fn new(inner: W, mtime: u64) -> Self {
@@ -95,7 +130,9 @@ impl<W: Write> LayerTar<W> {
         Ok(())
     }
 
-    /// Adds a regular file of `size` bytes read from `data`.
+    /// Adds a regular file of `size` bytes read from `data`. Fails, rather
+    /// than writing a corrupt archive, if `data` holds more or fewer bytes
+    /// (a file that changed while it was read).
     pub fn add_file(
         &mut self,
         path: &str,
@@ -105,7 +142,12 @@ impl<W: Write> LayerTar<W> {
     ) -> io::Result<()> {
         self.ensure_parents(path)?;
         let mut header = header(EntryType::Regular, mode, size, self.mtime);
-        self.builder.append_data(&mut header, path, data)
+        let exact = ExactReader {
+            inner: data,
+            left: size,
+            path,
+        };
+        self.builder.append_data(&mut header, path, exact)
     }
 
     /// Adds a symbolic link to `target`, kept as a link.
@@ -215,5 +257,60 @@ impl<W: Write> LayerTar<W> {
     /// Writes the end-of-archive marker and returns the inner writer.
     pub fn finish(self) -> io::Result<W> {
         self.builder.into_inner()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_that_changed_size_is_an_error() {
+        let mut tar = LayerTar::new(Vec::new(), 0);
+        let err = tar.add_file("a", 0o644, 5, &b"abc"[..]).unwrap_err();
+        assert!(err.to_string().contains("shrank"), "{err}");
+        let mut tar = LayerTar::new(Vec::new(), 0);
+        let err = tar.add_file("a", 0o644, 2, &b"abc"[..]).unwrap_err();
+        assert!(err.to_string().contains("grew"), "{err}");
+    }
+
+    #[test]
+    fn parents_come_first_with_fixed_metadata() {
+        let mut tar = LayerTar::new(Vec::new(), 42);
+        tar.add_file("opt/conda/bin/x", 0o755, 1, &b"x"[..])
+            .unwrap();
+        let bytes = tar.finish().unwrap();
+        let mut archive = tar::Archive::new(&bytes[..]);
+        let entries: Vec<(String, u32, u64, u64)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let h = e.header();
+                (
+                    e.path().unwrap().display().to_string(),
+                    h.mode().unwrap(),
+                    h.uid().unwrap(),
+                    h.mtime().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            entries,
+            [
+                ("opt/".into(), 0o755, 0, 42),
+                ("opt/conda/".into(), 0o755, 0, 42),
+                ("opt/conda/bin/".into(), 0o755, 0, 42),
+                ("opt/conda/bin/x".into(), 0o755, 0, 42),
+            ]
+        );
+    }
+
+    #[test]
+    fn archive_paths_are_relative_and_contained() {
+        assert_eq!(archive_path("/opt/conda/").unwrap(), "opt/conda");
+        assert_eq!(archive_path("./a//b").unwrap(), "a/b");
+        assert_eq!(archive_path("/").unwrap(), "");
+        assert!(archive_path("a/../../etc").is_err());
     }
 }

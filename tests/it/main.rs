@@ -3,6 +3,7 @@
 mod common;
 mod consumers;
 mod determinism;
+mod edits;
 mod errors;
 mod fixtures;
 mod harness_selftest;
