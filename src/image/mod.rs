@@ -460,6 +460,12 @@ impl Image {
     /// Writes the image to `destination`. Nothing is left at the output
     /// path if writing fails.
     pub fn write_to(&self, destination: &ImageDestination) -> Result<(), ImageError> {
+        tracing::info!(
+            "writing {} ({} layers, id {})",
+            destination,
+            self.layers.len(),
+            self.config_digest()
+        );
         match destination {
             ImageDestination::DockerArchive(path) => docker_archive::write(self, path),
             ImageDestination::Oci { dir, tag } => {

@@ -355,7 +355,11 @@ pub(crate) fn write_dir(image: &Image, dir: &Path, tag: Option<&str>) -> Result<
         fs_err::create_dir_all(dir)?;
         let mut sink = DirSink::new(dir);
         let entry = write_blobs(image, &mut sink, tag)?;
-        manifests.retain(|m| tag.is_none() || m["annotations"][REF_NAME].as_str() != tag);
+        // The tag moves to the new manifest; an identical entry is not repeated.
+        manifests.retain(|m| {
+            let same_tag = tag.is_some() && m["annotations"][REF_NAME].as_str() == tag;
+            !same_tag && *m != entry
+        });
         manifests.push(entry);
         sink.put_bytes("oci-layout", OCI_LAYOUT)?;
         sink.put_bytes("index.json", &index_json(manifests))

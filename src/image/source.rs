@@ -1,5 +1,6 @@
 //! Where images come from and go to, named with skopeo's transports.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -51,6 +52,41 @@ pub enum ImageDestination {
         /// The tag to record.
         tag: Option<String>,
     },
+}
+
+fn with_tag(
+    f: &mut fmt::Formatter<'_>,
+    kind: &str,
+    path: &Path,
+    tag: &Option<String>,
+) -> fmt::Result {
+    write!(f, "{kind}:{}", path.display())?;
+    match tag {
+        Some(tag) => write!(f, ":{tag}"),
+        None => Ok(()),
+    }
+}
+
+impl fmt::Display for ImageSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ImageSource::Scratch => write!(f, "scratch"),
+            ImageSource::DockerArchive(path) => write!(f, "docker-archive:{}", path.display()),
+            ImageSource::Oci { dir, tag } => with_tag(f, "oci", dir, tag),
+            ImageSource::OciArchive { path, tag } => with_tag(f, "oci-archive", path, tag),
+            ImageSource::Path(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+impl fmt::Display for ImageDestination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ImageDestination::DockerArchive(path) => write!(f, "docker-archive:{}", path.display()),
+            ImageDestination::Oci { dir, tag } => with_tag(f, "oci", dir, tag),
+            ImageDestination::OciArchive { path, tag } => with_tag(f, "oci-archive", path, tag),
+        }
+    }
 }
 
 /// `PATH[:TAG]` split at the first colon, as skopeo does.
@@ -143,6 +179,7 @@ fn open_tar(path: &Path, tag: Option<&str>) -> Result<Image, ImageError> {
 impl ImageSource {
     /// Reads the image.
     pub fn open(&self) -> Result<Image, ImageError> {
+        tracing::info!("opening {self}");
         match self {
             ImageSource::Scratch => Image::scratch(),
             ImageSource::DockerArchive(path) => {
