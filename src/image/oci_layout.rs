@@ -65,13 +65,18 @@ impl Store {
             })
     }
 
-    /// Reads a small blob and checks it against its descriptor.
-    fn read_verified(&self, descriptor: &Descriptor, what: &str) -> Result<Vec<u8>, ImageError> {
-        let expected: Digest = descriptor
+    /// A descriptor's digest, which must be sha256 to be found in the store.
+    fn digest_of(&self, descriptor: &Descriptor) -> Result<Digest, ImageError> {
+        descriptor
             .digest()
             .to_string()
             .parse()
-            .map_err(|e: crate::digest::DigestParseError| self.unsupported(e.to_string()))?;
+            .map_err(|e: crate::digest::DigestParseError| self.unsupported(e.to_string()))
+    }
+
+    /// Reads a small blob and checks it against its descriptor.
+    fn read_verified(&self, descriptor: &Descriptor, what: &str) -> Result<Vec<u8>, ImageError> {
+        let expected = self.digest_of(descriptor)?;
         let bytes = self.read(&blob_name(&expected))?;
         let actual = Digest::of(&bytes);
         if actual != expected || bytes.len() as u64 != descriptor.size() {
@@ -235,11 +240,7 @@ pub(crate) fn read(store: Store, tag: Option<&str>) -> Result<Image, ImageError>
                     descriptor.media_type()
                 ))
             })?;
-        let digest: Digest = descriptor
-            .digest()
-            .to_string()
-            .parse()
-            .map_err(|e: crate::digest::DigestParseError| store.unsupported(e.to_string()))?;
+        let digest = store.digest_of(descriptor)?;
         let blob = store.blob(&blob_name(&digest))?;
         let mut layer = Layer::new(media_type, digest, descriptor.size(), diff_id, blob);
         for (key, value) in descriptor.annotations().iter().flatten() {
