@@ -77,9 +77,12 @@ pub(crate) fn read(index: &TarIndex) -> Result<Image, ImageError> {
                 .iter()
                 .flat_map(|e| e.repo_tags.clone().unwrap_or_default())
                 .collect();
-            return Err(ImageError::Ambiguous {
+            return Err(ImageError::Unsupported {
                 path: path.to_owned(),
-                available: tags.join(", "),
+                reason: format!(
+                    "the archive holds several images ({}); write one image per archive",
+                    tags.join(", ")
+                ),
             });
         }
     };

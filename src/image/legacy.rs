@@ -45,9 +45,12 @@ pub(crate) fn read(index: &TarIndex) -> Result<Image, ImageError> {
         [] => return Err(not_an_image("repositories names no image".into())),
         many => {
             let tags: Vec<String> = many.iter().map(|(n, t, _)| format!("{n}:{t}")).collect();
-            return Err(ImageError::Ambiguous {
+            return Err(ImageError::Unsupported {
                 path: path.to_owned(),
-                available: tags.join(", "),
+                reason: format!(
+                    "the archive holds several images ({}); write one image per archive",
+                    tags.join(", ")
+                ),
             });
         }
     };

@@ -117,8 +117,8 @@ pub enum ImageError {
         /// The tags there are.
         available: String,
     },
-    /// Several images and no tag to choose one.
-    #[error("{} holds several images; name one as `{}:TAG` (tags: {available})", path.display(), path.display())]
+    /// An OCI layout with several images and no tag to choose one.
+    #[error("{} holds several images; pick one with `oci:{}:TAG` or `oci-archive:{}:TAG` (tags: {available})", path.display(), path.display(), path.display())]
     Ambiguous {
         /// The layout or archive.
         path: PathBuf,
