@@ -1,9 +1,14 @@
 //! Command-line definitions (clap only: no logic here) and the commands
 //! they run.
 
-use clap::{ArgAction, Parser, Subcommand};
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
+use crate::build::{BuildError, BuildOptions, build};
+use crate::conda::CondaError;
+use crate::conda::env::EnvSelector;
 use crate::image::{Image, ImageDestination, ImageError, ImageSource};
 
 /// Turn a conda environment into a layered container image, without Docker.
@@ -22,6 +27,9 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Build an image from a conda environment: one layer per package, from
+    /// the package caches you already have.
+    Build(BuildArgs),
     /// Print an image's id, manifest digest and layers as JSON.
     Inspect {
         /// The image: `scratch`, `docker-archive:PATH`, `oci:DIR[:TAG]`,
@@ -41,9 +49,161 @@ pub enum Command {
     },
 }
 
+/// The output formats of `build`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Format {
+    /// A `docker load` / `podman load` archive.
+    DockerArchive,
+    /// An OCI image layout directory.
+    Oci,
+    /// An OCI image layout in a tar.
+    OciArchive,
+}
+
+/// `conda-docker build` flags.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The environment at PATH.
+    #[arg(short = 'p', long = "prefix", value_name = "PATH")]
+    pub prefix: Option<PathBuf>,
+    /// The environment called NAME (found in conda's envs dirs).
+    #[arg(short = 'n', long = "name", value_name = "NAME")]
+    pub name: Option<String>,
+    /// The base image: `scratch`, `docker-archive:PATH`, `oci:DIR[:TAG]`,
+    /// `oci-archive:PATH[:TAG]` or a path.
+    #[arg(short = 'b', long = "base", value_name = "SOURCE")]
+    pub base: ImageSource,
+    /// Where to write the image.
+    #[arg(short = 'o', long = "output", value_name = "PATH")]
+    pub output: PathBuf,
+    /// The output format.
+    #[arg(long, value_enum, default_value = "docker-archive")]
+    pub format: Format,
+    /// The image's name.
+    #[arg(
+        short = 'i',
+        long = "image",
+        value_name = "NAME:TAG",
+        default_value = "conda-docker:latest"
+    )]
+    pub image: String,
+    /// Where the environment lives inside the image.
+    #[arg(long, value_name = "PATH", default_value = "/opt/conda")]
+    pub prefix_in_image: String,
+    /// Set a variable in the image (repeatable).
+    #[arg(long = "env", value_name = "K=V", value_parser = key_value)]
+    pub env: Vec<(String, String)>,
+    /// Add a label (repeatable).
+    #[arg(long = "label", value_name = "K=V", value_parser = key_value)]
+    pub label: Vec<(String, String)>,
+    /// The entrypoint: a JSON array (`["python", "-m", "app"]`) or words.
+    #[arg(long, value_name = "CMD")]
+    pub entrypoint: Option<String>,
+    /// The default command: a JSON array or words.
+    #[arg(long, value_name = "CMD")]
+    pub cmd: Option<String>,
+    /// The working directory.
+    #[arg(long, value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// The user (`name`, `uid` or `uid:gid`).
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+    /// Print nothing but errors.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Print the image id, manifest digest and layers as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("`{text}` is not of the form KEY=VALUE")),
+    }
+}
+
+/// `["a", "b"]` as JSON, or whitespace-separated words.
+fn command_words(text: &str) -> Result<Vec<String>, CliError> {
+    if text.trim_start().starts_with('[') {
+        serde_json::from_str(text)
+            .map_err(|_| CliError::Usage(format!("`{text}` is not a JSON array of strings")))
+    } else {
+        Ok(text.split_whitespace().map(str::to_owned).collect())
+    }
+}
+
+/// Errors of the commands.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Reading or writing images.
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    /// Building.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// Flags that do not fit together.
+    #[error("{0}")]
+    Usage(String),
+}
+
+fn run_build(args: BuildArgs) -> Result<(), CliError> {
+    let env = match (args.prefix, args.name) {
+        (Some(_), Some(_)) => {
+            return Err(BuildError::from(CondaError::TwoSources("-p and -n".into())).into());
+        }
+        (Some(prefix), None) => EnvSelector::Prefix(prefix),
+        (None, Some(name)) => EnvSelector::Name(name),
+        (None, None) => EnvSelector::Active,
+    };
+    let options = BuildOptions {
+        env,
+        base: args.base,
+        image_prefix: args.prefix_in_image,
+        name: args.image,
+        env_vars: args.env,
+        labels: args.label,
+        entrypoint: args.entrypoint.as_deref().map(command_words).transpose()?,
+        cmd: args.cmd.as_deref().map(command_words).transpose()?,
+        workdir: args.workdir,
+        user: args.user,
+        ..BuildOptions::default()
+    };
+    let destination = match args.format {
+        Format::DockerArchive => ImageDestination::DockerArchive(args.output),
+        Format::Oci => ImageDestination::Oci {
+            dir: args.output,
+            tag: None,
+        },
+        Format::OciArchive => ImageDestination::OciArchive {
+            path: args.output,
+            tag: None,
+        },
+    };
+    let (image, layers) = build(&options)?;
+    image.write_to(&destination)?;
+    if args.json {
+        let mut summary = summary(&image);
+        summary["conda_layers"] = json!(layers);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&summary).unwrap_or_default()
+        );
+    } else if !args.quiet {
+        eprintln!(
+            "wrote {destination}: {} layers, {} packages, id {}",
+            image.layers().len(),
+            layers.iter().map(|l| l.packages.len()).sum::<usize>(),
+            image.config_digest()
+        );
+    }
+    Ok(())
+}
+
 /// Runs a parsed command line.
-pub fn run(cli: Cli) -> Result<(), ImageError> {
+pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
+        Command::Build(args) => run_build(args),
         Command::Inspect { source } => {
             let image = source.open()?;
             println!(
@@ -61,7 +221,7 @@ pub fn run(cli: Cli) -> Result<(), ImageError> {
             if let Some(name) = name {
                 image.set_name(&name)?;
             }
-            image.write_to(&destination)
+            Ok(image.write_to(&destination)?)
         }
     }
 }

@@ -6,7 +6,9 @@
 #![deny(missing_docs)]
 
 pub mod blob;
+pub mod build;
 pub mod cli;
+pub mod conda;
 pub mod digest;
 pub mod image;
 pub mod layer;

@@ -387,11 +387,24 @@ impl Image {
         };
         let arcpath = archive_path(arcpath).map_err(fail)?;
         std::fs::symlink_metadata(path).map_err(fail)?;
-        let mut tar = LayerTar::new(self.layer_writer().map_err(fail)?, self.epoch);
-        tar.add_tree(path, &arcpath, filter).map_err(fail)?;
-        let layer = tar.finish().and_then(LayerWriter::finish).map_err(fail)?;
-        self.push_layer(layer, &format!("conda-docker add_layer_path /{arcpath}"));
+        let created_by = format!("conda-docker add_layer_path /{arcpath}");
+        let layer = self
+            .build_layer(|tar| tar.add_tree(path, &arcpath, filter))
+            .map_err(fail)?;
+        self.push_layer(layer, &created_by);
         Ok(self.layers.last().expect("just pushed"))
+    }
+
+    /// Builds a layer (without adding it) from whatever `fill` writes into a
+    /// deterministic tar, compressed with this image's settings. Add it with
+    /// [`Image::push_layer`].
+    pub fn build_layer(
+        &mut self,
+        fill: impl FnOnce(&mut LayerTar<LayerWriter>) -> io::Result<()>,
+    ) -> io::Result<Layer> {
+        let mut tar = LayerTar::new(self.layer_writer()?, self.epoch);
+        fill(&mut tar)?;
+        tar.finish()?.finish()
     }
 
     /// Appends a layer of regular files (mode 0644) given as path → bytes.
@@ -411,13 +424,14 @@ impl Image {
         for (path, bytes) in files {
             sorted.insert(archive_path(path.as_ref()).map_err(fail)?, bytes);
         }
-        let mut tar = LayerTar::new(self.layer_writer().map_err(fail)?, self.epoch);
-        for (path, bytes) in &sorted {
-            let bytes = bytes.as_ref();
-            tar.add_file(path, 0o644, bytes.len() as u64, bytes)
-                .map_err(fail)?;
-        }
-        let layer = tar.finish().and_then(LayerWriter::finish).map_err(fail)?;
+        let layer = self
+            .build_layer(|tar| {
+                sorted.iter().try_for_each(|(path, bytes)| {
+                    let bytes = bytes.as_ref();
+                    tar.add_file(path, 0o644, bytes.len() as u64, bytes)
+                })
+            })
+            .map_err(fail)?;
         let names: Vec<_> = sorted.keys().map(|p| format!("/{p}")).collect();
         self.push_layer(
             layer,

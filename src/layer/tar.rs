@@ -29,6 +29,8 @@ pub struct LayerTar<W: Write> {
     /// First archive path of each (device, inode) with several links, so
     /// later links become hardlink entries instead of copies.
     inodes: HashMap<(u64, u64), String>,
+    /// Whether modes from the file system are reduced to 0755/0644.
+    normalize_modes: bool,
 }
 
 /// The header every entry starts from: only the entry type, mode, size and
@@ -114,6 +116,23 @@ impl<W: Write> LayerTar<W> {
             mtime,
             dirs: HashSet::new(),
             inodes: HashMap::new(),
+            normalize_modes: false,
+        }
+    }
+
+    /// Writes directories as 0755 and files as 0755 (any execute bit) or
+    /// 0644, whatever the file system says. For trees staged by this tool,
+    /// whose modes would otherwise depend on the host's umask.
+    pub fn normalize_modes(&mut self) {
+        self.normalize_modes = true;
+    }
+
+    fn mode(&self, mode: u32, is_dir: bool) -> u32 {
+        match (self.normalize_modes, is_dir) {
+            (false, _) => mode,
+            (true, true) => 0o755,
+            (true, false) if mode & 0o111 != 0 => 0o755,
+            (true, false) => 0o644,
         }
     }
 
@@ -174,7 +193,7 @@ impl<W: Write> LayerTar<W> {
         let meta = fs::symlink_metadata(source)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", source.display())))?;
         if meta.is_dir() {
-            self.add_directory(arcpath, meta.mode())?;
+            self.add_directory(arcpath, self.mode(meta.mode(), true))?;
             self.walk(source, arcpath, Path::new(""), filter)
         } else {
             self.add_entry(source, &meta, arcpath)
@@ -212,7 +231,7 @@ impl<W: Write> LayerTar<W> {
             };
             let meta = fs::symlink_metadata(&path)?;
             if meta.is_dir() {
-                self.add_directory(&arc_child, meta.mode())?;
+                self.add_directory(&arc_child, self.mode(meta.mode(), true))?;
                 self.walk(&path, &arc_child, &rel_child, filter)?;
             } else {
                 self.add_entry(&path, &meta, &arc_child)?;
@@ -242,7 +261,7 @@ impl<W: Write> LayerTar<W> {
         }
         let file = fs::File::open(path)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-        self.add_file(arcpath, meta.mode(), meta.len(), file)
+        self.add_file(arcpath, self.mode(meta.mode(), false), meta.len(), file)
     }
 
     fn ensure_parents(&mut self, path: &str) -> io::Result<()> {

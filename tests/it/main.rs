@@ -1,6 +1,8 @@
 //! The integration tests: one binary, so it links once.
 
+mod build;
 mod common;
+mod conda_fixture_selftest;
 mod consumers;
 mod determinism;
 mod edits;

@@ -56,6 +56,23 @@
 //!   PID on drop; `docker() -> Command` (DOCKER_HOST set), `load(tar)`,
 //!   `run(image, args)` mirroring [`Podman`].
 //!
+//! # Conda packages and environments (offline)
+//! - [`CondaChannel`]`::build(dir) -> Option<CondaChannel>`: a local channel
+//!   of real `.conda`/`.tar.bz2` packages ([`ALL_PACKAGES`]: [`CD_TEXT`],
+//!   [`CD_BINARY`], [`CD_LINK`], [`PYTHON`] (a stand-in), [`CD_NOARCH`],
+//!   [`CD_LEAF`]) with `repodata.json`; `None` (skip printed) without gcc,
+//!   which builds `cd-binary`. `build_without_binary(dir)` needs no tool.
+//!   `.records`, `.record(name)`, `.archive(name)`, `.url()`,
+//!   `.with_dependencies(names)`. Relocatable files embed [`PLACEHOLDER`];
+//!   [`cd_show_output`]`(prefix)` / [`cd_binary_output`]`(prefix)` are what
+//!   the relocated programs print.
+//! - [`install_env`]`(&channel, names, `[`CacheLayout`]`, root) -> `[`CondaEnv`]:
+//!   real rattler linking into `root/env` from a rattler cache
+//!   (`root/rattler-cache`) or a conda-style pkgs dir (`root/pkgs`, with a
+//!   conda-style `conda-meta/`); [`install_env_at`] picks both paths.
+//! - [`explicit_file`]`(records, path)`: an `@EXPLICIT` file as
+//!   `conda list --explicit --md5` writes it.
+//!
 //! Helpers that need a tool (`skopeo_*`, `umoci_*`, [`busybox_rootfs`]) panic
 //! when it is missing: guard the test with [`require_tools!`] first.
 
@@ -63,6 +80,7 @@
 // warn as dead code or unused imports.
 #![allow(dead_code, unused_imports)]
 
+mod conda;
 mod legacy;
 mod oci;
 mod podman;
@@ -70,6 +88,11 @@ mod process;
 mod rootfs;
 mod tools;
 
+pub use conda::{
+    ALL_PACKAGES, CD_BINARY, CD_LEAF, CD_LINK, CD_NOARCH, CD_TEXT, CacheLayout, CondaChannel,
+    CondaEnv, PACKAGES_WITHOUT_BINARY, PLACEHOLDER, PYTHON, cd_binary_output, cd_show_output,
+    explicit_file, install_env, install_env_at, sha256_file_hex, sha256_hex,
+};
 pub use legacy::{legacy_conda_docker_tar, legacy_conda_docker_tar_layers};
 pub use oci::{skopeo_copy, skopeo_inspect, umoci_layout_from_rootfs, umoci_unpack};
 pub use podman::{DockerService, Podman};

@@ -1,0 +1,328 @@
+//! The pipeline: an environment → one layer per package (dependencies
+//! first) on a base image → an image ready to write.
+//!
+//! Only this module knows both conda and images; the CLI calls it.
+
+use std::path::PathBuf;
+
+use rattler::install::PythonInfo;
+use rattler_conda_types::{PrefixRecord, Subdir};
+
+use crate::conda::CondaError;
+use crate::conda::cache::{PackageCaches, cache_dir, dist_name};
+use crate::conda::env::{EnvSelector, InstalledEnv};
+use crate::conda::order::dependency_order;
+use crate::conda::relocate::{Target, relocate};
+use crate::digest::Digest;
+use crate::image::{Image, ImageError, ImageSource, rfc3339};
+use crate::layer::tar::archive_path;
+
+/// The PATH of an image whose base sets none (Docker's default).
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What went wrong building.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// Reading the environment or its packages.
+    #[error(transparent)]
+    Conda(#[from] CondaError),
+    /// Reading the base or building layers.
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    /// A base image for another platform.
+    #[error(
+        "the base image is {base}, but the environment is {env} (needs {wanted}); pick a base for {wanted}"
+    )]
+    PlatformMismatch {
+        /// The base's os/architecture.
+        base: String,
+        /// The environment's conda platform.
+        env: String,
+        /// The matching os/architecture.
+        wanted: String,
+    },
+    /// A conda platform images cannot have.
+    #[error("the environment is for {0}; images hold linux environments only")]
+    NotLinux(String),
+    /// A bad `--prefix-in-image`.
+    #[error("--prefix-in-image `{0}` must be an absolute path such as /opt/conda")]
+    BadImagePrefix(String),
+    /// Staging or layer I/O.
+    #[error("cannot build the layer of {what}")]
+    Layer {
+        /// The packages in the layer.
+        what: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Everything a build needs; `Default` gives the documented defaults.
+#[derive(Clone, Debug)]
+pub struct BuildOptions {
+    /// The environment to export.
+    pub env: EnvSelector,
+    /// The base image.
+    pub base: ImageSource,
+    /// Where the environment lives inside the image.
+    pub image_prefix: String,
+    /// `NAME[:TAG]` of the result.
+    pub name: String,
+    /// The package caches to read.
+    pub caches: PackageCaches,
+    /// `K=V` variables set in the image.
+    pub env_vars: Vec<(String, String)>,
+    /// Entrypoint, if set.
+    pub entrypoint: Option<Vec<String>>,
+    /// Cmd, if set.
+    pub cmd: Option<Vec<String>>,
+    /// WorkingDir, if set.
+    pub workdir: Option<String>,
+    /// User, if set.
+    pub user: Option<String>,
+    /// Labels.
+    pub labels: Vec<(String, String)>,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        BuildOptions {
+            env: EnvSelector::Active,
+            base: ImageSource::Scratch,
+            image_prefix: "/opt/conda".into(),
+            name: "conda-docker:latest".into(),
+            caches: PackageCaches::discover(),
+            env_vars: Vec::new(),
+            entrypoint: None,
+            cmd: None,
+            workdir: None,
+            user: None,
+            labels: Vec::new(),
+        }
+    }
+}
+
+/// One conda layer of a built image.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LayerReport {
+    /// The blob digest.
+    pub digest: Digest,
+    /// The blob size.
+    pub size: u64,
+    /// `name-version-build` of each package in it.
+    pub packages: Vec<String>,
+}
+
+/// The OCI os/architecture/variant of a conda platform.
+pub fn oci_platform(
+    subdir: Subdir,
+) -> Result<(&'static str, &'static str, Option<&'static str>), BuildError> {
+    Ok(match subdir {
+        Subdir::Linux64 => ("linux", "amd64", None),
+        Subdir::LinuxAarch64 => ("linux", "arm64", Some("v8")),
+        Subdir::LinuxPpc64le => ("linux", "ppc64le", None),
+        Subdir::LinuxS390X => ("linux", "s390x", None),
+        Subdir::LinuxArmV7l => ("linux", "arm", Some("v7")),
+        Subdir::Linux32 => ("linux", "386", None),
+        other => return Err(BuildError::NotLinux(other.to_string())),
+    })
+}
+
+/// The package names a record depends on (the first word of each spec).
+fn depends_names(record: &PrefixRecord) -> Vec<String> {
+    record
+        .repodata_record
+        .package_record
+        .depends
+        .iter()
+        .filter_map(|spec| {
+            spec.split(|c: char| c.is_whitespace() || "<>=!~[".contains(c))
+                .next()
+                .map(|name| name.rsplit("::").next().unwrap_or(name).to_lowercase())
+        })
+        .collect()
+}
+
+fn python_info(records: &[PrefixRecord], platform: Subdir) -> Option<PythonInfo> {
+    records
+        .iter()
+        .map(|r| &r.repodata_record.package_record)
+        .find(|p| p.name.as_normalized() == "python")
+        .and_then(|p| PythonInfo::from_python_record(p, platform).ok())
+}
+
+/// The channel name written in `conda-meta/history` (`conda-forge` for
+/// `https://conda.anaconda.org/conda-forge`), never a host path.
+fn channel_name(channel: Option<&str>) -> String {
+    channel
+        .map(|c| {
+            c.trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .unwrap_or(c)
+                .to_owned()
+        })
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| "<unknown>".into())
+}
+
+/// Builds the image of an installed environment.
+pub fn build(options: &BuildOptions) -> Result<(Image, Vec<LayerReport>), BuildError> {
+    if !options.image_prefix.starts_with('/') {
+        return Err(BuildError::BadImagePrefix(options.image_prefix.clone()));
+    }
+    let prefix_arc = archive_path(&options.image_prefix)
+        .map_err(|_| BuildError::BadImagePrefix(options.image_prefix.clone()))?;
+    let env = InstalledEnv::read(&options.env.prefix()?)?;
+    let (os, arch, variant) = oci_platform(env.platform)?;
+
+    let mut image = options.base.open()?;
+    if image.layers().is_empty() {
+        image.config_mut().set_platform(os, arch, variant);
+    } else if image.config().os() != Some(os) || image.config().architecture() != Some(arch) {
+        return Err(BuildError::PlatformMismatch {
+            base: format!(
+                "{}/{}",
+                image.config().os().unwrap_or("?"),
+                image.config().architecture().unwrap_or("?")
+            ),
+            env: env.platform.to_string(),
+            wanted: format!("{os}/{arch}"),
+        });
+    }
+
+    let python = python_info(&env.records, env.platform);
+    let target = Target {
+        image_prefix: &options.image_prefix,
+        platform: env.platform,
+        python: python.as_ref(),
+    };
+    let staging_root = staging_root()?;
+    let names: Vec<&str> = env
+        .records
+        .iter()
+        .map(|r| r.repodata_record.package_record.name.as_normalized())
+        .collect();
+    let depends: Vec<Vec<usize>> = env
+        .records
+        .iter()
+        .map(|r| {
+            depends_names(r)
+                .iter()
+                .filter_map(|d| names.iter().position(|n| n == d))
+                .collect()
+        })
+        .collect();
+
+    let mut reports = Vec::new();
+    for group in dependency_order(&names, &depends) {
+        let mut staged: Vec<PathBuf> = Vec::new();
+        let mut packages = Vec::new();
+        for &i in &group {
+            let record = &env.records[i];
+            let dist = dist_name(&record.repodata_record);
+            tracing::info!("relocating {dist}");
+            let package_dir = options.caches.locate(record)?;
+            let staging = staging_root.path().join(&dist);
+            relocate(&package_dir, &record.repodata_record, &staging, &target)?;
+            staged.push(staging);
+            packages.push(dist);
+        }
+        let what = packages.join(" ");
+        let layer = image
+            .build_layer(|tar| {
+                tar.normalize_modes();
+                staged
+                    .iter()
+                    .try_for_each(|dir| tar.add_tree(dir, &prefix_arc, None))
+            })
+            .map_err(|source| BuildError::Layer {
+                what: what.clone(),
+                source,
+            })?;
+        let mut layer = layer;
+        layer.set_annotation("org.conda-docker.packages", &what);
+        reports.push(LayerReport {
+            digest: layer.digest(),
+            size: layer.size(),
+            packages: packages.clone(),
+        });
+        image.push_layer(layer, &format!("conda-docker: {what}"));
+        for dir in staged {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+
+    let history = history_file(&env.records, image.epoch());
+    let history_path = format!("{}/conda-meta/history", options.image_prefix);
+    image.add_layer_contents([(history_path.as_str(), history.as_bytes())])?;
+    configure(&mut image, options)?;
+    Ok((image, reports))
+}
+
+/// A staging folder beside our package cache (same file system, so
+/// extraction and staging stay cheap), removed when dropped.
+fn staging_root() -> Result<tempfile::TempDir, BuildError> {
+    let dir = cache_dir().join("staging");
+    let io = |source| CondaError::Io {
+        path: dir.clone(),
+        source,
+    };
+    fs_err::create_dir_all(&dir).map_err(io)?;
+    Ok(tempfile::Builder::new()
+        .prefix("build-")
+        .tempdir_in(&dir)
+        .map_err(io)?)
+}
+
+/// `conda-meta/history` as conda writes it: a header stamped with the
+/// build's epoch, then a `+channel::dist` line per package.
+fn history_file(records: &[PrefixRecord], epoch: u64) -> String {
+    let stamp = rfc3339(epoch)
+        .replace('T', " ")
+        .trim_end_matches('Z')
+        .to_owned();
+    let mut text = format!("==> {stamp} <==\n# cmd: conda-docker build\n");
+    for record in records {
+        let r = &record.repodata_record;
+        text.push_str(&format!(
+            "+{}::{}\n",
+            channel_name(r.channel.as_deref()),
+            dist_name(r)
+        ));
+    }
+    text
+}
+
+/// The config of the environment image: merged onto the base's.
+fn configure(image: &mut Image, options: &BuildOptions) -> Result<(), ImageError> {
+    let prefix = &options.image_prefix;
+    let config = image.config_mut();
+    let path = config
+        .env_var("PATH")
+        .unwrap_or_else(|| DEFAULT_PATH.into());
+    let bin = format!("{prefix}/bin");
+    let rest: Vec<&str> = path.split(':').filter(|p| *p != bin).collect();
+    config.set_env("PATH", &format!("{bin}:{}", rest.join(":")));
+    config.set_env("CONDA_PREFIX", prefix);
+    for (key, value) in &options.env_vars {
+        config.set_env(key, value);
+    }
+    if let Some(entrypoint) = &options.entrypoint {
+        config.set_entrypoint(Some(entrypoint.clone()));
+    }
+    if let Some(cmd) = &options.cmd {
+        config.set_cmd(Some(cmd.clone()));
+    }
+    if let Some(dir) = &options.workdir {
+        config.set_working_dir(dir);
+    }
+    if let Some(user) = &options.user {
+        config.set_user(user);
+    }
+    for (key, value) in &options.labels {
+        config.set_label(key, value);
+    }
+    image.set_name(&options.name)
+}

@@ -1,0 +1,89 @@
+//! The variables that activating the environment sets, for the image
+//! config: `conda-meta/state` and `etc/conda/env_vars.d` always, and what
+//! the `etc/conda/activate.d` scripts export, found by activating the host
+//! prefix in a clean bash and rewriting the host prefix to the image's.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsStr;
+use std::path::Path;
+
+use rattler_conda_types::Subdir;
+use rattler_shell::activation::{ActivationVariables, Activator};
+use rattler_shell::shell::Bash;
+
+/// Variables the image config gets from activation, and warnings for what
+/// could not be carried over.
+#[derive(Debug, Default)]
+pub struct Activation {
+    /// `(name, value)` in a stable order, values pointing at the image prefix.
+    pub vars: Vec<(String, String)>,
+    /// One line per script or file that could not be used.
+    pub warnings: Vec<String>,
+}
+
+/// Set by activation itself or by the shell; the build sets PATH and
+/// CONDA_PREFIX on its own terms.
+fn is_bookkeeping(name: &str) -> bool {
+    matches!(name, "PATH" | "PWD" | "OLDPWD" | "SHLVL" | "_" | "HOME")
+        || name.starts_with("CONDA_")
+        || name.starts_with("BASH")
+}
+
+/// Collects the activation variables of the environment at `prefix`.
+pub fn activation(prefix: &Path, image_prefix: &str, platform: Subdir) -> Activation {
+    let mut result = Activation::default();
+    let activator = match Activator::from_path(prefix, Bash::default(), platform) {
+        Ok(a) => a,
+        Err(e) => {
+            result.warnings.push(format!(
+                "cannot read the activation settings of {}: {e}",
+                prefix.display()
+            ));
+            return result;
+        }
+    };
+    let host = prefix.to_string_lossy().into_owned();
+    let relocate = |value: &str| value.replace(&host, image_prefix);
+    let mut vars: Vec<(String, String)> = activator
+        .env_vars
+        .iter()
+        .chain(&activator.post_activation_env_vars)
+        .map(|(k, v)| (k.clone(), relocate(v)))
+        .collect();
+    if !activator.activation_scripts.is_empty() {
+        let clean: HashMap<String, String> = [("PATH".to_owned(), "/usr/bin:/bin".to_owned())]
+            .into_iter()
+            .collect();
+        let env: HashMap<&OsStr, &OsStr> = clean
+            .iter()
+            .map(|(k, v)| (OsStr::new(k), OsStr::new(v)))
+            .collect();
+        let variables = ActivationVariables {
+            current_env: clean.clone(),
+            ..ActivationVariables::default()
+        };
+        match activator.run_activation(variables, Some(env)) {
+            Ok(after) => {
+                let exported: BTreeMap<String, String> = after
+                    .into_iter()
+                    .filter(|(k, v)| !is_bookkeeping(k) && clean.get(k) != Some(v))
+                    .collect();
+                for (name, value) in exported {
+                    if !vars.iter().any(|(known, _)| known == &name) {
+                        let value = relocate(&value);
+                        vars.push((name, value));
+                    }
+                }
+            }
+            Err(e) => {
+                for script in &activator.activation_scripts {
+                    result
+                        .warnings
+                        .push(format!("activation script {} could not be run ({e}); its variables are not in the image", script.display()));
+                }
+            }
+        }
+    }
+    result.vars = vars;
+    result
+}

@@ -1,0 +1,225 @@
+//! Finding a package's files in the caches the user already has.
+//!
+//! Two layouts are read, never written: conda's pkgs dirs (archives,
+//! extracted folders with `info/repodata_record.json`, `urls.txt`) and
+//! rattler/pixi's cache (extracted `name-version-build[-hash]/` folders,
+//! each with a `.lock` file holding its archive's sha256). A folder or
+//! archive is used only if its identity matches the record. Archives are
+//! extracted into our own staging cache, keyed by sha256.
+
+use std::path::{Path, PathBuf};
+
+use rattler_conda_types::{PrefixRecord, RepoDataRecord};
+
+use super::CondaError;
+use super::env::conda_root;
+
+/// The caches to search, in order, and where to stage extractions.
+#[derive(Clone, Debug)]
+pub struct PackageCaches {
+    /// conda pkgs dirs.
+    pub conda: Vec<PathBuf>,
+    /// rattler / pixi package caches.
+    pub rattler: Vec<PathBuf>,
+    /// Our own folder for packages that had to be extracted.
+    pub staging: PathBuf,
+}
+
+fn home() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(PathBuf::from)
+}
+
+/// Our cache directory: `CONDA_DOCKER_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/conda-docker`, else `~/.cache/conda-docker`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CONDA_DOCKER_CACHE_DIR") {
+        return dir.into();
+    }
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| home().map(|h| h.join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("conda-docker")
+}
+
+impl PackageCaches {
+    /// The caches of this machine, as conda and rattler find them:
+    /// `CONDA_PKGS_DIRS`, `<root>/pkgs`, `~/.conda/pkgs`; `RATTLER_CACHE_DIR`
+    /// (else `~/.cache/rattler/cache`) `/pkgs`.
+    pub fn discover() -> Self {
+        let mut conda: Vec<PathBuf> = std::env::var_os("CONDA_PKGS_DIRS")
+            .map(|v| {
+                v.to_string_lossy()
+                    .split([',', ':'])
+                    .filter(|s| !s.is_empty())
+                    .map(PathBuf::from)
+                    .collect()
+            })
+            .unwrap_or_default();
+        conda.extend(conda_root().map(|r| r.join("pkgs")));
+        conda.extend(home().map(|h| h.join(".conda/pkgs")));
+        let rattler_root = std::env::var_os("RATTLER_CACHE_DIR")
+            .map(PathBuf::from)
+            .or_else(|| home().map(|h| h.join(".cache/rattler/cache")));
+        PackageCaches {
+            conda,
+            rattler: rattler_root.map(|r| r.join("pkgs")).into_iter().collect(),
+            staging: cache_dir().join("pkgs"),
+        }
+    }
+
+    fn searched(&self) -> String {
+        self.conda
+            .iter()
+            .chain(&self.rattler)
+            .chain([&self.staging])
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The extracted folder of `record`'s package: from the caches, or
+    /// extracted from a matching archive into the staging cache.
+    pub fn locate(&self, record: &PrefixRecord) -> Result<PathBuf, CondaError> {
+        let repodata = &record.repodata_record;
+        let dist = dist_name(repodata);
+        let folders = record
+            .extracted_package_dir
+            .iter()
+            .cloned()
+            .chain(self.conda.iter().map(|d| d.join(&dist)));
+        for folder in folders {
+            if conda_folder_matches(&folder, repodata) {
+                return Ok(folder);
+            }
+        }
+        for dir in &self.rattler {
+            if let Some(folder) = rattler_folder(dir, &dist, repodata) {
+                return Ok(folder);
+            }
+        }
+        if let Some(staged) = self.staged(repodata) {
+            return Ok(staged);
+        }
+        let file_name = repodata.identifier.to_string();
+        let archives = record
+            .package_tarball_full_path
+            .iter()
+            .cloned()
+            .chain(self.conda.iter().map(|d| d.join(&file_name)));
+        for archive in archives {
+            if archive.is_file() && archive_matches(&archive, repodata)? {
+                return self.extract(&archive, repodata);
+            }
+        }
+        Err(CondaError::NotCached {
+            package: dist,
+            name: repodata.package_record.name.as_normalized().to_owned(),
+            searched: self.searched(),
+        })
+    }
+
+    fn staging_folder(&self, record: &RepoDataRecord) -> Option<PathBuf> {
+        let sha = record.package_record.sha256.map(hex::encode)?;
+        Some(self.staging.join(sha))
+    }
+
+    fn staged(&self, record: &RepoDataRecord) -> Option<PathBuf> {
+        self.staging_folder(record)
+            .filter(|f| f.join("info/index.json").is_file())
+    }
+
+    /// Extracts into a temp folder beside the target, then renames, so a
+    /// failed extraction never leaves a half-filled cache entry.
+    fn extract(&self, archive: &Path, record: &RepoDataRecord) -> Result<PathBuf, CondaError> {
+        let target = match self.staging_folder(record) {
+            Some(t) => t,
+            None => self.staging.join(dist_name(record)),
+        };
+        let fail = |source: Box<dyn std::error::Error + Send + Sync>| CondaError::Extract {
+            archive: archive.to_owned(),
+            into: target.clone(),
+            source,
+        };
+        fs_err::create_dir_all(&self.staging).map_err(|e| fail(e.into()))?;
+        let temp = tempfile::Builder::new()
+            .prefix(".extract-")
+            .tempdir_in(&self.staging)
+            .map_err(|e| fail(e.into()))?;
+        rattler_package_streaming::fs::extract(archive, temp.path()).map_err(|e| fail(e.into()))?;
+        let _ = std::fs::remove_dir_all(&target);
+        std::fs::rename(temp.keep(), &target).map_err(|e| fail(e.into()))?;
+        Ok(target)
+    }
+}
+
+/// `name-version-build`, the folder name every cache uses.
+pub fn dist_name(record: &RepoDataRecord) -> String {
+    let p = &record.package_record;
+    format!("{}-{}-{}", p.name.as_normalized(), p.version, p.build)
+}
+
+/// A conda folder is the package if its `info/repodata_record.json` has the
+/// record's sha256 (or, lacking one, md5).
+fn conda_folder_matches(folder: &Path, record: &RepoDataRecord) -> bool {
+    let Ok(text) = std::fs::read(folder.join("info/repodata_record.json")) else {
+        return false;
+    };
+    let Ok(cached) = serde_json::from_slice::<RepoDataRecord>(&text) else {
+        return false;
+    };
+    let (want, have) = (&record.package_record, &cached.package_record);
+    match (want.sha256, have.sha256, want.md5, have.md5) {
+        (Some(a), Some(b), _, _) => a == b,
+        (_, _, Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// rattler names a folder `dist` or `dist-<hash>` and keeps the archive's
+/// sha256 after an 8-byte revision in `<folder>.lock`.
+fn rattler_folder(dir: &Path, dist: &str, record: &RepoDataRecord) -> Option<PathBuf> {
+    let want = record.package_record.sha256?;
+    let entries = std::fs::read_dir(dir).ok()?;
+    let mut candidates: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n == dist
+                    || n.strip_prefix(dist)
+                        .is_some_and(|rest| rest.starts_with('-') && !rest.ends_with(".lock"))
+            })
+        })
+        .filter(|p| p.is_dir())
+        .collect();
+    candidates.sort();
+    candidates.into_iter().find(|folder| {
+        let mut lock = folder.as_os_str().to_owned();
+        lock.push(".lock");
+        std::fs::read(PathBuf::from(lock))
+            .ok()
+            .and_then(|bytes| bytes.get(8..40).map(<[u8]>::to_vec))
+            .is_some_and(|sha| sha == want.as_slice())
+    })
+}
+
+/// Whether an archive's bytes have the record's sha256 (or md5).
+fn archive_matches(archive: &Path, record: &RepoDataRecord) -> Result<bool, CondaError> {
+    let io = |source| CondaError::Io {
+        path: archive.to_owned(),
+        source,
+    };
+    let p = &record.package_record;
+    if let Some(want) = p.sha256 {
+        let have =
+            rattler_digest::compute_file_digest::<rattler_digest::Sha256>(archive).map_err(io)?;
+        return Ok(have == want);
+    }
+    if let Some(want) = p.md5 {
+        let have =
+            rattler_digest::compute_file_digest::<rattler_digest::Md5>(archive).map_err(io)?;
+        return Ok(have == want);
+    }
+    Ok(false)
+}

@@ -1,0 +1,158 @@
+//! Which environment to export, found the way conda finds it.
+
+use std::path::{Path, PathBuf};
+
+use rattler_conda_types::{PrefixRecord, Subdir};
+
+use super::CondaError;
+
+/// How the user named the environment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EnvSelector {
+    /// `-p/--prefix PATH`.
+    Prefix(PathBuf),
+    /// `-n/--name NAME` (`base` is the root environment).
+    Name(String),
+    /// Nothing given: `CONDA_PREFIX`.
+    Active,
+}
+
+/// The root of the conda installation: `CONDA_ROOT`, else the one
+/// `CONDA_EXE` (`<root>/bin/conda`) or `MAMBA_ROOT_PREFIX` points at.
+pub fn conda_root() -> Option<PathBuf> {
+    if let Some(root) = std::env::var_os("CONDA_ROOT") {
+        return Some(root.into());
+    }
+    if let Some(exe) = std::env::var_os("CONDA_EXE") {
+        let exe = PathBuf::from(exe);
+        if let Some(root) = exe.parent().and_then(Path::parent) {
+            return Some(root.to_owned());
+        }
+    }
+    std::env::var_os("MAMBA_ROOT_PREFIX").map(PathBuf::from)
+}
+
+fn home() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(PathBuf::from)
+}
+
+/// The folders conda looks for named environments in, in its order:
+/// `CONDA_ENVS_PATH`, `<root>/envs`, `~/.conda/envs`.
+pub fn envs_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("CONDA_ENVS_PATH")
+        .map(|v| std::env::split_paths(&v).collect())
+        .unwrap_or_default();
+    dirs.extend(conda_root().map(|r| r.join("envs")));
+    dirs.extend(home().map(|h| h.join(".conda/envs")));
+    dirs
+}
+
+/// Finds the prefix of environment `name`: in the envs dirs, then among the
+/// prefixes conda recorded in `~/.conda/environments.txt`.
+pub fn find_named(name: &str) -> Result<PathBuf, CondaError> {
+    if name == "base"
+        && let Some(root) = conda_root()
+    {
+        return Ok(root);
+    }
+    let dirs = envs_dirs();
+    if let Some(found) = dirs
+        .iter()
+        .map(|d| d.join(name))
+        .find(|p| p.join("conda-meta").is_dir())
+    {
+        return Ok(found);
+    }
+    let registry = home().map(|h| h.join(".conda/environments.txt"));
+    if let Some(text) = registry
+        .as_ref()
+        .and_then(|r| std::fs::read_to_string(r).ok())
+        && let Some(found) = text
+            .lines()
+            .map(|l| PathBuf::from(l.trim()))
+            .find(|p| p.file_name().is_some_and(|f| f == name) && p.join("conda-meta").is_dir())
+    {
+        return Ok(found);
+    }
+    let mut searched: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    searched.extend(registry.map(|r| r.display().to_string()));
+    Err(CondaError::NoSuchName {
+        name: name.to_owned(),
+        searched: searched.join(", "),
+    })
+}
+
+impl EnvSelector {
+    /// The prefix this selector names.
+    pub fn prefix(&self) -> Result<PathBuf, CondaError> {
+        let prefix = match self {
+            EnvSelector::Prefix(path) => path.clone(),
+            EnvSelector::Name(name) => find_named(name)?,
+            EnvSelector::Active => std::env::var_os("CONDA_PREFIX")
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+                .ok_or(CondaError::NoEnvironment)?,
+        };
+        if !prefix.is_dir() {
+            return Err(CondaError::NoSuchPrefix(prefix));
+        }
+        if !prefix.join("conda-meta").is_dir() {
+            return Err(CondaError::NotAnEnvironment(prefix));
+        }
+        Ok(prefix)
+    }
+}
+
+/// An installed environment: its prefix and the records of its packages.
+#[derive(Debug)]
+pub struct InstalledEnv {
+    /// The host path of the environment.
+    pub prefix: PathBuf,
+    /// One record per installed package, sorted by name.
+    pub records: Vec<PrefixRecord>,
+    /// The platform of its packages (`linux-64`, ...).
+    pub platform: Subdir,
+}
+
+impl InstalledEnv {
+    /// Reads `conda-meta/*.json` of the environment at `prefix`.
+    pub fn read(prefix: &Path) -> Result<Self, CondaError> {
+        let conda_meta = prefix.join("conda-meta");
+        let mut records =
+            PrefixRecord::collect_from_prefix::<PrefixRecord>(prefix).map_err(|source| {
+                CondaError::BadRecords {
+                    path: conda_meta.clone(),
+                    source,
+                }
+            })?;
+        if records.is_empty() {
+            return Err(CondaError::Empty(prefix.to_owned()));
+        }
+        records.sort_by(|a, b| {
+            let (a, b) = (
+                &a.repodata_record.package_record,
+                &b.repodata_record.package_record,
+            );
+            a.name.as_normalized().cmp(b.name.as_normalized())
+        });
+        let mut subdirs: Vec<&str> = records
+            .iter()
+            .map(|r| r.repodata_record.package_record.subdir.as_str())
+            .filter(|s| *s != "noarch")
+            .collect();
+        subdirs.sort_unstable();
+        subdirs.dedup();
+        let platform = match subdirs.as_slice() {
+            [] => Subdir::current().unwrap_or(Subdir::Linux64),
+            [one] => one
+                .parse()
+                .map_err(|_| CondaError::MixedPlatforms(format!("unknown platform {one}")))?,
+            many => return Err(CondaError::MixedPlatforms(many.join(", "))),
+        };
+        Ok(InstalledEnv {
+            prefix: prefix.to_owned(),
+            records,
+            platform,
+        })
+    }
+}

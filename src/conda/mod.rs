@@ -1,0 +1,110 @@
+//! Conda environments and packages: which environment, where each
+//! package's bytes are, and how its files land in the image prefix.
+//!
+//! The conda knowledge itself (records, archives, linking) is rattler's;
+//! this module finds things and wraps rattler's calls.
+
+pub mod activation;
+pub mod cache;
+pub mod env;
+pub mod order;
+pub mod relocate;
+
+use std::path::PathBuf;
+
+/// What can go wrong reading an environment or its packages. Each message
+/// names the environment, package or file it is about.
+#[derive(Debug, thiserror::Error)]
+pub enum CondaError {
+    /// No environment was named and none is active.
+    #[error(
+        "no environment given and none is active: pass -p/--prefix PATH, -n/--name NAME or --file EXPLICIT.txt, or activate one"
+    )]
+    NoEnvironment,
+    /// More than one way of naming the environment.
+    #[error("give only one of -p/--prefix, -n/--name and --file (got {0})")]
+    TwoSources(String),
+    /// A prefix that does not exist.
+    #[error("environment prefix {} does not exist", .0.display())]
+    NoSuchPrefix(PathBuf),
+    /// A directory that is not a conda environment.
+    #[error("{} is not a conda environment: it has no conda-meta/ folder", .0.display())]
+    NotAnEnvironment(PathBuf),
+    /// A name found in no envs directory.
+    #[error("no environment named `{name}` in {searched}")]
+    NoSuchName {
+        /// The name.
+        name: String,
+        /// Where we looked.
+        searched: String,
+    },
+    /// `conda-meta/*.json` that cannot be read.
+    #[error("cannot read the package records in {}", path.display())]
+    BadRecords {
+        /// The conda-meta folder.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An environment with no packages.
+    #[error("{} has no packages", .0.display())]
+    Empty(PathBuf),
+    /// Records of more than one platform (besides noarch).
+    #[error("the environment mixes platforms: {0}")]
+    MixedPlatforms(String),
+    /// A package whose files are in no cache.
+    #[error(
+        "package {package} is in no package cache (searched {searched}); run `conda install --force-reinstall {name}` or rebuild the cache"
+    )]
+    NotCached {
+        /// `name-version-build`.
+        package: String,
+        /// The package name.
+        name: String,
+        /// The caches searched.
+        searched: String,
+    },
+    /// An archive whose bytes do not match the record.
+    #[error("{}: does not match the record of {package} ({what})", path.display())]
+    HashMismatch {
+        /// The archive.
+        path: PathBuf,
+        /// The package.
+        package: String,
+        /// Which hash.
+        what: String,
+    },
+    /// An archive that cannot be extracted into the staging cache.
+    #[error("cannot extract {} into {}", archive.display(), into.display())]
+    Extract {
+        /// The archive.
+        archive: PathBuf,
+        /// The staging folder.
+        into: PathBuf,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Linking a package into the staging prefix failed.
+    #[error("cannot relocate {package} into the image prefix")]
+    Relocate {
+        /// The package.
+        package: String,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A noarch python package with no python in the environment.
+    #[error("{0} is a noarch python package, but the environment has no usable python")]
+    NoPython(String),
+    /// Other I/O on a named path.
+    #[error("{}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}

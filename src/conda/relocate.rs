@@ -1,0 +1,113 @@
+//! One package's files, relocated to the image prefix, in a staging folder.
+//!
+//! The linking is rattler's (`link_package_sync` with a target prefix that
+//! differs from the folder written to): text and binary placeholders,
+//! noarch python paths and entry points, symlinks and file modes. Files are
+//! copied, never hard-linked, so nothing touches the user's cache. The
+//! package's `conda-meta` record is written fresh from its own metadata, so
+//! a layer depends only on the package, the image prefix and the python
+//! version: never on the host, its paths or how the package was installed.
+
+use std::path::Path;
+
+use rattler::install::{InstallOptions, PythonInfo, link_package_sync};
+use rattler_conda_types::package::{IndexJson, PackageFile};
+use rattler_conda_types::prefix::Prefix;
+use rattler_conda_types::{PackageRecord, PrefixRecord, RepoDataRecord, Subdir};
+
+use super::CondaError;
+use super::cache::dist_name;
+
+/// Where a package is linked and what for.
+pub struct Target<'a> {
+    /// The prefix inside the image (`/opt/conda`).
+    pub image_prefix: &'a str,
+    /// The platform of the image's packages.
+    pub platform: Subdir,
+    /// The environment's python, for noarch python packages.
+    pub python: Option<&'a PythonInfo>,
+}
+
+/// The record conda keeps in `conda-meta/` for a package linked with
+/// `paths`, built from the package's `info/index.json` plus where it came
+/// from (url, channel, file name, hashes, size) and nothing else.
+pub fn fresh_record(
+    package_dir: &Path,
+    source: &RepoDataRecord,
+    paths: Vec<rattler_conda_types::prefix_record::PathsEntry>,
+) -> Result<PrefixRecord, CondaError> {
+    let fail = |source: Box<dyn std::error::Error + Send + Sync>| CondaError::Relocate {
+        package: dist_name_of(package_dir),
+        source,
+    };
+    let index = IndexJson::from_package_directory(package_dir).map_err(|e| fail(e.into()))?;
+    let p = &source.package_record;
+    let package_record = PackageRecord::from_index_json(index, p.size, p.sha256, p.md5)
+        .map_err(|e| fail(e.into()))?;
+    let repodata = RepoDataRecord {
+        package_record,
+        identifier: source.identifier.clone(),
+        url: source.url.clone(),
+        channel: source.channel.clone(),
+    };
+    Ok(PrefixRecord::from_repodata_record(repodata, paths))
+}
+
+fn dist_name_of(package_dir: &Path) -> String {
+    package_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Links the extracted package at `package_dir` into `staging` as if the
+/// environment lived at `target.image_prefix`, and writes its fresh
+/// `conda-meta/<dist>.json`. Returns that record.
+pub fn relocate(
+    package_dir: &Path,
+    source: &RepoDataRecord,
+    staging: &Path,
+    target: &Target,
+) -> Result<PrefixRecord, CondaError> {
+    let dist = dist_name(source);
+    let fail = |source: Box<dyn std::error::Error + Send + Sync>| CondaError::Relocate {
+        package: dist.clone(),
+        source,
+    };
+    if source.package_record.noarch.is_python() && target.python.is_none() {
+        return Err(CondaError::NoPython(dist.clone()));
+    }
+    let prefix = Prefix::create(staging).map_err(|e| fail(e.into()))?;
+    let options = InstallOptions {
+        target_prefix: Some(target.image_prefix.into()),
+        platform: Some(target.platform),
+        python_info: target.python.cloned(),
+        allow_hard_links: Some(false),
+        allow_ref_links: Some(false),
+        ..InstallOptions::default()
+    };
+    let (paths, _) = link_package_sync(package_dir, &prefix, Default::default(), options)
+        .map_err(|e| fail(e.into()))?;
+    // `Prefix::create` drops a CACHEDIR.TAG into the folder it makes; it
+    // is not the package's, so it stays out of the layer.
+    let tag = staging.join("CACHEDIR.TAG");
+    if !paths
+        .iter()
+        .any(|p| p.relative_path == Path::new("CACHEDIR.TAG"))
+        && tag.exists()
+    {
+        fs_err::remove_file(&tag).map_err(|e| fail(e.into()))?;
+    }
+    let record = fresh_record(package_dir, source, paths)?;
+    let conda_meta = staging.join("conda-meta");
+    let io = |source| CondaError::Io {
+        path: conda_meta.clone(),
+        source,
+    };
+    fs_err::create_dir_all(&conda_meta).map_err(io)?;
+    let json = serde_json::to_value(&record).map_err(|e| fail(e.into()))?;
+    let mut text = serde_json::to_vec_pretty(&json).map_err(|e| fail(e.into()))?;
+    text.push(b'\n');
+    fs_err::write(conda_meta.join(format!("{dist}.json")), text).map_err(io)?;
+    Ok(record)
+}

@@ -1,0 +1,333 @@
+//! `conda-docker build` from installed environments: real packages, real
+//! caches in both layouts, images run by podman.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use conda_docker::Image;
+
+use crate::common::{
+    self, CacheLayout, CondaChannel, CondaEnv, Podman, cd_binary_output, cd_show_output,
+    install_env_at, require_tools,
+};
+use crate::fixtures::{busybox_base, conda_docker, failure};
+
+/// `conda-docker build` isolated from the host's caches and config: only
+/// the env's own cache is searched, and our cache lives under `home`.
+fn build_command(env: &CondaEnv, home: &Path) -> Command {
+    let mut cmd = conda_docker();
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("CONDA_DOCKER_CACHE_DIR", home.join("cd-cache"));
+    match env.layout {
+        CacheLayout::Conda => cmd.env("CONDA_PKGS_DIRS", &env.cache_dir),
+        // rattler's cache root holds the package cache in `pkgs/`.
+        CacheLayout::Rattler => cmd.env("RATTLER_CACHE_DIR", env.cache_dir.parent().unwrap()),
+    };
+    cmd
+}
+
+/// Installs `names` with a cache where the product looks for it.
+fn install(channel: &CondaChannel, names: &[&str], layout: CacheLayout, root: &Path) -> CondaEnv {
+    let cache = match layout {
+        CacheLayout::Conda => root.join("pkgs"),
+        CacheLayout::Rattler => root.join("rattler/pkgs"),
+    };
+    install_env_at(channel, names, layout, &root.join("env"), &cache)
+}
+
+fn build(env: &CondaEnv, home: &Path, base: &Path, out: &Path, name: &str) -> String {
+    let output = common::run(
+        build_command(env, home)
+            .args(["build", "--json", "-p"])
+            .arg(&env.prefix)
+            .arg("-b")
+            .arg(format!("docker-archive:{}", base.display()))
+            .arg("-o")
+            .arg(out)
+            .args(["-i", name]),
+    );
+    common::stdout(&output)
+}
+
+/// Every byte of every layer (uncompressed) and of the config.
+fn image_bytes(image: &Image) -> Vec<u8> {
+    let mut all = image.config().to_bytes();
+    for layer in image.layers() {
+        let mut raw = Vec::new();
+        flate2::read::GzDecoder::new(layer.blob().open().unwrap())
+            .read_to_end(&mut raw)
+            .unwrap();
+        all.extend(raw);
+    }
+    all
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+struct Built {
+    _dir: tempfile::TempDir,
+    /// What `build --json` printed.
+    report: String,
+    out: PathBuf,
+    env: CondaEnv,
+    home: PathBuf,
+}
+
+fn install_and_build(
+    channel: &CondaChannel,
+    names: &[&str],
+    layout: CacheLayout,
+    base: &Path,
+    name: &str,
+) -> Built {
+    let dir = tempfile::tempdir().unwrap();
+    let env = install(channel, names, layout, dir.path());
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let out = dir.path().join("image.tar");
+    let report = build(&env, &home, base, &out, name);
+    Built {
+        report,
+        out,
+        env,
+        home,
+        _dir: dir,
+    }
+}
+
+#[test]
+fn environment_image_runs_relocated_from_either_cache_layout() {
+    require_tools!("busybox", "podman", "runc", "gcc");
+    let dir = tempfile::tempdir().unwrap();
+    let Some(channel) = CondaChannel::build(&dir.path().join("channel")) else {
+        return;
+    };
+    let base = dir.path().join("base.tar");
+    busybox_base(&dir.path().join("base"))
+        .write_file(&base)
+        .unwrap();
+    let name = common::unique_name("cd-env");
+    let packages = ["cd-binary", "cd-link", "cd-noarch", "cd-leaf"];
+
+    let rattler = install_and_build(
+        &channel,
+        &packages,
+        CacheLayout::Rattler,
+        &base,
+        &format!("{name}:r"),
+    );
+    let conda = install_and_build(
+        &channel,
+        &packages,
+        CacheLayout::Conda,
+        &base,
+        &format!("{name}:c"),
+    );
+    let from_rattler = Image::open(rattler.out.to_str().unwrap()).unwrap();
+    let from_conda = Image::open(conda.out.to_str().unwrap()).unwrap();
+    let layers = |i: &Image| i.layers().iter().map(|l| l.digest()).collect::<Vec<_>>();
+    assert_eq!(
+        layers(&from_rattler),
+        layers(&from_conda),
+        "same layers from either cache layout"
+    );
+
+    for built in [&rattler, &conda] {
+        let bytes = image_bytes(&Image::open(built.out.to_str().unwrap()).unwrap());
+        for host in [&built.env.prefix, &built.env.cache_dir, &built.home] {
+            let host = host.to_str().unwrap();
+            assert!(
+                !contains(&bytes, host),
+                "host path {host} leaked into the image"
+            );
+        }
+    }
+
+    let podman = Podman::new().unwrap();
+    podman.load(&rattler.out);
+    let image = format!("{name}:r");
+    assert_eq!(
+        podman.run(&image, &["cd-show"]),
+        cd_show_output("/opt/conda")
+    );
+    assert_eq!(
+        podman.run(&image, &["cd-binary"]),
+        cd_binary_output("/opt/conda")
+    );
+    let out = podman.run(
+        &image,
+        &[
+            "sh",
+            "-c",
+            "readlink /opt/conda/lib/libcd.so; test -f /opt/conda/lib/python3.12/site-packages/cdpkg/__init__.py && echo noarch; test -x /opt/conda/bin/cd-entry && echo entry; ls /opt/conda/conda-meta; echo $CONDA_PREFIX; echo $PATH",
+        ],
+    );
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("libcd.so.1"));
+    assert_eq!(lines.next(), Some("noarch"));
+    assert_eq!(lines.next(), Some("entry"));
+    let rest: Vec<&str> = lines.collect();
+    for package in [
+        "cd-binary-1.0",
+        "cd-text-1.0",
+        "cd-link-1.0",
+        "cd-noarch-1.0",
+        "python-3.12.0",
+    ] {
+        assert!(
+            rest.iter()
+                .any(|l| l.starts_with(package) && l.ends_with(".json")),
+            "{package}: {rest:?}"
+        );
+    }
+    assert!(rest.contains(&"history"), "{rest:?}");
+    assert!(rest.contains(&"/opt/conda"), "{rest:?}");
+    assert!(
+        rest.iter().any(|l| l.starts_with("/opt/conda/bin:")),
+        "{rest:?}"
+    );
+}
+
+#[test]
+fn a_new_leaf_package_keeps_every_layer_below_it() {
+    require_tools!("busybox");
+    let dir = tempfile::tempdir().unwrap();
+    let channel = CondaChannel::build_without_binary(&dir.path().join("channel"));
+    let base = dir.path().join("base.tar");
+    busybox_base(&dir.path().join("base"))
+        .write_file(&base)
+        .unwrap();
+    let without = install_and_build(
+        &channel,
+        &["cd-link", "cd-noarch", "cd-text"],
+        CacheLayout::Rattler,
+        &base,
+        "a:1",
+    );
+    let with = install_and_build(
+        &channel,
+        &["cd-link", "cd-noarch", "cd-leaf"],
+        CacheLayout::Rattler,
+        &base,
+        "a:1",
+    );
+    // The conda layers as `--json` reports them: packages and digest.
+    let packages = |b: &Built| -> Vec<(String, String)> {
+        let report: serde_json::Value = serde_json::from_str(&b.report).unwrap();
+        report["conda_layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| (l["packages"].to_string(), l["digest"].to_string()))
+            .collect()
+    };
+    let (before, after) = (packages(&without), packages(&with));
+    let after_without_leaf: Vec<_> = after
+        .iter()
+        .filter(|(p, _)| !p.contains("cd-leaf"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        after_without_leaf, before,
+        "other layers keep their order and bytes"
+    );
+    assert_eq!(after.len(), before.len() + 1);
+
+    // A rebuild gives the very same image.
+    let again = dir.path().join("again.tar");
+    build(&with.env, &with.home, &base, &again, "a:1");
+    let id = |p: &Path| Image::open(p.to_str().unwrap()).unwrap().manifest_digest();
+    assert_eq!(id(&again), id(&with.out));
+}
+
+#[test]
+fn bad_environments_fail_cleanly() {
+    require_tools!("busybox");
+    let dir = tempfile::tempdir().unwrap();
+    let channel = CondaChannel::build_without_binary(&dir.path().join("channel"));
+    let env = install(
+        &channel,
+        &["cd-text"],
+        CacheLayout::Rattler,
+        &dir.path().join("e"),
+    );
+    let home = dir.path().join("home");
+    let out = dir.path().join("out.tar");
+    let attempt = |args: &[&str], prefix: &Path| {
+        let mut cmd = build_command(&env, &home);
+        cmd.args(["build", "-b", "scratch", "-o"])
+            .arg(&out)
+            .arg("-p")
+            .arg(prefix)
+            .args(args);
+        let line = failure(&mut cmd);
+        assert!(!out.exists(), "{} left behind after: {line}", out.display());
+        line
+    };
+
+    let line = attempt(&[], &dir.path().join("nope"));
+    assert!(line.contains("does not exist"), "{line}");
+    let line = attempt(&["-n", "other"], &env.prefix);
+    assert!(line.contains("only one of"), "{line}");
+    let line = attempt(&[], dir.path());
+    assert!(line.contains("has no conda-meta"), "{line}");
+
+    // A package missing from every cache.
+    let moved = dir.path().join("moved-cache");
+    std::fs::rename(&env.cache_dir, &moved).unwrap();
+    let line = attempt(&[], &env.prefix);
+    assert!(
+        line.contains("is in no package cache") && line.contains("cd-text-1.0"),
+        "{line}"
+    );
+    std::fs::rename(&moved, &env.cache_dir).unwrap();
+
+    // A base image for another architecture.
+    let mut arm = busybox_base(&dir.path().join("armbase"));
+    arm.config_mut().set_platform("linux", "arm64", Some("v8"));
+    let arm_tar = dir.path().join("arm.tar");
+    arm.write_file(&arm_tar).unwrap();
+    let mut cmd = build_command(&env, &home);
+    cmd.args(["build", "-o"])
+        .arg(&out)
+        .arg("-p")
+        .arg(&env.prefix)
+        .arg("-b")
+        .arg(&arm_tar);
+    let line = failure(&mut cmd);
+    assert!(
+        line.contains("linux/arm64") && line.contains("linux/amd64"),
+        "{line}"
+    );
+
+    // An output that cannot be written.
+    let mut cmd = build_command(&env, &home);
+    cmd.args([
+        "build",
+        "-b",
+        "scratch",
+        "-o",
+        "/proc/no/such/out.tar",
+        "-p",
+    ])
+    .arg(&env.prefix);
+    let line = failure(&mut cmd);
+    assert!(line.contains("/proc/no/such/out.tar"), "{line}");
+
+    // A corrupt record.
+    let record = std::fs::read_dir(env.prefix.join("conda-meta"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .unwrap();
+    std::fs::write(&record, "{ not json").unwrap();
+    let line = attempt(&[], &env.prefix);
+    assert!(line.contains("conda-meta"), "{line}");
+}
