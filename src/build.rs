@@ -3,16 +3,18 @@
 //!
 //! Only this module knows both conda and images; the CLI calls it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use rattler::install::PythonInfo;
 use rattler_conda_types::{PrefixRecord, Subdir};
 
 use crate::conda::CondaError;
+use crate::conda::activation::activation;
 use crate::conda::cache::{PackageCaches, cache_dir, dist_name};
 use crate::conda::env::{EnvSelector, InstalledEnv};
-use crate::conda::order::dependency_order;
+use crate::conda::order::{dependency_order, fit_budget};
 use crate::conda::relocate::{Target, relocate};
+use crate::conda::untracked::{Untracked, path_of as untracked_path, untracked};
 use crate::digest::Digest;
 use crate::image::{Image, ImageError, ImageSource, rfc3339};
 use crate::layer::tar::archive_path;
@@ -44,6 +46,18 @@ pub enum BuildError {
     /// A conda platform images cannot have.
     #[error("the environment is for {0}; images hold linux environments only")]
     NotLinux(String),
+    /// A layer budget the base alone uses up.
+    #[error(
+        "--max-layers {max} leaves no room for the environment: the base has {base} layers and {extra} more are needed"
+    )]
+    NoLayerBudget {
+        /// The budget.
+        max: usize,
+        /// The base's layers.
+        base: usize,
+        /// Layers besides the packages'.
+        extra: usize,
+    },
     /// A bad `--prefix-in-image`.
     #[error("--prefix-in-image `{0}` must be an absolute path such as /opt/conda")]
     BadImagePrefix(String),
@@ -83,6 +97,16 @@ pub struct BuildOptions {
     pub user: Option<String>,
     /// Labels.
     pub labels: Vec<(String, String)>,
+    /// Most layers in the image, the base's included (overlayfs mounts at
+    /// most ~125).
+    pub max_layers: usize,
+    /// All packages in one layer instead of one layer each.
+    pub single_layer: bool,
+    /// Whether files no package owns go into the image.
+    pub untracked: bool,
+    /// Host files or folders added as a layer each, above the environment:
+    /// `(source, destination inside the image)`.
+    pub add: Vec<(PathBuf, String)>,
 }
 
 impl Default for BuildOptions {
@@ -99,6 +123,10 @@ impl Default for BuildOptions {
             workdir: None,
             user: None,
             labels: Vec::new(),
+            max_layers: 100,
+            single_layer: false,
+            untracked: true,
+            add: Vec::new(),
         }
     }
 }
@@ -215,8 +243,43 @@ pub fn build(options: &BuildOptions) -> Result<(Image, Vec<LayerReport>), BuildE
         })
         .collect();
 
+    for record in &env.records {
+        let name = record.repodata_record.package_record.name.as_normalized();
+        let script = PathBuf::from(format!("bin/.{name}-post-link.sh"));
+        if record.files.contains(&script) {
+            tracing::warn!(
+                "not running the post-link script of {}: what it does at install time is not in the image",
+                dist_name(&record.repodata_record)
+            );
+        }
+    }
+    let extra = 1 + options.add.len();
+    let base_layers = image.layers().len();
+    let budget = options
+        .max_layers
+        .checked_sub(base_layers + extra)
+        .filter(|b| *b > 0)
+        .ok_or(BuildError::NoLayerBudget {
+            max: options.max_layers,
+            base: base_layers,
+            extra,
+        })?;
+    let ordered = dependency_order(&names, &depends);
+    let groups = if options.single_layer {
+        vec![ordered.concat()]
+    } else {
+        let size = |i: usize| {
+            env.records[i]
+                .repodata_record
+                .package_record
+                .size
+                .unwrap_or(0)
+        };
+        fit_budget(ordered, size, budget)
+    };
+
     let mut reports = Vec::new();
-    for group in dependency_order(&names, &depends) {
+    for group in groups {
         let mut staged: Vec<PathBuf> = Vec::new();
         let mut packages = Vec::new();
         for &i in &group {
@@ -254,11 +317,80 @@ pub fn build(options: &BuildOptions) -> Result<(Image, Vec<LayerReport>), BuildE
         }
     }
 
-    let history = history_file(&env.records, image.epoch());
-    let history_path = format!("{}/conda-meta/history", options.image_prefix);
-    image.add_layer_contents([(history_path.as_str(), history.as_bytes())])?;
-    configure(&mut image, options)?;
+    add_env_layer(&mut image, &env, options, &prefix_arc)?;
+    for (source, destination) in &options.add {
+        image.add_layer_path(source, destination, None)?;
+    }
+    let activation = activation(&env.prefix, &options.image_prefix, env.platform);
+    for warning in &activation.warnings {
+        tracing::warn!("{warning}");
+    }
+    configure(&mut image, options, &activation.vars)?;
     Ok((image, reports))
+}
+
+/// The environment's last layer: `conda-meta/history` and the files no
+/// package owns, with the host prefix replaced in text files.
+fn add_env_layer(
+    image: &mut Image,
+    env: &InstalledEnv,
+    options: &BuildOptions,
+    prefix_arc: &str,
+) -> Result<(), BuildError> {
+    let history = history_file(&env.records, image.epoch());
+    let files = if options.untracked {
+        untracked(env)?
+    } else {
+        Vec::new()
+    };
+    let host = env.prefix.to_string_lossy().into_owned();
+    let fail = |source| BuildError::Layer {
+        what: "the environment's own files".into(),
+        source,
+    };
+    let layer = image
+        .build_layer(|tar| {
+            tar.normalize_modes();
+            let history_path = format!("{prefix_arc}/conda-meta/history");
+            tar.add_file(&history_path, 0o644, history.len() as u64, history.as_bytes())?;
+            for entry in &files {
+                let rel = untracked_path(entry);
+                let arc = format!("{prefix_arc}/{}", rel.display());
+                let path = env.prefix.join(rel);
+                match entry {
+                    Untracked::Copy(_) => {
+                        let meta = std::fs::metadata(&path)?;
+                        let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions());
+                        tar.add_file(&arc, mode, meta.len(), std::fs::File::open(&path)?)?;
+                    }
+                    Untracked::Relocate(_) => {
+                        let meta = std::fs::metadata(&path)?;
+                        let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions());
+                        let text = std::fs::read(&path)?;
+                        let text = String::from_utf8_lossy(&text).replace(&host, &options.image_prefix);
+                        tar.add_file(&arc, mode, text.len() as u64, text.as_bytes())?;
+                    }
+                    Untracked::Symlink(_) => {
+                        let target = std::fs::read_link(&path)?;
+                        let target = target.to_string_lossy().replace(&host, &options.image_prefix);
+                        tar.add_symlink(&arc, Path::new(&target))?;
+                    }
+                    Untracked::Unrelocatable(_) => {
+                        tracing::warn!(
+                            "leaving out {}: a binary file no package owns that contains the host prefix",
+                            path.display()
+                        );
+                    }
+                }
+            }
+            Ok(())
+        })
+        .map_err(fail)?;
+    image.push_layer(
+        layer,
+        "conda-docker: conda-meta/history and files no package owns",
+    );
+    Ok(())
 }
 
 /// A staging folder beside our package cache (same file system, so
@@ -295,8 +427,13 @@ fn history_file(records: &[PrefixRecord], epoch: u64) -> String {
     text
 }
 
-/// The config of the environment image: merged onto the base's.
-fn configure(image: &mut Image, options: &BuildOptions) -> Result<(), ImageError> {
+/// The config of the environment image: merged onto the base's, then the
+/// activation variables, then the user's.
+fn configure(
+    image: &mut Image,
+    options: &BuildOptions,
+    activation: &[(String, String)],
+) -> Result<(), ImageError> {
     let prefix = &options.image_prefix;
     let config = image.config_mut();
     let path = config
@@ -306,7 +443,7 @@ fn configure(image: &mut Image, options: &BuildOptions) -> Result<(), ImageError
     let rest: Vec<&str> = path.split(':').filter(|p| *p != bin).collect();
     config.set_env("PATH", &format!("{bin}:{}", rest.join(":")));
     config.set_env("CONDA_PREFIX", prefix);
-    for (key, value) in &options.env_vars {
+    for (key, value) in activation.iter().chain(&options.env_vars) {
         config.set_env(key, value);
     }
     if let Some(entrypoint) = &options.entrypoint {

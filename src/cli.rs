@@ -29,7 +29,7 @@ pub struct Cli {
 pub enum Command {
     /// Build an image from a conda environment: one layer per package, from
     /// the package caches you already have.
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Print an image's id, manifest digest and layers as JSON.
     Inspect {
         /// The image: `scratch`, `docker-archive:PATH`, `oci:DIR[:TAG]`,
@@ -108,12 +108,46 @@ pub struct BuildArgs {
     /// The user (`name`, `uid` or `uid:gid`).
     #[arg(long, value_name = "USER")]
     pub user: Option<String>,
+    /// Most layers in the image, the base's included; past it the largest
+    /// packages keep their own layers and the others are grouped.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub max_layers: usize,
+    /// `per-package` (one layer each) or `single` (one layer for all).
+    #[arg(long, value_enum, default_value = "per-package")]
+    pub layering: Layering,
+    /// Leave out files no package owns (pip installs, your own files).
+    #[arg(long)]
+    pub no_untracked: bool,
+    /// Add a host file or folder as a layer of its own, above the
+    /// environment: `SRC:DEST` (repeatable).
+    #[arg(long = "add", value_name = "SRC:DEST", value_parser = source_destination)]
+    pub add: Vec<(PathBuf, String)>,
     /// Print nothing but errors.
     #[arg(short, long)]
     pub quiet: bool,
     /// Print the image id, manifest digest and layers as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+/// How packages are spread over layers.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Layering {
+    /// One layer per package (cycles share one), within `--max-layers`.
+    PerPackage,
+    /// One layer for the whole environment.
+    Single,
+}
+
+fn source_destination(text: &str) -> Result<(PathBuf, String), String> {
+    match text.rsplit_once(':') {
+        Some((src, dest)) if !src.is_empty() && dest.starts_with('/') => {
+            Ok((src.into(), dest.to_owned()))
+        }
+        _ => Err(format!(
+            "`{text}` is not of the form SRC:/absolute/destination"
+        )),
+    }
 }
 
 fn key_value(text: &str) -> Result<(String, String), String> {
@@ -167,6 +201,10 @@ fn run_build(args: BuildArgs) -> Result<(), CliError> {
         cmd: args.cmd.as_deref().map(command_words).transpose()?,
         workdir: args.workdir,
         user: args.user,
+        max_layers: args.max_layers,
+        single_layer: matches!(args.layering, Layering::Single),
+        untracked: !args.no_untracked,
+        add: args.add,
         ..BuildOptions::default()
     };
     let destination = match args.format {
@@ -203,7 +241,7 @@ fn run_build(args: BuildArgs) -> Result<(), CliError> {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
-        Command::Build(args) => run_build(args),
+        Command::Build(args) => run_build(*args),
         Command::Inspect { source } => {
             let image = source.open()?;
             println!(

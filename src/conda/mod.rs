@@ -9,6 +9,7 @@ pub mod cache;
 pub mod env;
 pub mod order;
 pub mod relocate;
+pub mod untracked;
 
 use std::path::PathBuf;
 

@@ -176,3 +176,47 @@ mod tests {
         );
     }
 }
+
+/// Fits dependency-ordered `groups` into at most `budget` layers by
+/// merging, again and again, the two neighbouring layers that are smallest
+/// together (by `size`; the earlier pair on a tie). The order is kept, the
+/// largest packages end up with layers of their own, and the plan is
+/// deterministic.
+pub fn fit_budget(
+    groups: Vec<Vec<usize>>,
+    size: impl Fn(usize) -> u64,
+    budget: usize,
+) -> Vec<Vec<usize>> {
+    let budget = budget.max(1);
+    let mut layers: Vec<(u64, Vec<usize>)> = groups
+        .into_iter()
+        .map(|g| (g.iter().map(|&i| size(i)).sum(), g))
+        .collect();
+    while layers.len() > budget {
+        let at = (0..layers.len() - 1)
+            .min_by_key(|&i| layers[i].0 + layers[i + 1].0)
+            .unwrap_or(0);
+        let (weight, group) = layers.remove(at + 1);
+        layers[at].0 += weight;
+        layers[at].1.extend(group);
+    }
+    layers.into_iter().map(|(_, g)| g).collect()
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::fit_budget;
+
+    #[test]
+    fn largest_stay_alone_and_order_is_kept() {
+        let groups: Vec<Vec<usize>> = (0..6).map(|i| vec![i]).collect();
+        let sizes = [1, 50, 2, 3, 40, 4];
+        let plan = fit_budget(groups.clone(), |i| sizes[i], 4);
+        assert_eq!(plan, [vec![0], vec![1], vec![2, 3], vec![4, 5]]);
+        assert_eq!(
+            fit_budget(groups.clone(), |i| sizes[i], 1),
+            vec![(0..6).collect::<Vec<_>>()]
+        );
+        assert_eq!(fit_budget(groups.clone(), |i| sizes[i], 10), groups);
+    }
+}

@@ -88,15 +88,14 @@ pub fn relocate(
     };
     let (paths, _) = link_package_sync(package_dir, &prefix, Default::default(), options)
         .map_err(|e| fail(e.into()))?;
-    // `Prefix::create` drops a CACHEDIR.TAG into the folder it makes; it
-    // is not the package's, so it stays out of the layer.
-    let tag = staging.join("CACHEDIR.TAG");
-    if !paths
-        .iter()
-        .any(|p| p.relative_path == Path::new("CACHEDIR.TAG"))
-        && tag.exists()
-    {
-        fs_err::remove_file(&tag).map_err(|e| fail(e.into()))?;
+    // `Prefix::create` makes an empty `conda-meta/history` and a
+    // `CACHEDIR.TAG`; neither is the package's, so both stay out of its layer.
+    for made in ["CACHEDIR.TAG", "conda-meta/history"] {
+        let owned = paths.iter().any(|p| p.relative_path == Path::new(made));
+        let path = staging.join(made);
+        if !owned && path.exists() {
+            fs_err::remove_file(&path).map_err(|e| fail(e.into()))?;
+        }
     }
     let record = fresh_record(package_dir, source, paths)?;
     let conda_meta = staging.join("conda-meta");

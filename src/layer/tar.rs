@@ -31,6 +31,10 @@ pub struct LayerTar<W: Write> {
     inodes: HashMap<(u64, u64), String>,
     /// Whether modes from the file system are reduced to 0755/0644.
     normalize_modes: bool,
+    /// Non-directory paths written so far: a second entry for the same path
+    /// (two trees providing one file) is left out, since tools disagree on
+    /// which of two duplicate tar entries wins.
+    written: HashSet<String>,
 }
 
 /// The header every entry starts from: only the entry type, mode, size and
@@ -117,6 +121,7 @@ impl<W: Write> LayerTar<W> {
             dirs: HashSet::new(),
             inodes: HashMap::new(),
             normalize_modes: false,
+            written: HashSet::new(),
         }
     }
 
@@ -159,6 +164,9 @@ impl<W: Write> LayerTar<W> {
         size: u64,
         data: impl Read,
     ) -> io::Result<()> {
+        if !self.first_time(path) {
+            return Ok(());
+        }
         self.ensure_parents(path)?;
         let mut header = header(EntryType::Regular, mode, size, self.mtime);
         let exact = ExactReader {
@@ -171,6 +179,9 @@ impl<W: Write> LayerTar<W> {
 
     /// Adds a symbolic link to `target`, kept as a link.
     pub fn add_symlink(&mut self, path: &str, target: &Path) -> io::Result<()> {
+        if !self.first_time(path) {
+            return Ok(());
+        }
         self.ensure_parents(path)?;
         let mut header = header(EntryType::Symlink, 0o777, 0, self.mtime);
         self.builder.append_link(&mut header, path, target)
@@ -178,6 +189,9 @@ impl<W: Write> LayerTar<W> {
 
     /// Adds a hard link to `target`, an earlier entry of this layer.
     pub fn add_hardlink(&mut self, path: &str, target: &str) -> io::Result<()> {
+        if !self.first_time(path) {
+            return Ok(());
+        }
         self.ensure_parents(path)?;
         let mut header = header(EntryType::Link, 0o644, 0, self.mtime);
         self.builder.append_link(&mut header, path, target)
@@ -264,6 +278,15 @@ impl<W: Write> LayerTar<W> {
         self.add_file(arcpath, self.mode(meta.mode(), false), meta.len(), file)
     }
 
+    /// Records `path` as written; `false` (and a warning) if it already was.
+    fn first_time(&mut self, path: &str) -> bool {
+        if self.written.insert(path.to_owned()) {
+            return true;
+        }
+        tracing::warn!("{path} is provided twice in one layer; keeping the first");
+        false
+    }
+
     fn ensure_parents(&mut self, path: &str) -> io::Result<()> {
         if let Some((parent, _)) = path.rsplit_once('/')
             && !self.dirs.contains(parent)
@@ -323,6 +346,17 @@ mod tests {
                 ("opt/conda/bin/x".into(), 0o755, 0, 42),
             ]
         );
+    }
+
+    #[test]
+    fn a_path_is_written_once() {
+        let mut tar = LayerTar::new(Vec::new(), 0);
+        tar.add_file("a/x", 0o644, 1, &b"1"[..]).unwrap();
+        tar.add_file("a/x", 0o644, 1, &b"2"[..]).unwrap();
+        tar.add_symlink("a/x", Path::new("y")).unwrap();
+        let bytes = tar.finish().unwrap();
+        let count = tar::Archive::new(&bytes[..]).entries().unwrap().count();
+        assert_eq!(count, 2, "a/ and one a/x");
     }
 
     #[test]

@@ -331,3 +331,145 @@ fn bad_environments_fail_cleanly() {
     let line = attempt(&[], &env.prefix);
     assert!(line.contains("conda-meta"), "{line}");
 }
+
+/// Writes `path` under the env prefix with `content`.
+fn put(env: &CondaEnv, path: &str, content: &[u8]) {
+    let path = env.prefix.join(path);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, content).unwrap();
+}
+
+#[test]
+fn untracked_files_activation_and_layer_options() {
+    require_tools!("busybox", "podman", "runc");
+    let dir = tempfile::tempdir().unwrap();
+    let channel = CondaChannel::build_without_binary(&dir.path().join("channel"));
+    let base = dir.path().join("base.tar");
+    busybox_base(&dir.path().join("base"))
+        .write_file(&base)
+        .unwrap();
+    let env = install(
+        &channel,
+        &["cd-link", "cd-noarch", "cd-leaf"],
+        CacheLayout::Conda,
+        &dir.path().join("e"),
+    );
+    let host = env.prefix.to_str().unwrap().to_owned();
+    put(
+        &env,
+        "share/user/notes.txt",
+        format!("data at {host}/share\n").as_bytes(),
+    );
+    put(&env, "lib/user.bin", format!("\0\0{host}\0").as_bytes());
+    put(
+        &env,
+        "lib/python3.12/site-packages/__pycache__/x.cpython-312.pyc",
+        b"\0pyc",
+    );
+    put(&env, "pkgs/leftover.txt", b"cache");
+    std::os::unix::fs::symlink(
+        format!("{host}/share/user/notes.txt"),
+        env.prefix.join("notes-link"),
+    )
+    .unwrap();
+    put(
+        &env,
+        "etc/conda/env_vars.d/cd.json",
+        br#"{"CD_VAR": "from-env-vars-d"}"#,
+    );
+    put(
+        &env,
+        "conda-meta/state",
+        br#"{"env_vars": {"STATE_VAR": "from-state"}}"#,
+    );
+    put(
+        &env,
+        "etc/conda/activate.d/cd.sh",
+        b"export CD_HOME=\"$CONDA_PREFIX/share\"\n",
+    );
+    let app = dir.path().join("app.py");
+    std::fs::write(&app, "print('app')\n").unwrap();
+
+    let home = dir.path().join("home");
+    let out = dir.path().join("image.tar");
+    let name = common::unique_name("cd-untracked");
+    let report = common::run(
+        build_command(&env, &home)
+            .args(["build", "--json", "-p"])
+            .arg(&env.prefix)
+            .arg("-b")
+            .arg(&base)
+            .arg("-o")
+            .arg(&out)
+            .args([
+                "-i",
+                &name,
+                "--max-layers",
+                "4",
+                "--env",
+                "USER_VAR=1",
+                "--cmd",
+                "cd-show",
+            ])
+            .arg("--add")
+            .arg(format!("{}:/app/app.py", app.display())),
+    );
+    let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(report["layers"].as_array().unwrap().len(), 4, "{report}");
+    assert_eq!(
+        report["conda_layers"].as_array().unwrap().len(),
+        1,
+        "budget 4 = base + 1 conda + env + add"
+    );
+
+    let podman = Podman::new().unwrap();
+    podman.load(&out);
+    let got = podman.run(
+        &name,
+        &[
+            "sh",
+            "-c",
+            "cat /opt/conda/share/user/notes.txt; readlink /opt/conda/notes-link; cat /app/app.py; \
+             ls /opt/conda/lib/user.bin /opt/conda/pkgs /opt/conda/lib/python3.12/site-packages/__pycache__ 2>&1 | grep -c 'No such'; \
+             echo $CD_VAR $STATE_VAR $CD_HOME $USER_VAR",
+        ],
+    );
+    assert_eq!(
+        got,
+        "data at /opt/conda/share\n/opt/conda/share/user/notes.txt\nprint('app')\n3\nfrom-env-vars-d from-state /opt/conda/share 1\n"
+    );
+    assert_eq!(podman.run(&name, &[]), cd_show_output("/opt/conda"));
+
+    // --no-untracked and --layering single.
+    let out2 = dir.path().join("single.tar");
+    let name2 = common::unique_name("cd-single");
+    common::run(
+        build_command(&env, &home)
+            .args([
+                "build",
+                "-q",
+                "--no-untracked",
+                "--layering",
+                "single",
+                "-p",
+            ])
+            .arg(&env.prefix)
+            .arg("-b")
+            .arg(&base)
+            .arg("-o")
+            .arg(&out2)
+            .args(["-i", &name2]),
+    );
+    let single = Image::open(out2.to_str().unwrap()).unwrap();
+    assert_eq!(single.layers().len(), 3, "base + all packages + env layer");
+    podman.load(&out2);
+    let got = podman.run(
+        &name2,
+        &[
+            "sh",
+            "-c",
+            "test -e /opt/conda/share/user/notes.txt || echo gone; cd-show",
+        ],
+    );
+    assert_eq!(got, format!("gone\n{}", cd_show_output("/opt/conda")));
+}
