@@ -11,7 +11,7 @@ use rattler_conda_types::{PrefixRecord, Subdir};
 use crate::conda::CondaError;
 use crate::conda::activation::activation;
 use crate::conda::cache::{PackageCaches, cache_dir, dist_name};
-use crate::conda::env::{EnvSelector, InstalledEnv};
+use crate::conda::env::{EnvSelector, Environment};
 use crate::conda::order::{dependency_order, fit_budget};
 use crate::conda::relocate::{Target, relocate};
 use crate::conda::untracked::{Untracked, path_of as untracked_path, untracked};
@@ -202,7 +202,7 @@ pub fn build(options: &BuildOptions) -> Result<(Image, Vec<LayerReport>), BuildE
     }
     let prefix_arc = archive_path(&options.image_prefix)
         .map_err(|_| BuildError::BadImagePrefix(options.image_prefix.clone()))?;
-    let env = InstalledEnv::read(&options.env.prefix()?)?;
+    let env = Environment::load(&options.env)?;
     let (os, arch, variant) = oci_platform(env.platform)?;
 
     let mut image = options.base.open()?;
@@ -321,7 +321,12 @@ pub fn build(options: &BuildOptions) -> Result<(Image, Vec<LayerReport>), BuildE
     for (source, destination) in &options.add {
         image.add_layer_path(source, destination, None)?;
     }
-    let activation = activation(&env.prefix, &options.image_prefix, env.platform);
+    // An explicit spec has no installed prefix to activate.
+    let activation = env
+        .prefix
+        .as_deref()
+        .map(|prefix| activation(prefix, &options.image_prefix, env.platform))
+        .unwrap_or_default();
     for warning in &activation.warnings {
         tracing::warn!("{warning}");
     }
@@ -333,17 +338,17 @@ pub fn build(options: &BuildOptions) -> Result<(Image, Vec<LayerReport>), BuildE
 /// package owns, with the host prefix replaced in text files.
 fn add_env_layer(
     image: &mut Image,
-    env: &InstalledEnv,
+    env: &Environment,
     options: &BuildOptions,
     prefix_arc: &str,
 ) -> Result<(), BuildError> {
     let history = history_file(&env.records, image.epoch());
-    let files = if options.untracked {
-        untracked(env)?
-    } else {
-        Vec::new()
+    let files = match (&env.prefix, options.untracked) {
+        (Some(prefix), true) => untracked(env, prefix)?,
+        _ => Vec::new(),
     };
-    let host = env.prefix.to_string_lossy().into_owned();
+    let prefix = env.prefix.clone().unwrap_or_default();
+    let host = prefix.to_string_lossy().into_owned();
     let fail = |source| BuildError::Layer {
         what: "the environment's own files".into(),
         source,
@@ -356,7 +361,7 @@ fn add_env_layer(
             for entry in &files {
                 let rel = untracked_path(entry);
                 let arc = format!("{prefix_arc}/{}", rel.display());
-                let path = env.prefix.join(rel);
+                let path = prefix.join(rel);
                 match entry {
                     Untracked::Copy(_) => {
                         let meta = std::fs::metadata(&path)?;

@@ -69,6 +69,10 @@ pub struct BuildArgs {
     /// The environment called NAME (found in conda's envs dirs).
     #[arg(short = 'n', long = "name", value_name = "NAME")]
     pub name: Option<String>,
+    /// An `@EXPLICIT` spec (`conda list --explicit --md5`); its packages
+    /// must be in a package cache.
+    #[arg(long = "file", value_name = "PATH")]
+    pub file: Option<PathBuf>,
     /// The base image: `scratch`, `docker-archive:PATH`, `oci:DIR[:TAG]`,
     /// `oci-archive:PATH[:TAG]` or a path.
     #[arg(short = 'b', long = "base", value_name = "SOURCE")]
@@ -182,13 +186,17 @@ pub enum CliError {
 }
 
 fn run_build(args: BuildArgs) -> Result<(), CliError> {
-    let env = match (args.prefix, args.name) {
-        (Some(_), Some(_)) => {
-            return Err(BuildError::from(CondaError::TwoSources("-p and -n".into())).into());
+    let mut sources: Vec<(&str, EnvSelector)> = Vec::new();
+    sources.extend(args.prefix.map(|p| ("-p", EnvSelector::Prefix(p))));
+    sources.extend(args.name.map(|n| ("-n", EnvSelector::Name(n))));
+    sources.extend(args.file.map(|f| ("--file", EnvSelector::Explicit(f))));
+    let env = match sources.len() {
+        0 => EnvSelector::Active,
+        1 => sources.remove(0).1,
+        _ => {
+            let given: Vec<&str> = sources.iter().map(|(flag, _)| *flag).collect();
+            return Err(BuildError::from(CondaError::TwoSources(given.join(" and "))).into());
         }
-        (Some(prefix), None) => EnvSelector::Prefix(prefix),
-        (None, Some(name)) => EnvSelector::Name(name),
-        (None, None) => EnvSelector::Active,
     };
     let options = BuildOptions {
         env,

@@ -107,10 +107,29 @@ impl PackageCaches {
             .iter()
             .cloned()
             .chain(self.conda.iter().map(|d| d.join(&file_name)));
+        let mut mismatched = None;
         for archive in archives {
-            if archive.is_file() && archive_matches(&archive, repodata)? {
+            if !archive.is_file() {
+                continue;
+            }
+            if archive_matches(&archive, repodata)? {
                 return self.extract(&archive, repodata);
             }
+            mismatched.get_or_insert(archive);
+        }
+        // An archive of the right name with the wrong bytes is worth naming:
+        // a corrupt download or a different build under the same name.
+        if let Some(path) = mismatched {
+            return Err(CondaError::HashMismatch {
+                path,
+                package: dist,
+                what: if repodata.package_record.sha256.is_some() {
+                    "sha256"
+                } else {
+                    "md5"
+                }
+                .into(),
+            });
         }
         Err(CondaError::NotCached {
             package: dist,

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use rattler_conda_types::{PrefixRecord, Subdir};
 
 use super::CondaError;
+use super::explicit::read_explicit;
 
 /// How the user named the environment.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -13,6 +14,8 @@ pub enum EnvSelector {
     Prefix(PathBuf),
     /// `-n/--name NAME` (`base` is the root environment).
     Name(String),
+    /// `--file PATH`: an `@EXPLICIT` spec; packages come from the caches.
+    Explicit(PathBuf),
     /// Nothing given: `CONDA_PREFIX`.
     Active,
 }
@@ -88,6 +91,7 @@ impl EnvSelector {
         let prefix = match self {
             EnvSelector::Prefix(path) => path.clone(),
             EnvSelector::Name(name) => find_named(name)?,
+            EnvSelector::Explicit(path) => return Err(CondaError::NoSuchPrefix(path.clone())),
             EnvSelector::Active => std::env::var_os("CONDA_PREFIX")
                 .filter(|p| !p.is_empty())
                 .map(PathBuf::from)
@@ -103,30 +107,44 @@ impl EnvSelector {
     }
 }
 
-/// An installed environment: its prefix and the records of its packages.
+/// An environment to export: the records of its packages and, when it is
+/// installed, its prefix.
 #[derive(Debug)]
-pub struct InstalledEnv {
-    /// The host path of the environment.
-    pub prefix: PathBuf,
-    /// One record per installed package, sorted by name.
+pub struct Environment {
+    /// The host path of the environment (`None` for an explicit spec).
+    pub prefix: Option<PathBuf>,
+    /// One record per package, sorted by name.
     pub records: Vec<PrefixRecord>,
     /// The platform of its packages (`linux-64`, ...).
     pub platform: Subdir,
 }
 
-impl InstalledEnv {
-    /// Reads `conda-meta/*.json` of the environment at `prefix`.
-    pub fn read(prefix: &Path) -> Result<Self, CondaError> {
-        let conda_meta = prefix.join("conda-meta");
-        let mut records =
-            PrefixRecord::collect_from_prefix::<PrefixRecord>(prefix).map_err(|source| {
-                CondaError::BadRecords {
-                    path: conda_meta.clone(),
-                    source,
-                }
-            })?;
+impl Environment {
+    /// Reads the environment the selector names.
+    pub fn load(selector: &EnvSelector) -> Result<Self, CondaError> {
+        let (prefix, mut records, stated) = match selector {
+            EnvSelector::Explicit(path) => {
+                let (records, platform) = read_explicit(path)?;
+                (None, records, platform)
+            }
+            other => {
+                let prefix = other.prefix()?;
+                let records = PrefixRecord::collect_from_prefix::<PrefixRecord>(&prefix).map_err(
+                    |source| CondaError::BadRecords {
+                        path: prefix.join("conda-meta"),
+                        source,
+                    },
+                )?;
+                (Some(prefix), records, None)
+            }
+        };
+        let origin = match (&prefix, selector) {
+            (Some(prefix), _) => prefix.clone(),
+            (None, EnvSelector::Explicit(path)) => path.clone(),
+            (None, _) => PathBuf::new(),
+        };
         if records.is_empty() {
-            return Err(CondaError::Empty(prefix.to_owned()));
+            return Err(CondaError::Empty(origin));
         }
         records.sort_by(|a, b| {
             let (a, b) = (
@@ -135,24 +153,32 @@ impl InstalledEnv {
             );
             a.name.as_normalized().cmp(b.name.as_normalized())
         });
-        let mut subdirs: Vec<&str> = records
-            .iter()
-            .map(|r| r.repodata_record.package_record.subdir.as_str())
-            .filter(|s| *s != "noarch")
-            .collect();
-        subdirs.sort_unstable();
-        subdirs.dedup();
-        let platform = match subdirs.as_slice() {
-            [] => Subdir::current().unwrap_or(Subdir::Linux64),
-            [one] => one
-                .parse()
-                .map_err(|_| CondaError::MixedPlatforms(format!("unknown platform {one}")))?,
-            many => return Err(CondaError::MixedPlatforms(many.join(", "))),
+        let platform = match stated {
+            Some(platform) => platform,
+            None => platform_of(&records)?,
         };
-        Ok(InstalledEnv {
-            prefix: prefix.to_owned(),
+        Ok(Environment {
+            prefix,
             records,
             platform,
         })
+    }
+}
+
+/// The one platform (besides noarch) of the records.
+fn platform_of(records: &[PrefixRecord]) -> Result<Subdir, CondaError> {
+    let mut subdirs: Vec<&str> = records
+        .iter()
+        .map(|r| r.repodata_record.package_record.subdir.as_str())
+        .filter(|s| *s != "noarch")
+        .collect();
+    subdirs.sort_unstable();
+    subdirs.dedup();
+    match subdirs.as_slice() {
+        [] => Ok(Subdir::current().unwrap_or(Subdir::Linux64)),
+        [one] => one
+            .parse()
+            .map_err(|_| CondaError::MixedPlatforms(format!("unknown platform {one}"))),
+        many => Err(CondaError::MixedPlatforms(many.join(", "))),
     }
 }

@@ -7,6 +7,7 @@
 pub mod activation;
 pub mod cache;
 pub mod env;
+pub mod explicit;
 pub mod order;
 pub mod relocate;
 pub mod untracked;
@@ -99,6 +100,16 @@ pub enum CondaError {
     /// A noarch python package with no python in the environment.
     #[error("{0} is a noarch python package, but the environment has no usable python")]
     NoPython(String),
+    /// A line of an explicit file that cannot be used.
+    #[error("{}:{line}: {reason}", path.display())]
+    BadExplicit {
+        /// The file.
+        path: PathBuf,
+        /// The 1-based line number.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
     /// Other I/O on a named path.
     #[error("{}", path.display())]
     Io {

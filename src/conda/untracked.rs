@@ -6,7 +6,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::CondaError;
-use super::env::InstalledEnv;
+use super::env::Environment;
 
 /// Top-level entries of a prefix that are never exported: package caches,
 /// nested environments, conda's own bookkeeping (its records are written
@@ -65,18 +65,19 @@ fn scan(path: &Path, needle: &[u8]) -> std::io::Result<(bool, bool)> {
     }
 }
 
-/// The untracked files of `env`, sorted, each with what to do with it.
-pub fn untracked(env: &InstalledEnv) -> Result<Vec<Untracked>, CondaError> {
+/// The untracked files of the environment installed at `prefix`, sorted,
+/// each with what to do with it.
+pub fn untracked(env: &Environment, prefix: &Path) -> Result<Vec<Untracked>, CondaError> {
     let owned: HashSet<&Path> = env
         .records
         .iter()
         .flat_map(|r| r.files.iter().map(PathBuf::as_path))
         .collect();
-    let host = env.prefix.to_string_lossy().into_owned();
+    let host = prefix.to_string_lossy().into_owned();
     let mut found = Vec::new();
     let mut stack = vec![PathBuf::new()];
     while let Some(rel_dir) = stack.pop() {
-        let dir = env.prefix.join(&rel_dir);
+        let dir = prefix.join(&rel_dir);
         let io = |source| CondaError::Io {
             path: dir.clone(),
             source,
@@ -92,7 +93,7 @@ pub fn untracked(env: &InstalledEnv) -> Result<Vec<Untracked>, CondaError> {
             if skipped(&rel) || owned.contains(rel.as_path()) {
                 continue;
             }
-            let path = env.prefix.join(&rel);
+            let path = prefix.join(&rel);
             let meta = std::fs::symlink_metadata(&path).map_err(|source| CondaError::Io {
                 path: path.clone(),
                 source,

@@ -9,7 +9,7 @@ use conda_docker::Image;
 
 use crate::common::{
     self, CacheLayout, CondaChannel, CondaEnv, Podman, cd_binary_output, cd_show_output,
-    install_env_at, require_tools,
+    explicit_file, install_env_at, require_tools,
 };
 use crate::fixtures::{busybox_base, conda_docker, failure};
 
@@ -472,4 +472,108 @@ fn untracked_files_activation_and_layer_options() {
         ],
     );
     assert_eq!(got, format!("gone\n{}", cd_show_output("/opt/conda")));
+}
+
+#[test]
+fn explicit_spec_builds_from_the_cache_and_bad_lines_are_named() {
+    require_tools!("busybox", "podman", "runc");
+    let dir = tempfile::tempdir().unwrap();
+    let channel = CondaChannel::build_without_binary(&dir.path().join("channel"));
+    let env = install(
+        &channel,
+        &["cd-link", "cd-noarch", "cd-text"],
+        CacheLayout::Conda,
+        &dir.path().join("e"),
+    );
+    let spec = dir.path().join("explicit.txt");
+    explicit_file(&env.repodata_records(), &spec);
+    let home = dir.path().join("home");
+    let out = dir.path().join("explicit.tar");
+    let name = common::unique_name("cd-explicit");
+    // The prefix is gone: only the spec and the package cache are left.
+    std::fs::remove_dir_all(&env.prefix).unwrap();
+    common::run(
+        build_command(&env, &home)
+            .args(["build", "-q", "--file"])
+            .arg(&spec)
+            .args(["-b", "scratch", "-o"])
+            .arg(&out)
+            .args(["-i", &name]),
+    );
+    let image = Image::open(out.to_str().unwrap()).unwrap();
+    assert_eq!(image.config().architecture(), Some("amd64"));
+    let base = dir.path().join("base.tar");
+    busybox_base(&dir.path().join("base"))
+        .write_file(&base)
+        .unwrap();
+    let on_busybox = dir.path().join("explicit-busybox.tar");
+    common::run(
+        build_command(&env, &home)
+            .args(["build", "-q", "--file"])
+            .arg(&spec)
+            .arg("-b")
+            .arg(&base)
+            .arg("-o")
+            .arg(&on_busybox)
+            .args(["-i", &name]),
+    );
+    let podman = Podman::new().unwrap();
+    podman.load(&on_busybox);
+    assert_eq!(
+        podman.run(&name, &["cd-show"]),
+        cd_show_output("/opt/conda")
+    );
+
+    // A bad line is named by its number; nothing is written.
+    let text = std::fs::read_to_string(&spec).unwrap();
+    let bad = dir.path().join("bad.txt");
+    std::fs::write(
+        &bad,
+        text.replacen("https://", "not a url ", 1)
+            .replacen("file://", "not a url ", 1),
+    )
+    .unwrap();
+    let broken_line = std::fs::read_to_string(&bad)
+        .unwrap()
+        .lines()
+        .position(|l| l.starts_with("not a url"))
+        .unwrap()
+        + 1;
+    let bad_out = dir.path().join("bad.tar");
+    let line = failure(
+        build_command(&env, &home)
+            .args(["build", "--file"])
+            .arg(&bad)
+            .args(["-b", "scratch", "-o"])
+            .arg(&bad_out),
+    );
+    assert!(line.contains(&format!("bad.txt:{broken_line}:")), "{line}");
+    assert!(!bad_out.exists());
+
+    // An archive whose bytes do not match: named, not used.
+    let record = env.record("cd-text");
+    let folder = env.cache_dir.join(format!(
+        "cd-text-1.0-{}",
+        record.repodata_record.package_record.build
+    ));
+    std::fs::remove_dir_all(folder).unwrap();
+    let archive = env
+        .cache_dir
+        .join(record.repodata_record.identifier.to_string());
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&archive, bytes).unwrap();
+    let line = failure(
+        build_command(&env, &home)
+            .args(["build", "--file"])
+            .arg(&spec)
+            .args(["-b", "scratch", "-o"])
+            .arg(&bad_out),
+    );
+    assert!(
+        line.contains("does not match the record of cd-text-1.0"),
+        "{line}"
+    );
+    assert!(!bad_out.exists());
 }
