@@ -286,7 +286,10 @@ pub fn build(options: &BuildOptions) -> Result<(Image, Vec<LayerReport>), BuildE
             let record = &env.records[i];
             let dist = dist_name(&record.repodata_record);
             tracing::info!("relocating {dist}");
-            let package_dir = options.caches.locate(record)?;
+            let package_dir =
+                options
+                    .caches
+                    .locate_or_rebuild(record, env.prefix.as_deref(), python.as_ref())?;
             let staging = staging_root.path().join(&dist);
             relocate(&package_dir, &record.repodata_record, &staging, &target)?;
             staged.push(staging);

@@ -138,6 +138,47 @@ impl PackageCaches {
         })
     }
 
+    /// Like [`PackageCaches::locate`], but when no cache has the package
+    /// and the environment is installed at `prefix`, rebuilds the package
+    /// from the prefix into the staging cache (see `unrelocate`).
+    pub fn locate_or_rebuild(
+        &self,
+        record: &PrefixRecord,
+        prefix: Option<&Path>,
+        python: Option<&rattler::install::PythonInfo>,
+    ) -> Result<PathBuf, CondaError> {
+        let missing = match self.locate(record) {
+            Err(missing @ CondaError::NotCached { .. }) => missing,
+            found => return found,
+        };
+        let Some(prefix) = prefix.filter(|_| !record.paths_data.paths.is_empty()) else {
+            return Err(missing);
+        };
+        let repodata = &record.repodata_record;
+        let target = self.staging_folder(repodata).unwrap_or_else(|| {
+            self.staging
+                .join(format!("{}-from-prefix", dist_name(repodata)))
+        });
+        tracing::info!(
+            "rebuilding {} from {}",
+            dist_name(repodata),
+            prefix.display()
+        );
+        let io = |source| CondaError::Io {
+            path: self.staging.clone(),
+            source,
+        };
+        fs_err::create_dir_all(&self.staging).map_err(io)?;
+        let temp = tempfile::Builder::new()
+            .prefix(".rebuild-")
+            .tempdir_in(&self.staging)
+            .map_err(io)?;
+        super::unrelocate::unrelocate(record, prefix, python, temp.path())?;
+        let _ = std::fs::remove_dir_all(&target);
+        std::fs::rename(temp.keep(), &target).map_err(io)?;
+        Ok(target)
+    }
+
     fn staging_folder(&self, record: &RepoDataRecord) -> Option<PathBuf> {
         let sha = record.package_record.sha256.map(hex::encode)?;
         Some(self.staging.join(sha))

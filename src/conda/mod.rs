@@ -10,6 +10,7 @@ pub mod env;
 pub mod explicit;
 pub mod order;
 pub mod relocate;
+pub mod unrelocate;
 pub mod untracked;
 
 use std::path::PathBuf;
@@ -100,6 +101,16 @@ pub enum CondaError {
     /// A noarch python package with no python in the environment.
     #[error("{0} is a noarch python package, but the environment has no usable python")]
     NoPython(String),
+    /// An installed file that cannot be turned back into the package's.
+    #[error("cannot rebuild {package} from the environment: {} {reason}", file.display())]
+    Unrelocatable {
+        /// The installed file.
+        file: PathBuf,
+        /// The package.
+        package: String,
+        /// Why.
+        reason: String,
+    },
     /// A line of an explicit file that cannot be used.
     #[error("{}:{line}: {reason}", path.display())]
     BadExplicit {

@@ -279,14 +279,23 @@ fn bad_environments_fail_cleanly() {
     let line = attempt(&[], dir.path());
     assert!(line.contains("has no conda-meta"), "{line}");
 
-    // A package missing from every cache.
+    // A package missing from every cache, with no installed prefix to
+    // rebuild it from (an explicit spec).
+    let spec = dir.path().join("explicit.txt");
+    explicit_file(&env.repodata_records(), &spec);
     let moved = dir.path().join("moved-cache");
     std::fs::rename(&env.cache_dir, &moved).unwrap();
-    let line = attempt(&[], &env.prefix);
+    let mut cmd = build_command(&env, &home);
+    cmd.args(["build", "-b", "scratch", "-o"])
+        .arg(&out)
+        .arg("--file")
+        .arg(&spec);
+    let line = failure(&mut cmd);
     assert!(
         line.contains("is in no package cache") && line.contains("cd-text-1.0"),
         "{line}"
     );
+    assert!(!out.exists());
     std::fs::rename(&moved, &env.cache_dir).unwrap();
 
     // A base image for another architecture.
@@ -576,4 +585,91 @@ fn explicit_spec_builds_from_the_cache_and_bad_lines_are_named() {
         "{line}"
     );
     assert!(!bad_out.exists());
+}
+
+/// Builds `env` with its cache as set up, and returns the manifest digest.
+fn digest_of_build(env: &CondaEnv, home: &Path, out: &Path) -> String {
+    let _ = std::fs::remove_file(out);
+    common::run(
+        build_command(env, home)
+            .args(["build", "-q", "-b", "scratch", "-o"])
+            .arg(out)
+            .arg("-p")
+            .arg(&env.prefix),
+    );
+    Image::open(out.to_str().unwrap())
+        .unwrap()
+        .manifest_digest()
+        .to_string()
+}
+
+#[test]
+fn a_cleaned_cache_gives_the_same_image_from_the_prefix() {
+    require_tools!("gcc");
+    let dir = tempfile::tempdir().unwrap();
+    let Some(channel) = CondaChannel::build(&dir.path().join("channel")) else {
+        return;
+    };
+    let names = ["cd-binary", "cd-link", "cd-noarch", "cd-leaf"];
+    let mut digests = Vec::new();
+    for layout in [CacheLayout::Conda, CacheLayout::Rattler] {
+        let root = dir.path().join(format!("{layout:?}"));
+        let env = install(&channel, &names, layout, &root);
+        let home = root.join("home");
+        let out = root.join("out.tar");
+        let cached = digest_of_build(&env, &home, &out);
+        // `conda clean -a`: every cache is gone, ours too.
+        std::fs::remove_dir_all(&env.cache_dir).unwrap();
+        std::fs::remove_dir_all(&home).unwrap();
+        let rebuilt = digest_of_build(&env, &home, &out);
+        assert_eq!(
+            rebuilt, cached,
+            "{layout:?}: from the prefix = from the cache"
+        );
+        digests.push(cached);
+    }
+    // A prefix shorter than /opt/conda relocates forward just the same.
+    let short = tempfile::Builder::new()
+        .prefix("c")
+        .rand_bytes(3)
+        .tempdir_in("/tmp")
+        .unwrap();
+    assert!(short.path().as_os_str().len() < "/opt/conda".len());
+    let cache = dir.path().join("short-pkgs");
+    let env = install_env_at(&channel, &names, CacheLayout::Conda, short.path(), &cache);
+    let home = dir.path().join("short-home");
+    let out = dir.path().join("short.tar");
+    assert_eq!(
+        digest_of_build(&env, &home, &out),
+        digests[0],
+        "same packages, same image"
+    );
+    std::fs::remove_dir_all(&cache).unwrap();
+    std::fs::remove_dir_all(&home).unwrap();
+    assert_eq!(
+        digest_of_build(&env, &home, &out),
+        digests[0],
+        "and from a short prefix"
+    );
+
+    // A file edited after install cannot be passed off as the package's.
+    std::fs::remove_dir_all(&home).unwrap();
+    let config = short.path().join("share/cd-text/config.txt");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text + "edited\n").unwrap();
+    let _ = std::fs::remove_file(&out);
+    let line = failure(
+        build_command(&env, &home)
+            .args(["build", "-b", "scratch", "-o"])
+            .arg(&out)
+            .arg("-p")
+            .arg(&env.prefix),
+    );
+    assert!(
+        line.contains("config.txt")
+            && line.contains("cd-text-1.0")
+            && line.contains("modified after install"),
+        "{line}"
+    );
+    assert!(!out.exists());
 }

@@ -1,0 +1,288 @@
+//! Packages rebuilt from an installed prefix, for when the caches were
+//! cleaned (`conda clean -a`, common before images are made).
+//!
+//! Each file the record lists is read from the prefix, its relocation
+//! undone (the host prefix back to the package's placeholder; for binary
+//! files the NUL padding a C string got is taken back), checked against the
+//! package's own sha256, and written at its path inside the package. With
+//! `info/index.json`, `info/paths.json` and (noarch python) `info/link.json`
+//! beside them, the folder is linked forward exactly like one from a cache.
+//! Files the installer generated (entry points, `.pyc`) are not copied:
+//! entry points are recreated from their definitions, found in the scripts.
+
+use std::path::{Path, PathBuf};
+
+use rattler::install::PythonInfo;
+use rattler_conda_types::PrefixRecord;
+use rattler_conda_types::package::{FileMode, PathType, PathsEntry, PathsJson, PrefixPlaceholder};
+use rattler_conda_types::prefix_record::PathType as InstalledType;
+use serde_json::{Value, json};
+
+use super::CondaError;
+use super::cache::dist_name;
+
+/// Undoes conda's (and rattler's) C-string replacement: each string that
+/// starts with `host` and runs to a NUL got the placeholder swapped for the
+/// host prefix and was padded with NULs to its old length; put the
+/// placeholder back and take the padding out. `None` if the bytes do not
+/// have that shape.
+pub fn unreplace_binary(data: &[u8], host: &[u8], placeholder: &[u8]) -> Option<Vec<u8>> {
+    if host.is_empty() || placeholder.len() < host.len() {
+        return None;
+    }
+    let grow = placeholder.len() - host.len();
+    let mut out = Vec::with_capacity(data.len());
+    let mut i = 0;
+    while i < data.len() {
+        if !data[i..].starts_with(host) {
+            out.push(data[i]);
+            i += 1;
+            continue;
+        }
+        let end = i + data[i..].iter().position(|&b| b == 0)?;
+        let segment = &data[i..=end];
+        let occurrences = count(segment, host);
+        let padding = grow * occurrences;
+        let after = end + 1;
+        if data.len() < after + padding || data[after..after + padding].iter().any(|&b| b != 0) {
+            return None;
+        }
+        out.extend(replace(segment, host, placeholder));
+        i = after + padding;
+    }
+    Some(out)
+}
+
+fn count(haystack: &[u8], needle: &[u8]) -> usize {
+    let mut n = 0;
+    let mut i = 0;
+    while let Some(at) = find(&haystack[i..], needle) {
+        n += 1;
+        i += at + needle.len();
+    }
+    n
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// `haystack` with every `from` replaced by `to`.
+pub fn replace(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(haystack.len());
+    let mut i = 0;
+    while let Some(at) = find(&haystack[i..], from) {
+        out.extend_from_slice(&haystack[i..i + at]);
+        out.extend_from_slice(to);
+        i += at + from.len();
+    }
+    out.extend_from_slice(&haystack[i..]);
+    out
+}
+
+/// Where an installed path lives inside the package: noarch python files
+/// move back from `lib/pythonX.Y/site-packages/` and `bin/`.
+fn package_path(installed: &Path, noarch_python: bool, python: Option<&PythonInfo>) -> PathBuf {
+    if let (true, Some(python)) = (noarch_python, python) {
+        if let Ok(rest) = installed.strip_prefix(&python.site_packages_path) {
+            return Path::new("site-packages").join(rest);
+        }
+        if let Ok(rest) = installed.strip_prefix(&python.bin_dir) {
+            return Path::new("python-scripts").join(rest);
+        }
+    }
+    installed.to_owned()
+}
+
+/// `command = module:function` from an entry point script written by
+/// conda's or rattler's template (`from M import F` ... `sys.exit(F())`).
+fn entry_point(name: &str, script: &str) -> Option<String> {
+    let module = script
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("from ")?.split_once(" import "))?
+        .0;
+    let function = script
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("sys.exit(")?.strip_suffix("())"))?;
+    Some(format!("{name} = {module}:{function}"))
+}
+
+/// Rebuilds the package of `record` from the environment at `prefix` into
+/// the new folder `into`.
+pub fn unrelocate(
+    record: &PrefixRecord,
+    prefix: &Path,
+    python: Option<&PythonInfo>,
+    into: &Path,
+) -> Result<(), CondaError> {
+    let dist = dist_name(&record.repodata_record);
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| CondaError::Io { path, source }
+    };
+    let host = prefix.to_string_lossy().into_owned();
+    let noarch_python = record.repodata_record.package_record.noarch.is_python();
+    let mut paths = Vec::new();
+    let mut entry_points = Vec::new();
+    for entry in &record.paths_data.paths {
+        let installed = prefix.join(&entry.relative_path);
+        match entry.path_type {
+            InstalledType::UnixPythonEntryPoint => {
+                let script = std::fs::read_to_string(&installed).map_err(io(&installed))?;
+                let name = entry
+                    .relative_path
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy();
+                entry_points.push(entry_point(&name, &script).ok_or_else(|| {
+                    CondaError::Unrelocatable {
+                        file: installed.clone(),
+                        package: dist.clone(),
+                        reason: "an entry point script whose module and function cannot be read"
+                            .into(),
+                    }
+                })?);
+                continue;
+            }
+            InstalledType::HardLink | InstalledType::SoftLink | InstalledType::Directory => {}
+            _ => continue,
+        }
+        let inner = entry
+            .original_path
+            .as_deref()
+            .unwrap_or(&entry.relative_path);
+        let inner = package_path(inner, noarch_python, python);
+        let target = into.join(&inner);
+        if let Some(parent) = target.parent() {
+            fs_err::create_dir_all(parent).map_err(io(parent))?;
+        }
+        let path_type = match entry.path_type {
+            InstalledType::SoftLink => {
+                let link = std::fs::read_link(&installed).map_err(io(&installed))?;
+                std::os::unix::fs::symlink(&link, &target).map_err(io(&target))?;
+                PathType::SoftLink
+            }
+            InstalledType::Directory => {
+                fs_err::create_dir_all(&target).map_err(io(&target))?;
+                PathType::Directory
+            }
+            _ => {
+                let bytes = std::fs::read(&installed).map_err(io(&installed))?;
+                let original = match (&entry.prefix_placeholder, entry.file_mode) {
+                    (Some(placeholder), Some(FileMode::Binary)) => {
+                        unreplace_binary(&bytes, host.as_bytes(), placeholder.as_bytes())
+                    }
+                    (Some(placeholder), _) => {
+                        Some(replace(&bytes, host.as_bytes(), placeholder.as_bytes()))
+                    }
+                    (None, _) => Some(bytes),
+                };
+                let modified = || {
+                    CondaError::Unrelocatable {
+                    file: installed.clone(),
+                    package: dist.clone(),
+                    reason: "it was modified after install (its bytes do not match the package's sha256)".into(),
+                }
+                };
+                let original = original.ok_or_else(modified)?;
+                if let Some(want) = entry.sha256 {
+                    let have =
+                        rattler_digest::compute_bytes_digest::<rattler_digest::Sha256>(&original);
+                    if have != want {
+                        return Err(modified());
+                    }
+                }
+                fs_err::write(&target, &original).map_err(io(&target))?;
+                let mode = std::fs::metadata(&installed)
+                    .map_err(io(&installed))?
+                    .permissions();
+                std::fs::set_permissions(&target, mode).map_err(io(&target))?;
+                PathType::HardLink
+            }
+        };
+        paths.push(PathsEntry {
+            relative_path: inner,
+            no_link: entry.no_link,
+            path_type,
+            prefix_placeholder: entry.prefix_placeholder.as_ref().map(|placeholder| {
+                PrefixPlaceholder {
+                    file_mode: entry.file_mode.unwrap_or(FileMode::Text),
+                    placeholder: placeholder.clone(),
+                    experimental_offsets: None,
+                }
+            }),
+            sha256: entry.sha256,
+            size_in_bytes: entry.size_in_bytes,
+        });
+    }
+    let info = into.join("info");
+    fs_err::create_dir_all(&info).map_err(io(&info))?;
+    let write_json = |name: &str, value: &Value| {
+        let path = info.join(name);
+        fs_err::write(&path, serde_json::to_vec_pretty(value).unwrap_or_default())
+            .map_err(io(&path))
+    };
+    let mut index =
+        serde_json::to_value(&record.repodata_record.package_record).unwrap_or_default();
+    if let Some(object) = index.as_object_mut() {
+        for repodata_only in ["md5", "sha256", "size", "legacy_bz2_md5", "legacy_bz2_size"] {
+            object.remove(repodata_only);
+        }
+    }
+    write_json("index.json", &index)?;
+    let paths_json = PathsJson {
+        paths,
+        paths_version: 1,
+    };
+    write_json(
+        "paths.json",
+        &serde_json::to_value(&paths_json).unwrap_or_default(),
+    )?;
+    if noarch_python {
+        entry_points.sort();
+        write_json(
+            "link.json",
+            &json!({"noarch": {"type": "python", "entry_points": entry_points}, "package_metadata_version": 1}),
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binary_replacement_is_undone() {
+        let placeholder = b"/opt/placeholder_placeholder_placeholder";
+        let host = b"/tmp/env";
+        let mut original = b"abc\0".to_vec();
+        original.extend_from_slice(placeholder);
+        original.extend_from_slice(b"/lib:");
+        original.extend_from_slice(placeholder);
+        original.extend_from_slice(b"/bin\0tail");
+        // What conda writes: both occurrences replaced, NULs after the string.
+        let mut installed = b"abc\0/tmp/env/lib:/tmp/env/bin\0".to_vec();
+        installed.extend(std::iter::repeat_n(
+            0u8,
+            2 * (placeholder.len() - host.len()),
+        ));
+        installed.extend_from_slice(b"tail");
+        assert_eq!(installed.len(), original.len());
+        assert_eq!(
+            unreplace_binary(&installed, host, placeholder).unwrap(),
+            original
+        );
+        // Missing padding: not a relocated binary.
+        assert!(unreplace_binary(b"/tmp/env/x\0zz", host, placeholder).is_none());
+    }
+
+    #[test]
+    fn entry_points_are_read_back_from_scripts() {
+        let script = "#!/env/bin/python\n# -*- coding: utf-8 -*-\nimport re\nimport sys\n\nfrom cdpkg.cli import main\n\nif __name__ == '__main__':\n    sys.argv[0] = re.sub(r'(-script\\.pyw?|\\.exe)?$', '', sys.argv[0])\n    sys.exit(main())\n";
+        assert_eq!(
+            entry_point("cd-entry", script).unwrap(),
+            "cd-entry = cdpkg.cli:main"
+        );
+    }
+}
