@@ -44,8 +44,9 @@ pub fn cache_dir() -> PathBuf {
 
 impl PackageCaches {
     /// The caches of this machine, as conda and rattler find them:
-    /// `CONDA_PKGS_DIRS`, `<root>/pkgs`, `~/.conda/pkgs`; `RATTLER_CACHE_DIR`
-    /// (else `~/.cache/rattler/cache`) `/pkgs`.
+    /// `CONDA_PKGS_DIRS`, `pkgs_dirs` from the condarc files, `<root>/pkgs`,
+    /// `~/.conda/pkgs`; `RATTLER_CACHE_DIR` (else `~/.cache/rattler/cache`)
+    /// `/pkgs`.
     pub fn discover() -> Self {
         let mut conda: Vec<PathBuf> = std::env::var_os("CONDA_PKGS_DIRS")
             .map(|v| {
@@ -56,6 +57,7 @@ impl PackageCaches {
                     .collect()
             })
             .unwrap_or_default();
+        conda.extend(super::condarc::CondaRc::load().pkgs_dirs);
         conda.extend(conda_root().map(|r| r.join("pkgs")));
         conda.extend(home().map(|h| h.join(".conda/pkgs")));
         let rattler_root = std::env::var_os("RATTLER_CACHE_DIR")

@@ -40,11 +40,14 @@ fn home() -> Option<PathBuf> {
 }
 
 /// The folders conda looks for named environments in, in its order:
-/// `CONDA_ENVS_PATH`, `<root>/envs`, `~/.conda/envs`.
+/// `CONDA_ENVS_DIRS` (or the older `CONDA_ENVS_PATH`), `envs_dirs` from the
+/// condarc files, `<root>/envs`, `~/.conda/envs`.
 pub fn envs_dirs() -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("CONDA_ENVS_PATH")
+    let mut dirs: Vec<PathBuf> = std::env::var_os("CONDA_ENVS_DIRS")
+        .or_else(|| std::env::var_os("CONDA_ENVS_PATH"))
         .map(|v| std::env::split_paths(&v).collect())
         .unwrap_or_default();
+    dirs.extend(super::condarc::CondaRc::load().envs_dirs);
     dirs.extend(conda_root().map(|r| r.join("envs")));
     dirs.extend(home().map(|h| h.join(".conda/envs")));
     dirs

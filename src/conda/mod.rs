@@ -6,6 +6,7 @@
 
 pub mod activation;
 pub mod cache;
+pub mod condarc;
 pub mod env;
 pub mod explicit;
 pub mod order;

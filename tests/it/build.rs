@@ -673,3 +673,69 @@ fn a_cleaned_cache_gives_the_same_image_from_the_prefix() {
     );
     assert!(!out.exists());
 }
+
+#[test]
+fn named_environment_and_caches_from_condarc_give_a_valid_prefix() {
+    require_tools!("umoci");
+    let dir = tempfile::tempdir().unwrap();
+    let channel = CondaChannel::build_without_binary(&dir.path().join("channel"));
+    let home = dir.path().join("home");
+    let envs = dir.path().join("my-envs");
+    let pkgs = dir.path().join("my-pkgs");
+    let env = install_env_at(
+        &channel,
+        &["cd-noarch", "cd-leaf"],
+        CacheLayout::Conda,
+        &envs.join("work"),
+        &pkgs,
+    );
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(
+        home.join(".condarc"),
+        format!(
+            "channels: [conda-forge]\npkgs_dirs:\n  - {}\nenvs_dirs:\n  - {}\n",
+            pkgs.display(),
+            envs.display()
+        ),
+    )
+    .unwrap();
+    let layout = dir.path().join("layout");
+    let mut cmd = conda_docker();
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", &home)
+        .env("CONDA_DOCKER_CACHE_DIR", home.join("cd-cache"))
+        .args([
+            "build", "-q", "-n", "work", "-b", "scratch", "--format", "oci", "-i", "work:1", "-o",
+        ])
+        .arg(&layout);
+    common::run(&mut cmd);
+
+    // The image's /opt/conda is a prefix rattler (like conda) can read, and
+    // every file its records list is there.
+    let bundle = dir.path().join("bundle");
+    common::umoci_unpack(&layout, "1", &bundle);
+    let prefix = bundle.join("rootfs/opt/conda");
+    let records = rattler_conda_types::PrefixRecord::collect_from_prefix::<
+        rattler_conda_types::PrefixRecord,
+    >(&prefix)
+    .unwrap();
+    assert_eq!(records.len(), env.records.len());
+    for record in &records {
+        assert!(record.extracted_package_dir.is_none() && record.requested_specs.is_empty());
+        for file in &record.files {
+            assert!(
+                prefix.join(file).symlink_metadata().is_ok(),
+                "{} lists missing {}",
+                record.repodata_record.identifier,
+                file.display()
+            );
+        }
+    }
+    let history = std::fs::read_to_string(prefix.join("conda-meta/history")).unwrap();
+    assert!(
+        history.starts_with("==> 1970-01-01 00:00:00 <==\n"),
+        "{history}"
+    );
+    assert!(history.contains("::cd-leaf-1.0-0\n"), "{history}");
+}

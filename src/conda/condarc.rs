@@ -1,0 +1,131 @@
+//! The parts of conda's configuration this tool needs: `pkgs_dirs` and
+//! `envs_dirs` from the `.condarc` files conda reads, in conda's order.
+
+use std::path::{Path, PathBuf};
+
+use super::env::conda_root;
+
+/// Settings merged from every `.condarc` found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CondaRc {
+    /// Package cache folders, highest priority first.
+    pub pkgs_dirs: Vec<PathBuf>,
+    /// Folders holding named environments, highest priority first.
+    pub envs_dirs: Vec<PathBuf>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct File {
+    #[serde(default)]
+    pkgs_dirs: Vec<String>,
+    #[serde(default)]
+    envs_dirs: Vec<String>,
+}
+
+fn home() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(PathBuf::from)
+}
+
+/// conda's search path: system, root, user, then the active environment
+/// and `$CONDARC`; later files take precedence.
+fn search_path() -> Vec<PathBuf> {
+    let mut bases: Vec<PathBuf> = vec!["/etc/conda".into(), "/var/lib/conda".into()];
+    bases.extend(conda_root());
+    let xdg = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| home().map(|h| h.join(".config")));
+    bases.extend(xdg.map(|x| x.join("conda")));
+    bases.extend(home().map(|h| h.join(".conda")));
+    let mut files = Vec::new();
+    for base in &bases {
+        files.extend(rc_files_in(base));
+    }
+    files.extend(home().map(|h| h.join(".condarc")));
+    if let Some(prefix) = std::env::var_os("CONDA_PREFIX") {
+        files.extend(rc_files_in(Path::new(&prefix)));
+    }
+    files.extend(std::env::var_os("CONDARC").map(PathBuf::from));
+    files
+}
+
+fn rc_files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut files = vec![dir.join(".condarc"), dir.join("condarc")];
+    if let Ok(entries) = std::fs::read_dir(dir.join("condarc.d")) {
+        let mut extra: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "yml" || e == "yaml"))
+            .collect();
+        extra.sort();
+        files.extend(extra);
+    }
+    files
+}
+
+/// `~` and `$VAR` / `${VAR}` expanded, as conda does for paths.
+fn expand(text: &str) -> PathBuf {
+    let mut out = String::new();
+    let mut rest = text;
+    if let Some(after) = rest.strip_prefix('~') {
+        out.push_str(&home().unwrap_or_default().to_string_lossy());
+        rest = after;
+    }
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at + 1..];
+        let (name, next) = match tail.strip_prefix('{') {
+            Some(braced) => match braced.find('}') {
+                Some(end) => (&braced[..end], &braced[end + 1..]),
+                None => (braced, ""),
+            },
+            None => {
+                let end = tail
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(tail.len());
+                (&tail[..end], &tail[end..])
+            }
+        };
+        out.push_str(&std::env::var(name).unwrap_or_default());
+        rest = next;
+    }
+    out.push_str(rest);
+    PathBuf::from(out)
+}
+
+impl CondaRc {
+    /// Reads every `.condarc` conda would. A file that is not valid YAML is
+    /// named in a warning and skipped.
+    pub fn load() -> Self {
+        let mut rc = CondaRc::default();
+        for path in search_path().iter().rev() {
+            let Ok(text) = std::fs::read_to_string(path) else {
+                continue;
+            };
+            match serde_yaml::from_str::<Option<File>>(&text) {
+                Ok(file) => {
+                    let file = file.unwrap_or_default();
+                    rc.pkgs_dirs
+                        .extend(file.pkgs_dirs.iter().map(|p| expand(p)));
+                    rc.envs_dirs
+                        .extend(file.envs_dirs.iter().map(|p| expand(p)));
+                }
+                Err(e) => tracing::warn!("ignoring {}: not a valid condarc ({e})", path.display()),
+            }
+        }
+        rc.pkgs_dirs.dedup();
+        rc.envs_dirs.dedup();
+        rc
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::expand;
+
+    #[test]
+    fn expands_variables() {
+        let home = std::env::var("HOME").unwrap_or_default();
+        assert_eq!(expand("~/pkgs").to_string_lossy(), format!("{home}/pkgs"));
+        assert_eq!(expand("${HOME}/x").to_string_lossy(), format!("{home}/x"));
+        assert_eq!(expand("/plain").to_string_lossy(), "/plain");
+    }
+}
