@@ -17,6 +17,7 @@ use crate::conda::relocate::{Target, relocate};
 use crate::conda::untracked::{Untracked, path_of as untracked_path, untracked};
 use crate::digest::Digest;
 use crate::image::{Image, ImageError, ImageSource, rfc3339};
+use crate::layer::Layer;
 use crate::layer::tar::archive_path;
 
 /// The PATH of an image whose base sets none (Docker's default).
@@ -195,8 +196,70 @@ fn channel_name(channel: Option<&str>) -> String {
         .unwrap_or_else(|| "<unknown>".into())
 }
 
-/// Builds the image of an installed environment.
-pub fn build(options: &BuildOptions) -> Result<(Image, Vec<LayerReport>), BuildError> {
+/// Hears how a build goes, so a front end can show progress; the library
+/// itself never prints.
+pub trait Reporter: Sync {
+    /// The build is about to relocate `packages` packages.
+    fn start(&self, _packages: usize) {}
+    /// One package layer is ready (called from worker threads).
+    fn layer_built(&self, _layer: &LayerReport) {}
+    /// All package layers are ready.
+    fn finish(&self) {}
+}
+
+/// A reporter that ignores everything.
+pub struct Silent;
+
+impl Reporter for Silent {}
+
+/// Runs `work` on every item with one thread per core, at most, and
+/// returns the results in the items' order. After a failure no new item is
+/// started.
+fn in_parallel<T: Sync, R: Send>(
+    items: &[T],
+    work: impl Fn(&T) -> Result<R, BuildError> + Sync,
+) -> Vec<Result<R, BuildError>> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len().max(1));
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let results: Mutex<Vec<Option<Result<R, BuildError>>>> =
+        Mutex::new(items.iter().map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= items.len() || failed.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let result = work(&items[i]);
+                    failed.fetch_or(result.is_err(), Ordering::SeqCst);
+                    if let Ok(mut slots) = results.lock() {
+                        slots[i] = Some(result);
+                    }
+                }
+            });
+        }
+    });
+    // Items never started (after a failure) end the list: the failure
+    // before them is what gets reported.
+    results
+        .into_inner()
+        .unwrap_or_default()
+        .into_iter()
+        .map_while(|slot| slot)
+        .collect()
+}
+
+/// Builds the image of an environment.
+pub fn build(
+    options: &BuildOptions,
+    reporter: &dyn Reporter,
+) -> Result<(Image, Vec<LayerReport>), BuildError> {
     if !options.image_prefix.starts_with('/') {
         return Err(BuildError::BadImagePrefix(options.image_prefix.clone()));
     }
@@ -278,11 +341,14 @@ pub fn build(options: &BuildOptions) -> Result<(Image, Vec<LayerReport>), BuildE
         fit_budget(ordered, size, budget)
     };
 
-    let mut reports = Vec::new();
-    for group in groups {
+    let factory = image.layer_factory().map_err(|source| BuildError::Layer {
+        what: "the scratch folder".into(),
+        source,
+    })?;
+    let package_layer = |group: &Vec<usize>| -> Result<(Layer, LayerReport), BuildError> {
         let mut staged: Vec<PathBuf> = Vec::new();
         let mut packages = Vec::new();
-        for &i in &group {
+        for &i in group {
             let record = &env.records[i];
             let dist = dist_name(&record.repodata_record);
             tracing::info!("relocating {dist}");
@@ -296,8 +362,8 @@ pub fn build(options: &BuildOptions) -> Result<(Image, Vec<LayerReport>), BuildE
             packages.push(dist);
         }
         let what = packages.join(" ");
-        let layer = image
-            .build_layer(|tar| {
+        let mut layer = factory
+            .build(|tar| {
                 tar.normalize_modes();
                 staged
                     .iter()
@@ -307,17 +373,29 @@ pub fn build(options: &BuildOptions) -> Result<(Image, Vec<LayerReport>), BuildE
                 what: what.clone(),
                 source,
             })?;
-        let mut layer = layer;
-        layer.set_annotation("org.conda-docker.packages", &what);
-        reports.push(LayerReport {
-            digest: layer.digest(),
-            size: layer.size(),
-            packages: packages.clone(),
-        });
-        image.push_layer(layer, &format!("conda-docker: {what}"));
         for dir in staged {
             let _ = std::fs::remove_dir_all(dir);
         }
+        layer.set_annotation("org.conda-docker.packages", &what);
+        let report = LayerReport {
+            digest: layer.digest(),
+            size: layer.size(),
+            packages,
+        };
+        reporter.layer_built(&report);
+        Ok((layer, report))
+    };
+    reporter.start(env.records.len());
+    let built = in_parallel(&groups, package_layer);
+    reporter.finish();
+    let mut reports = Vec::new();
+    for result in built {
+        let (layer, report) = result?;
+        image.push_layer(
+            layer,
+            &format!("conda-docker: {}", report.packages.join(" ")),
+        );
+        reports.push(report);
     }
 
     add_env_layer(&mut image, &env, options, &prefix_arc)?;

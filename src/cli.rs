@@ -1,12 +1,14 @@
 //! Command-line definitions (clap only: no logic here) and the commands
 //! they run.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
-use crate::build::{BuildError, BuildOptions, build};
+use crate::build::{BuildError, BuildOptions, LayerReport, Reporter, build};
 use crate::conda::CondaError;
 use crate::conda::env::EnvSelector;
 use crate::image::{Image, ImageDestination, ImageError, ImageSource};
@@ -226,7 +228,8 @@ fn run_build(args: BuildArgs) -> Result<(), CliError> {
             tag: None,
         },
     };
-    let (image, layers) = build(&options)?;
+    let progress = Progress::new(args.quiet);
+    let (image, layers) = build(&options, &progress)?;
     image.write_to(&destination)?;
     if args.json {
         let mut summary = summary(&image);
@@ -244,6 +247,66 @@ fn run_build(args: BuildArgs) -> Result<(), CliError> {
         );
     }
     Ok(())
+}
+
+/// Progress on stderr: a bar on a terminal, a line per layer otherwise,
+/// nothing with `-q`.
+struct Progress {
+    quiet: bool,
+    bar: std::sync::OnceLock<indicatif::ProgressBar>,
+    total: AtomicUsize,
+    done: AtomicUsize,
+}
+
+impl Progress {
+    fn new(quiet: bool) -> Self {
+        Progress {
+            quiet,
+            bar: std::sync::OnceLock::new(),
+            total: AtomicUsize::new(0),
+            done: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl Reporter for Progress {
+    fn start(&self, packages: usize) {
+        self.total.store(packages, Ordering::SeqCst);
+        if self.quiet || !std::io::stderr().is_terminal() {
+            return;
+        }
+        let bar = indicatif::ProgressBar::new(packages as u64);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{spinner} {pos}/{len} packages [{bar:30}] {elapsed} {wide_msg}",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        let _ = self.bar.set(bar);
+    }
+
+    fn layer_built(&self, layer: &LayerReport) {
+        let n = layer.packages.len();
+        let done = self.done.fetch_add(n, Ordering::SeqCst) + n;
+        let what = layer.packages.join(" ");
+        match self.bar.get() {
+            Some(bar) => {
+                bar.inc(n as u64);
+                bar.set_message(what);
+            }
+            None if !self.quiet => eprintln!(
+                "[{done}/{}] {what} ({:.1} MB)",
+                self.total.load(Ordering::SeqCst),
+                layer.size as f64 / 1e6
+            ),
+            None => {}
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = self.bar.get() {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 /// Runs a parsed command line.

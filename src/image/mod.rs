@@ -29,7 +29,7 @@ pub use source::{ImageDestination, ImageSource};
 
 use crate::digest::Digest;
 use crate::layer::tar::{LayerTar, PathFilter, archive_path};
-use crate::layer::{Compression, Layer, LayerWriter};
+use crate::layer::{Compression, Layer, LayerFactory, LayerWriter};
 use crate::reference::{Reference, ReferenceError};
 
 /// The fixed time used when `SOURCE_DATE_EPOCH` is not set, so that builds
@@ -341,7 +341,9 @@ impl Image {
         Digest::of(&self.manifest_bytes())
     }
 
-    fn layer_writer(&mut self) -> io::Result<LayerWriter> {
+    /// A handle that builds layers with this image's settings, from any
+    /// thread; add what it builds with [`Image::push_layer`].
+    pub fn layer_factory(&mut self) -> io::Result<LayerFactory> {
         let scratch = match &self.scratch {
             Some(dir) => dir.clone(),
             None => {
@@ -358,7 +360,7 @@ impl Image {
                 dir
             }
         };
-        LayerWriter::new(scratch, self.compression)
+        Ok(LayerFactory::new(scratch, self.compression, self.epoch))
     }
 
     /// Appends a layer already built (its blob, digest and diff id known),
@@ -402,9 +404,7 @@ impl Image {
         &mut self,
         fill: impl FnOnce(&mut LayerTar<LayerWriter>) -> io::Result<()>,
     ) -> io::Result<Layer> {
-        let mut tar = LayerTar::new(self.layer_writer()?, self.epoch);
-        fill(&mut tar)?;
-        tar.finish()?.finish()
+        self.layer_factory()?.build(fill)
     }
 
     /// Appends a layer of regular files (mode 0644) given as path → bytes.
@@ -451,7 +451,10 @@ impl Image {
             what: "a tar stream".into(),
             source,
         };
-        let mut writer = self.layer_writer().map_err(fail)?;
+        let mut writer = self
+            .layer_factory()
+            .and_then(|f| f.writer())
+            .map_err(fail)?;
         io::copy(&mut tar, &mut writer).map_err(fail)?;
         let layer = writer.finish().map_err(fail)?;
         self.push_layer(layer, created_by);

@@ -138,3 +138,39 @@ impl Write for LayerWriter {
         self.inner.flush()
     }
 }
+
+/// Builds layers with one image's settings (scratch folder, compression,
+/// time stamp). Cheap to clone and usable from several threads at once, so
+/// independent layers can be built in parallel.
+#[derive(Clone)]
+pub struct LayerFactory {
+    scratch: Arc<TempDir>,
+    compression: Compression,
+    epoch: u64,
+}
+
+impl LayerFactory {
+    /// A factory storing blobs in `scratch`.
+    pub fn new(scratch: Arc<TempDir>, compression: Compression, epoch: u64) -> Self {
+        LayerFactory {
+            scratch,
+            compression,
+            epoch,
+        }
+    }
+
+    /// A writer for a layer whose tar stream the caller makes itself.
+    pub fn writer(&self) -> io::Result<LayerWriter> {
+        LayerWriter::new(self.scratch.clone(), self.compression)
+    }
+
+    /// Builds a layer from whatever `fill` writes into a deterministic tar.
+    pub fn build(
+        &self,
+        fill: impl FnOnce(&mut super::tar::LayerTar<LayerWriter>) -> io::Result<()>,
+    ) -> io::Result<Layer> {
+        let mut tar = super::tar::LayerTar::new(self.writer()?, self.epoch);
+        fill(&mut tar)?;
+        tar.finish()?.finish()
+    }
+}

@@ -6,7 +6,7 @@ pub mod tar;
 
 use std::collections::BTreeMap;
 
-pub use encode::{Compression, LayerWriter};
+pub use encode::{Compression, LayerFactory, LayerWriter};
 use oci_spec::image::MediaType;
 
 use crate::blob::Blob;

@@ -48,17 +48,17 @@ pub fn example(name: &str) -> Command {
     Command::new(debug.join("examples").join(name))
 }
 
-/// Runs a command expected to fail and returns its one-line error.
+/// Runs a command expected to fail and returns its one-line error: the
+/// last line of stderr, after any progress lines (`[n/m] ...`).
 pub fn failure(cmd: &mut Command) -> String {
     let output: Output = common::run_unchecked(cmd);
     assert!(!output.status.success(), "expected failure: {cmd:?}");
-    let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
-    assert_eq!(
-        stderr.lines().count(),
-        1,
-        "one error line expected: {stderr}"
-    );
+    let all = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+    assert!(!all.contains("panicked"), "{all}");
+    let (progress, errors): (Vec<&str>, Vec<&str>) = all.lines().partition(|l| l.starts_with('['));
+    assert_eq!(errors.len(), 1, "one error line expected: {all}");
+    assert!(progress.iter().all(|l| l.contains('/')), "{all}");
+    let stderr = errors[0].to_owned();
     assert!(stderr.starts_with("error: "), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
     stderr
 }
