@@ -278,6 +278,21 @@ fn bad_environments_fail_cleanly() {
     assert!(line.contains("only one of"), "{line}");
     let line = attempt(&[], dir.path());
     assert!(line.contains("has no conda-meta"), "{line}");
+    let mut cmd = build_command(&env, &home);
+    cmd.args(["build", "-b", "scratch", "-n", "no-such-env", "-o"])
+        .arg(&out);
+    let line = failure(&mut cmd);
+    assert!(
+        line.contains("no environment named `no-such-env`") && line.contains(".conda/envs"),
+        "{line}"
+    );
+    let mut cmd = build_command(&env, &home);
+    cmd.args(["build", "-b", "scratch", "-o"]).arg(&out);
+    let line = failure(&mut cmd);
+    assert!(
+        line.contains("none is active") && line.contains("--prefix"),
+        "{line}"
+    );
 
     // A package missing from every cache, with no installed prefix to
     // rebuild it from (an explicit spec).
@@ -396,6 +411,21 @@ fn untracked_files_activation_and_layer_options() {
         "etc/conda/activate.d/cd.sh",
         b"export CD_HOME=\"$CONDA_PREFIX/share\"\n",
     );
+    // A post-link script (as a package would ship it) is named, not run.
+    put(
+        &env,
+        "bin/.cd-text-post-link.sh",
+        b"echo ran > $PREFIX/post-link-ran\n",
+    );
+    let dist = "cd-text-1.0-0";
+    let text_record = env.prefix.join(format!("conda-meta/{dist}.json"));
+    let mut record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&text_record).unwrap()).unwrap();
+    record["files"]
+        .as_array_mut()
+        .unwrap()
+        .push("bin/.cd-text-post-link.sh".into());
+    std::fs::write(&text_record, serde_json::to_vec(&record).unwrap()).unwrap();
     let app = dir.path().join("app.py");
     std::fs::write(&app, "print('app')\n").unwrap();
 
@@ -423,6 +453,12 @@ fn untracked_files_activation_and_layer_options() {
             .arg("--add")
             .arg(format!("{}:/app/app.py", app.display())),
     );
+    let warnings = String::from_utf8_lossy(&report.stderr);
+    assert!(
+        warnings.contains("post-link script of cd-text-1.0"),
+        "{warnings}"
+    );
+    assert!(warnings.contains("lib/user.bin"), "{warnings}");
     let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
     assert_eq!(report["layers"].as_array().unwrap().len(), 4, "{report}");
     assert_eq!(
@@ -481,6 +517,36 @@ fn untracked_files_activation_and_layer_options() {
         ],
     );
     assert_eq!(got, format!("gone\n{}", cd_show_output("/opt/conda")));
+
+    // Another prefix inside the image: relocation and config follow it.
+    let out3 = dir.path().join("srv.tar");
+    let name3 = common::unique_name("cd-srv");
+    common::run(
+        build_command(&env, &home)
+            .args(["build", "-q", "--prefix-in-image", "/srv/env", "-p"])
+            .arg(&env.prefix)
+            .arg("-b")
+            .arg(&base)
+            .arg("-o")
+            .arg(&out3)
+            .args(["-i", &name3]),
+    );
+    podman.load(&out3);
+    let got = podman.run(
+        &name3,
+        &[
+            "sh",
+            "-c",
+            "cd-show; echo $CONDA_PREFIX $CD_HOME; cat /srv/env/share/user/notes.txt",
+        ],
+    );
+    assert_eq!(
+        got,
+        format!(
+            "{}/srv/env /srv/env/share\ndata at /srv/env/share\n",
+            cd_show_output("/srv/env")
+        )
+    );
 }
 
 #[test]
