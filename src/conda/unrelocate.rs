@@ -80,6 +80,28 @@ pub fn replace(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The file as it was before an installer replaced its over-long shebang
+/// `#!PLACEHOLDER/bin/PROGRAM ARGS` (past Linux's 127 bytes) with one of the
+/// two short forms conda and rattler use: `#!/usr/bin/env PROGRAM ARGS`, or
+/// for python `#!/bin/sh` plus `'''exec' "PATH" ARGS "$0" "$@" #'''`. The
+/// bytes come with the host prefix already put back to the placeholder. A
+/// guess, so the caller checks it against the package's sha256.
+pub fn restore_long_shebang(bytes: &[u8], placeholder: &str) -> Option<Vec<u8>> {
+    if let Some(rest) = bytes.strip_prefix(b"#!/usr/bin/env ") {
+        let mut restored = format!("#!{placeholder}/bin/").into_bytes();
+        restored.extend_from_slice(rest);
+        return Some(restored);
+    }
+    let rest = bytes.strip_prefix(b"#!/bin/sh\n'''exec' \"")?;
+    let end = rest.iter().position(|&b| b == b'\n')?;
+    let line = std::str::from_utf8(&rest[..end]).ok()?;
+    let (program, args) = line.split_once('"')?;
+    let args = args.strip_suffix(r#" "$0" "$@" #'''"#)?;
+    let mut restored = format!("#!{program}{args}\n").into_bytes();
+    restored.extend_from_slice(&rest[end + 1..]);
+    Some(restored)
+}
+
 /// Where an installed path lives inside the package: noarch python files
 /// move back from `lib/pythonX.Y/site-packages/` and `bin/`.
 fn package_path(installed: &Path, noarch_python: bool, python: Option<&PythonInfo>) -> PathBuf {
@@ -184,12 +206,21 @@ pub fn unrelocate(
                     reason: "it was modified after install (its bytes do not match the package's sha256)".into(),
                 }
                 };
-                let original = original.ok_or_else(modified)?;
+                let mut original = original.ok_or_else(modified)?;
                 if let Some(want) = entry.sha256 {
-                    let have =
-                        rattler_digest::compute_bytes_digest::<rattler_digest::Sha256>(&original);
-                    if have != want {
-                        return Err(modified());
+                    let matches = |bytes: &[u8]| {
+                        rattler_digest::compute_bytes_digest::<rattler_digest::Sha256>(bytes)
+                            == want
+                    };
+                    if !matches(&original) {
+                        // A shebang too long for the kernel was shortened to
+                        // `#!/usr/bin/env PROGRAM` at install time.
+                        original = entry
+                            .prefix_placeholder
+                            .as_deref()
+                            .and_then(|placeholder| restore_long_shebang(&original, placeholder))
+                            .filter(|restored| matches(restored))
+                            .ok_or_else(modified)?;
                     }
                 }
                 fs_err::write(&target, &original).map_err(io(&target))?;
@@ -275,6 +306,19 @@ mod tests {
         );
         // Missing padding: not a relocated binary.
         assert!(unreplace_binary(b"/tmp/env/x\0zz", host, placeholder).is_none());
+    }
+
+    #[test]
+    fn long_shebangs_are_restored() {
+        let restored =
+            restore_long_shebang(b"#!/usr/bin/env python -u\nprint(1)\n", "/ph").unwrap();
+        assert_eq!(restored, b"#!/ph/bin/python -u\nprint(1)\n");
+        assert!(restore_long_shebang(b"#!/bin/sh\n", "/ph").is_none());
+        let exec = b"#!/bin/sh\n'''exec' \"/ph/bin/python3.12\" -u \"$0\" \"$@\" #'''\nprint(1)\n";
+        assert_eq!(
+            restore_long_shebang(exec, "/ph").unwrap(),
+            b"#!/ph/bin/python3.12 -u\nprint(1)\n"
+        );
     }
 
     #[test]

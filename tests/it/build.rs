@@ -718,6 +718,23 @@ fn a_cleaned_cache_gives_the_same_image_from_the_prefix() {
         "and from a short prefix"
     );
 
+    // A prefix so long that shebangs naming it were cut to `#!/usr/bin/env`.
+    let long = dir.path().join("l".repeat(110));
+    let cache = dir.path().join("long-pkgs");
+    let long_env = install_env_at(&channel, &names, CacheLayout::Rattler, &long, &cache);
+    let tool = std::fs::read_to_string(long.join("bin/cd-leaf-tool")).unwrap();
+    assert!(
+        !tool.starts_with(&format!("#!{}", long.display())),
+        "shortened: {tool}"
+    );
+    let long_home = dir.path().join("long-home");
+    std::fs::remove_dir_all(&cache).unwrap();
+    assert_eq!(
+        digest_of_build(&long_env, &long_home, &out),
+        digests[1],
+        "shebang restored"
+    );
+
     // A file edited after install cannot be passed off as the package's.
     std::fs::remove_dir_all(&home).unwrap();
     let config = short.path().join("share/cd-text/config.txt");

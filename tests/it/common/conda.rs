@@ -420,7 +420,16 @@ fn cd_leaf() -> PackageSpec {
         depends: &[CD_TEXT],
         format: Format::Conda,
         noarch_python: None,
-        entries: vec![file("share/cd-leaf/leaf.txt", "leaf\n")],
+        entries: vec![
+            file("share/cd-leaf/leaf.txt", "leaf\n"),
+            // A shebang naming the prefix: installed at a long prefix it
+            // passes the kernel's 127 bytes and becomes `#!/usr/bin/env`.
+            script(
+                "bin/cd-leaf-tool",
+                &format!("#!{PLACEHOLDER}/bin/python3.12 -u\nprint('leaf')\n"),
+                Some(FileMode::Text),
+            ),
+        ],
     }
 }
 
