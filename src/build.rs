@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use rattler::install::PythonInfo;
+use rattler_conda_types::package::{IndexJson, PackageFile};
 use rattler_conda_types::{PrefixRecord, Subdir};
 
 use crate::conda::CondaError;
@@ -14,6 +15,7 @@ use crate::conda::cache::{PackageCaches, cache_dir, dist_name};
 use crate::conda::env::{EnvSelector, Environment};
 use crate::conda::order::{dependency_order, fit_budget};
 use crate::conda::relocate::{Target, relocate};
+use crate::conda::unrelocate::replace;
 use crate::conda::untracked::{Untracked, path_of as untracked_path, untracked};
 use crate::digest::Digest;
 use crate::image::{Image, ImageError, ImageSource, rfc3339};
@@ -260,12 +262,21 @@ pub fn build(
     options: &BuildOptions,
     reporter: &dyn Reporter,
 ) -> Result<(Image, Vec<LayerReport>), BuildError> {
-    if !options.image_prefix.starts_with('/') {
-        return Err(BuildError::BadImagePrefix(options.image_prefix.clone()));
-    }
+    // Checked before any work: a bad prefix or name would otherwise fail
+    // only after every layer was built.
     let prefix_arc = archive_path(&options.image_prefix)
-        .map_err(|_| BuildError::BadImagePrefix(options.image_prefix.clone()))?;
-    let env = Environment::load(&options.env)?;
+        .ok()
+        .filter(|arc| options.image_prefix.starts_with('/') && !arc.is_empty())
+        .ok_or_else(|| BuildError::BadImagePrefix(options.image_prefix.clone()))?;
+    let options = &BuildOptions {
+        image_prefix: format!("/{prefix_arc}"),
+        ..options.clone()
+    };
+    options
+        .name
+        .parse::<crate::reference::Reference>()
+        .map_err(ImageError::from)?;
+    let mut env = Environment::load(&options.env)?;
     let (os, arch, variant) = oci_platform(env.platform)?;
 
     let mut image = options.base.open()?;
@@ -290,6 +301,27 @@ pub fn build(
         python: python.as_ref(),
     };
     let staging_root = staging_root()?;
+    // Every package is found first: an explicit spec says nothing about
+    // dependencies, so the plan needs the packages' own index.json.
+    let indices: Vec<usize> = (0..env.records.len()).collect();
+    let package_dirs = in_parallel(&indices, |&i| {
+        Ok(options.caches.locate_or_rebuild(
+            &env.records[i],
+            env.prefix.as_deref(),
+            python.as_ref(),
+            staging_root.path(),
+        )?)
+    })
+    .into_iter()
+    .collect::<Result<Vec<PathBuf>, BuildError>>()?;
+    if env.prefix.is_none() {
+        for (record, dir) in env.records.iter_mut().zip(&package_dirs) {
+            if let Ok(index) = IndexJson::from_package_directory(dir) {
+                record.repodata_record.package_record.depends = index.depends;
+            }
+        }
+    }
+    let env = env;
     let names: Vec<&str> = env
         .records
         .iter()
@@ -352,12 +384,8 @@ pub fn build(
             let record = &env.records[i];
             let dist = dist_name(&record.repodata_record);
             tracing::info!("relocating {dist}");
-            let package_dir =
-                options
-                    .caches
-                    .locate_or_rebuild(record, env.prefix.as_deref(), python.as_ref())?;
             let staging = staging_root.path().join(&dist);
-            relocate(&package_dir, &record.repodata_record, &staging, &target)?;
+            relocate(&package_dirs[i], &record.repodata_record, &staging, &target)?;
             staged.push(staging);
             packages.push(dist);
         }
@@ -452,9 +480,9 @@ fn add_env_layer(
                     Untracked::Relocate(_) => {
                         let meta = std::fs::metadata(&path)?;
                         let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions());
-                        let text = std::fs::read(&path)?;
-                        let text = String::from_utf8_lossy(&text).replace(&host, &options.image_prefix);
-                        tar.add_file(&arc, mode, text.len() as u64, text.as_bytes())?;
+                        let bytes = std::fs::read(&path)?;
+                        let bytes = replace(&bytes, host.as_bytes(), options.image_prefix.as_bytes());
+                        tar.add_file(&arc, mode, bytes.len() as u64, bytes.as_slice())?;
                     }
                     Untracked::Symlink(_) => {
                         let target = std::fs::read_link(&path)?;

@@ -228,6 +228,21 @@ fn run_build(args: BuildArgs) -> Result<(), CliError> {
             tag: None,
         },
     };
+    let output = match &destination {
+        ImageDestination::DockerArchive(path) | ImageDestination::OciArchive { path, .. } => path,
+        ImageDestination::Oci { dir, .. } => dir,
+    };
+    let parent = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    if !parent.is_dir() {
+        return Err(CliError::Usage(format!(
+            "cannot write {}: {} is not a directory",
+            output.display(),
+            parent.display()
+        )));
+    }
     let progress = Progress::new(args.quiet);
     let (image, layers) = build(&options, &progress)?;
     image.write_to(&destination)?;

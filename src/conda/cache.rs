@@ -142,12 +142,15 @@ impl PackageCaches {
 
     /// Like [`PackageCaches::locate`], but when no cache has the package
     /// and the environment is installed at `prefix`, rebuilds the package
-    /// from the prefix into the staging cache (see `unrelocate`).
+    /// from the prefix (see `unrelocate`) into `scratch`, a folder of this
+    /// build: a rebuilt package carries the record's metadata rather than
+    /// the archive's, so it never enters the shared staging cache.
     pub fn locate_or_rebuild(
         &self,
         record: &PrefixRecord,
         prefix: Option<&Path>,
         python: Option<&rattler::install::PythonInfo>,
+        scratch: &Path,
     ) -> Result<PathBuf, CondaError> {
         let missing = match self.locate(record) {
             Err(missing @ CondaError::NotCached { .. }) => missing,
@@ -156,28 +159,10 @@ impl PackageCaches {
         let Some(prefix) = prefix.filter(|_| !record.paths_data.paths.is_empty()) else {
             return Err(missing);
         };
-        let repodata = &record.repodata_record;
-        let target = self.staging_folder(repodata).unwrap_or_else(|| {
-            self.staging
-                .join(format!("{}-from-prefix", dist_name(repodata)))
-        });
-        tracing::info!(
-            "rebuilding {} from {}",
-            dist_name(repodata),
-            prefix.display()
-        );
-        let io = |source| CondaError::Io {
-            path: self.staging.clone(),
-            source,
-        };
-        fs_err::create_dir_all(&self.staging).map_err(io)?;
-        let temp = tempfile::Builder::new()
-            .prefix(".rebuild-")
-            .tempdir_in(&self.staging)
-            .map_err(io)?;
-        super::unrelocate::unrelocate(record, prefix, python, temp.path())?;
-        let _ = std::fs::remove_dir_all(&target);
-        std::fs::rename(temp.keep(), &target).map_err(io)?;
+        let dist = dist_name(&record.repodata_record);
+        tracing::info!("rebuilding {dist} from {}", prefix.display());
+        let target = scratch.join("rebuilt").join(&dist);
+        super::unrelocate::unrelocate(record, prefix, python, &target)?;
         Ok(target)
     }
 
@@ -209,8 +194,12 @@ impl PackageCaches {
             .tempdir_in(&self.staging)
             .map_err(|e| fail(e.into()))?;
         rattler_package_streaming::fs::extract(archive, temp.path()).map_err(|e| fail(e.into()))?;
-        let _ = std::fs::remove_dir_all(&target);
-        std::fs::rename(temp.keep(), &target).map_err(|e| fail(e.into()))?;
+        // Another build may have staged the same package meanwhile: its
+        // folder holds the same bytes, so keep it and drop ours.
+        if !target.join("info/index.json").is_file() {
+            let _ = std::fs::remove_dir_all(&target);
+            std::fs::rename(temp.path(), &target).map_err(|e| fail(e.into()))?;
+        }
         Ok(target)
     }
 }

@@ -36,28 +36,48 @@ pub fn fresh_record(
     source: &RepoDataRecord,
     paths: Vec<rattler_conda_types::prefix_record::PathsEntry>,
 ) -> Result<PrefixRecord, CondaError> {
-    let fail = |source: Box<dyn std::error::Error + Send + Sync>| CondaError::Relocate {
-        package: dist_name_of(package_dir),
-        source,
+    let dist = dist_name(source);
+    let fail = |cause: Box<dyn std::error::Error + Send + Sync>| CondaError::Relocate {
+        package: dist.clone(),
+        source: cause,
     };
     let index = IndexJson::from_package_directory(package_dir).map_err(|e| fail(e.into()))?;
     let p = &source.package_record;
     let package_record = PackageRecord::from_index_json(index, p.size, p.sha256, p.md5)
         .map_err(|e| fail(e.into()))?;
+    let (url, channel) = image_origin(source);
     let repodata = RepoDataRecord {
         package_record,
         identifier: source.identifier.clone(),
-        url: source.url.clone(),
-        channel: source.channel.clone(),
+        url,
+        channel,
     };
     Ok(PrefixRecord::from_repodata_record(repodata, paths))
 }
 
-fn dist_name_of(package_dir: &Path) -> String {
-    package_dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
+/// Where a package came from, as the image records it. A `file://` channel
+/// is a folder on the host, so only its name is kept
+/// (`file:///home/alice/conda-bld/linux-64/x.conda` becomes
+/// `file:///conda-bld/linux-64/x.conda`); channel URLs lose their trailing
+/// slash, which tools spell differently.
+pub fn image_origin(source: &RepoDataRecord) -> (url::Url, Option<String>) {
+    let channel = source
+        .channel
+        .as_deref()
+        .map(|c| c.trim_end_matches('/').to_owned());
+    if source.url.scheme() != "file" {
+        return (source.url.clone(), channel);
+    }
+    let segments: Vec<&str> = source
+        .url
+        .path_segments()
+        .map(Iterator::collect)
+        .unwrap_or_default();
+    let tail = &segments[segments.len().saturating_sub(3)..];
+    let local = format!("file:///{}", tail.join("/"));
+    let url = url::Url::parse(&local).unwrap_or_else(|_| source.url.clone());
+    let channel = tail.first().map(|name| format!("file:///{name}"));
+    (url, channel)
 }
 
 /// Links the extracted package at `package_dir` into `staging` as if the

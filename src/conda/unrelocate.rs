@@ -102,6 +102,15 @@ pub fn restore_long_shebang(bytes: &[u8], placeholder: &str) -> Option<Vec<u8>> 
     Some(restored)
 }
 
+/// Whether a path from a record stays inside the folder it is joined to:
+/// relative, with normal components only (no `..`, no root).
+pub fn is_contained(path: &Path) -> bool {
+    !path.as_os_str().is_empty()
+        && path
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+}
+
 /// Where an installed path lives inside the package: noarch python files
 /// move back from `lib/pythonX.Y/site-packages/` and `bin/`.
 fn package_path(installed: &Path, noarch_python: bool, python: Option<&PythonInfo>) -> PathBuf {
@@ -147,6 +156,19 @@ pub fn unrelocate(
     let mut paths = Vec::new();
     let mut entry_points = Vec::new();
     for entry in &record.paths_data.paths {
+        let unsafe_path = |path: &Path| CondaError::Unrelocatable {
+            file: path.to_owned(),
+            package: dist.clone(),
+            reason: "is not a plain relative path inside the environment".into(),
+        };
+        for path in [Some(&entry.relative_path), entry.original_path.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            if !is_contained(path) {
+                return Err(unsafe_path(path));
+            }
+        }
         let installed = prefix.join(&entry.relative_path);
         match entry.path_type {
             InstalledType::UnixPythonEntryPoint => {
@@ -207,21 +229,25 @@ pub fn unrelocate(
                 }
                 };
                 let mut original = original.ok_or_else(modified)?;
-                if let Some(want) = entry.sha256 {
-                    let matches = |bytes: &[u8]| {
-                        rattler_digest::compute_bytes_digest::<rattler_digest::Sha256>(bytes)
-                            == want
-                    };
-                    if !matches(&original) {
-                        // A shebang too long for the kernel was shortened to
-                        // `#!/usr/bin/env PROGRAM` at install time.
-                        original = entry
-                            .prefix_placeholder
-                            .as_deref()
-                            .and_then(|placeholder| restore_long_shebang(&original, placeholder))
-                            .filter(|restored| matches(restored))
-                            .ok_or_else(modified)?;
-                    }
+                let Some(want) = entry.sha256 else {
+                    return Err(CondaError::Unrelocatable {
+                        file: installed.clone(),
+                        package: dist.clone(),
+                        reason: "has no sha256 in the record, so it cannot be checked".into(),
+                    });
+                };
+                let matches = |bytes: &[u8]| {
+                    rattler_digest::compute_bytes_digest::<rattler_digest::Sha256>(bytes) == want
+                };
+                if !matches(&original) {
+                    // A shebang too long for the kernel was shortened to
+                    // `#!/usr/bin/env PROGRAM` at install time.
+                    original = entry
+                        .prefix_placeholder
+                        .as_deref()
+                        .and_then(|placeholder| restore_long_shebang(&original, placeholder))
+                        .filter(|restored| matches(restored))
+                        .ok_or_else(modified)?;
                 }
                 fs_err::write(&target, &original).map_err(io(&target))?;
                 let mode = std::fs::metadata(&installed)
@@ -306,6 +332,14 @@ mod tests {
         );
         // Missing padding: not a relocated binary.
         assert!(unreplace_binary(b"/tmp/env/x\0zz", host, placeholder).is_none());
+    }
+
+    #[test]
+    fn record_paths_must_stay_inside() {
+        assert!(is_contained(Path::new("lib/x.so")));
+        for bad in ["../x", "/etc/passwd", "a/../../b", ""] {
+            assert!(!is_contained(Path::new(bad)), "{bad}");
+        }
     }
 
     #[test]

@@ -168,6 +168,7 @@ impl<W: Write> LayerTar<W> {
             return Ok(());
         }
         self.ensure_parents(path)?;
+        let mode = self.mode(mode, false);
         let mut header = header(EntryType::Regular, mode, size, self.mtime);
         let exact = ExactReader {
             inner: data,
@@ -275,7 +276,7 @@ impl<W: Write> LayerTar<W> {
         }
         let file = fs::File::open(path)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-        self.add_file(arcpath, self.mode(meta.mode(), false), meta.len(), file)
+        self.add_file(arcpath, meta.mode(), meta.len(), file)
     }
 
     /// Records `path` as written; `false` (and a warning) if it already was.

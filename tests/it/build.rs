@@ -141,7 +141,12 @@ fn environment_image_runs_relocated_from_either_cache_layout() {
 
     for built in [&rattler, &conda] {
         let bytes = image_bytes(&Image::open(built.out.to_str().unwrap()).unwrap());
-        for host in [&built.env.prefix, &built.env.cache_dir, &built.home] {
+        for host in [
+            &built.env.prefix,
+            &built.env.cache_dir,
+            &built.home,
+            &channel.dir,
+        ] {
             let host = host.to_str().unwrap();
             assert!(
                 !contains(&bytes, host),
@@ -567,13 +572,30 @@ fn explicit_spec_builds_from_the_cache_and_bad_lines_are_named() {
     let name = common::unique_name("cd-explicit");
     // The prefix is gone: only the spec and the package cache are left.
     std::fs::remove_dir_all(&env.prefix).unwrap();
-    common::run(
+    let report = common::run(
         build_command(&env, &home)
-            .args(["build", "-q", "--file"])
+            .args(["build", "--json", "--file"])
             .arg(&spec)
             .args(["-b", "scratch", "-o"])
             .arg(&out)
             .args(["-i", &name]),
+    );
+    // The spec names no dependencies; the packages' own index.json does.
+    let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    let order: Vec<String> = report["conda_layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["packages"][0].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "cd-link-1.0-0",
+            "cd-text-1.0-0",
+            "python-3.12.0-0",
+            "cd-noarch-1.0-0"
+        ]
     );
     let image = Image::open(out.to_str().unwrap()).unwrap();
     assert_eq!(image.config().architecture(), Some("amd64"));
