@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use tempfile::TempDir;
 
+use crate::digest::{Digest, Hasher};
+
 /// A readable blob on disk.
 #[derive(Clone)]
 pub struct Blob {
@@ -76,6 +78,27 @@ impl Blob {
                 Ok(Box::new(file.take(*len)))
             }
         }
+    }
+
+    /// Reads the blob once and returns its digest, its size and its first
+    /// bytes (enough to tell its compression).
+    pub fn hash(&self) -> io::Result<(Digest, u64, Vec<u8>)> {
+        let mut reader = self.open()?;
+        let mut hasher = Hasher::default();
+        let mut head = Vec::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = reader.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            if head.len() < 8 {
+                head.extend_from_slice(&buf[..n.min(8)]);
+            }
+            hasher.update(&buf[..n]);
+        }
+        let (digest, size) = hasher.finish();
+        Ok((digest, size, head))
     }
 
     /// Reads the whole blob; only for small blobs such as configs.

@@ -6,16 +6,14 @@
 //! `<id>/layer.tar` layout, Docker 25's, skopeo's `<hex>.tar`, ours.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::{self, Read};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::sink::{Sink, TarSink};
+use super::sink::{Sink, TarSink, put_layer};
 use super::tar_index::TarIndex;
 use super::{Image, ImageConfig, ImageError};
-use crate::blob::Blob;
-use crate::digest::{Digest, Hasher, VerifyingReader};
+use crate::digest::Digest;
 use crate::layer::{Layer, sniff_media_type};
 use oci_spec::image::MediaType;
 
@@ -35,26 +33,6 @@ fn digest_in_name(name: &str) -> Option<Digest> {
         .strip_prefix("blobs/sha256/")
         .or_else(|| name.strip_suffix(".json"))?;
     Digest::from_hex(hex).ok()
-}
-
-/// Hashes a blob and returns its digest, size and first bytes.
-pub(crate) fn hash_blob(blob: &Blob) -> io::Result<(Digest, u64, Vec<u8>)> {
-    let mut reader = blob.open()?;
-    let mut hasher = Hasher::default();
-    let mut head = Vec::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = reader.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        if head.len() < 8 {
-            head.extend_from_slice(&buf[..n.min(8)]);
-        }
-        hasher.update(&buf[..n]);
-    }
-    let (digest, size) = hasher.finish();
-    Ok((digest, size, head))
 }
 
 pub(crate) fn read(index: &TarIndex) -> Result<Image, ImageError> {
@@ -111,7 +89,7 @@ pub(crate) fn read(index: &TarIndex) -> Result<Image, ImageError> {
     let mut layers = Vec::new();
     for (name, diff_id) in entry.layers.iter().zip(diff_ids) {
         let blob = index.blob(name)?;
-        let (digest, size, head) = hash_blob(&blob).map_err(|source| ImageError::Read {
+        let (digest, size, head) = blob.hash().map_err(|source| ImageError::Read {
             path: path.to_owned(),
             source,
         })?;
@@ -138,21 +116,6 @@ pub(crate) fn read(index: &TarIndex) -> Result<Image, ImageError> {
     Image::from_parts(config, layers, BTreeMap::new(), name)
 }
 
-/// Copies a blob into a sink, checking its digest and size on the way.
-pub(crate) fn put_blob(sink: &mut dyn Sink, layer: &Layer) -> io::Result<()> {
-    let name = format!("blobs/sha256/{}", layer.digest().hex());
-    if sink.has(&name, layer.size()) {
-        return Ok(());
-    }
-    let mut reader = VerifyingReader::new(
-        layer.blob().open()?,
-        layer.digest(),
-        layer.size(),
-        format!("layer {}", layer.blob()),
-    );
-    sink.put(&name, layer.size(), &mut reader)
-}
-
 pub(crate) fn write(image: &Image, path: &Path) -> Result<(), ImageError> {
     if image.layers().iter().any(Layer::is_zstd) {
         return Err(ImageError::Refused {
@@ -174,7 +137,7 @@ pub(crate) fn write(image: &Image, path: &Path) -> Result<(), ImageError> {
     let mut seen = HashSet::new();
     for layer in image.layers() {
         if seen.insert(layer.digest()) {
-            put_blob(&mut sink, layer).map_err(fail)?;
+            put_layer(&mut sink, layer).map_err(fail)?;
         }
     }
     let repo_tags: Vec<String> = image

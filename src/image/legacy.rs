@@ -7,7 +7,6 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde_json::{Map, Value, json};
 
-use super::docker_archive::hash_blob;
 use super::tar_index::TarIndex;
 use super::{Image, ImageConfig, ImageError};
 use crate::digest::DiffId;
@@ -79,7 +78,7 @@ pub(crate) fn read(index: &TarIndex) -> Result<Image, ImageError> {
     for (id, json) in &chain {
         let name = format!("{id}/layer.tar");
         let blob = index.blob(&name)?;
-        let (digest, size, head) = hash_blob(&blob).map_err(|source| ImageError::Read {
+        let (digest, size, head) = blob.hash().map_err(|source| ImageError::Read {
             path: path.to_owned(),
             source,
         })?;

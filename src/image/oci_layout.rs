@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
 use serde_json::{Value, json};
 
-use super::docker_archive::put_blob;
-use super::sink::{DirSink, Sink, TarSink};
+use super::sink::{DirSink, Sink, TarSink, put_layer};
 use super::tar_index::TarIndex;
 use super::{Image, ImageConfig, ImageError};
 use crate::blob::Blob;
@@ -271,7 +270,7 @@ fn write_blobs(image: &Image, sink: &mut dyn Sink, tag: Option<&str>) -> std::io
     let mut seen = std::collections::HashSet::new();
     for layer in image.layers() {
         if seen.insert(layer.digest()) {
-            put_blob(sink, layer)?;
+            put_layer(sink, layer)?;
         }
     }
     let manifest = image.manifest_bytes();

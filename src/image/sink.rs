@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use tempfile::NamedTempFile;
 
+use crate::digest::VerifyingReader;
+use crate::layer::Layer;
 use crate::layer::tar::LayerTar;
 
 /// A place to put the files of an image output.
@@ -107,4 +109,19 @@ impl Sink for DirSink {
         drop(writer);
         publish(file, &path)
     }
+}
+
+/// Copies a blob into a sink, checking its digest and size on the way.
+pub(crate) fn put_layer(sink: &mut dyn Sink, layer: &Layer) -> io::Result<()> {
+    let name = format!("blobs/sha256/{}", layer.digest().hex());
+    if sink.has(&name, layer.size()) {
+        return Ok(());
+    }
+    let mut reader = VerifyingReader::new(
+        layer.blob().open()?,
+        layer.digest(),
+        layer.size(),
+        format!("layer {}", layer.blob()),
+    );
+    sink.put(&name, layer.size(), &mut reader)
 }
