@@ -107,6 +107,18 @@ pub enum ImageError {
         /// The digest of its bytes.
         actual: String,
     },
+    /// A blob whose size is not the one its descriptor states.
+    #[error("{}: {what} has {actual} bytes, but its descriptor states {expected}", path.display())]
+    SizeMismatch {
+        /// The input.
+        path: PathBuf,
+        /// Which blob.
+        what: String,
+        /// The size the descriptor states.
+        expected: u64,
+        /// The size of its bytes.
+        actual: u64,
+    },
     /// A tag that is not in the layout.
     #[error("{} has no image tagged `{tag}` (tags: {available})", path.display())]
     NoSuchTag {

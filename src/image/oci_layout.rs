@@ -78,7 +78,15 @@ impl Store {
         let expected = self.digest_of(descriptor)?;
         let bytes = self.read(&blob_name(&expected))?;
         let actual = Digest::of(&bytes);
-        if actual != expected || bytes.len() as u64 != descriptor.size() {
+        if bytes.len() as u64 != descriptor.size() {
+            return Err(ImageError::SizeMismatch {
+                path: self.path().to_owned(),
+                what: what.to_owned(),
+                expected: descriptor.size(),
+                actual: bytes.len() as u64,
+            });
+        }
+        if actual != expected {
             return Err(ImageError::DigestMismatch {
                 path: self.path().to_owned(),
                 what: what.to_owned(),
