@@ -114,11 +114,20 @@ fn blob_not_matching_its_digest() {
     let config = layout
         .join("blobs/sha256")
         .join(image.config_digest().hex());
-    fs::write(&config, b"{}").unwrap();
+    // Same size, other bytes: a digest mismatch.
+    let text = fs::read_to_string(&config).unwrap();
+    fs::write(&config, text.replacen("linux", "LINUX", 1)).unwrap();
     copy_fails(
         dir.path(),
         &format!("oci:{}:good", layout.display()),
         "config does not match its digest",
+    );
+    // Other size: named as such.
+    fs::write(&config, b"{}").unwrap();
+    copy_fails(
+        dir.path(),
+        &format!("oci:{}:good", layout.display()),
+        "config has 2 bytes, but its descriptor states",
     );
 }
 
