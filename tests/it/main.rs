@@ -1,5 +1,6 @@
 //! The integration tests: one binary, so it links once.
 
+mod bench;
 mod build;
 mod common;
 mod conda_fixture_selftest;
