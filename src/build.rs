@@ -11,19 +11,27 @@ use rattler_conda_types::{PrefixRecord, Subdir};
 
 use crate::conda::CondaError;
 use crate::conda::activation::activation;
-use crate::conda::cache::{PackageCaches, cache_dir, dist_name};
+use crate::conda::cache::{PackageCaches, dist_name};
 use crate::conda::env::{EnvSelector, Environment};
 use crate::conda::order::{dependency_order, fit_budget};
 use crate::conda::relocate::{Target, relocate};
 use crate::conda::unrelocate::replace;
 use crate::conda::untracked::{Untracked, path_of as untracked_path, untracked};
 use crate::digest::Digest;
-use crate::image::{Image, ImageError, ImageSource, rfc3339};
+use crate::dirs::cache_dir;
+use crate::image::{Image, ImageError, ImageSource, OpenOptions, rfc3339};
 use crate::layer::Layer;
 use crate::layer::tar::archive_path;
+use crate::parallel::{cores, in_parallel};
+use crate::platform::Platform;
+use crate::registry::RegistryOptions;
 
 /// The PATH of an image whose base sets none (Docker's default).
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The base used when none is given: conda-forge's Linux binaries need a
+/// glibc userland, and this is a small one.
+pub const DEFAULT_BASE: &str = "docker.io/library/debian:stable-slim";
 
 /// What went wrong building.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +53,18 @@ pub enum BuildError {
         env: String,
         /// The matching os/architecture.
         wanted: String,
+    },
+    /// A `--platform` that is not the environment's.
+    #[error(
+        "--platform {asked} does not match the environment, which is {env} ({platform}); drop --platform or build from an environment for {asked}"
+    )]
+    WrongPlatform {
+        /// What was asked for.
+        asked: String,
+        /// The environment's conda platform.
+        env: String,
+        /// Its image platform.
+        platform: String,
     },
     /// A conda platform images cannot have.
     #[error("the environment is for {0}; images hold linux environments only")]
@@ -82,6 +102,10 @@ pub struct BuildOptions {
     pub env: EnvSelector,
     /// The base image.
     pub base: ImageSource,
+    /// The platform asked for (`--platform`); it must be the environment's.
+    pub platform: Option<Platform>,
+    /// How to reach registries, for a base pulled from one.
+    pub registry: RegistryOptions,
     /// Where the environment lives inside the image.
     pub image_prefix: String,
     /// `NAME[:TAG]` of the result.
@@ -116,7 +140,13 @@ impl Default for BuildOptions {
     fn default() -> Self {
         BuildOptions {
             env: EnvSelector::Active,
-            base: ImageSource::Scratch,
+            base: ImageSource::Registry(
+                DEFAULT_BASE
+                    .parse()
+                    .expect("the default base is a valid reference"),
+            ),
+            platform: None,
+            registry: RegistryOptions::default(),
             image_prefix: "/opt/conda".into(),
             name: "conda-docker:latest".into(),
             caches: PackageCaches::discover(),
@@ -143,21 +173,6 @@ pub struct LayerReport {
     pub size: u64,
     /// `name-version-build` of each package in it.
     pub packages: Vec<String>,
-}
-
-/// The OCI os/architecture/variant of a conda platform.
-pub fn oci_platform(
-    subdir: Subdir,
-) -> Result<(&'static str, &'static str, Option<&'static str>), BuildError> {
-    Ok(match subdir {
-        Subdir::Linux64 => ("linux", "amd64", None),
-        Subdir::LinuxAarch64 => ("linux", "arm64", Some("v8")),
-        Subdir::LinuxPpc64le => ("linux", "ppc64le", None),
-        Subdir::LinuxS390X => ("linux", "s390x", None),
-        Subdir::LinuxArmV7l => ("linux", "arm", Some("v7")),
-        Subdir::Linux32 => ("linux", "386", None),
-        other => return Err(BuildError::NotLinux(other.to_string())),
-    })
 }
 
 /// The package names a record depends on (the first word of each spec).
@@ -214,49 +229,6 @@ pub struct Silent;
 
 impl Reporter for Silent {}
 
-/// Runs `work` on every item with one thread per core, at most, and
-/// returns the results in the items' order. After a failure no new item is
-/// started.
-fn in_parallel<T: Sync, R: Send>(
-    items: &[T],
-    work: impl Fn(&T) -> Result<R, BuildError> + Sync,
-) -> Vec<Result<R, BuildError>> {
-    use std::sync::Mutex;
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(items.len().max(1));
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let results: Mutex<Vec<Option<Result<R, BuildError>>>> =
-        Mutex::new(items.iter().map(|_| None).collect());
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    if i >= items.len() || failed.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let result = work(&items[i]);
-                    failed.fetch_or(result.is_err(), Ordering::SeqCst);
-                    if let Ok(mut slots) = results.lock() {
-                        slots[i] = Some(result);
-                    }
-                }
-            });
-        }
-    });
-    // Items never started (after a failure) end the list: the failure
-    // before them is what gets reported.
-    results
-        .into_inner()
-        .unwrap_or_default()
-        .into_iter()
-        .map_while(|slot| slot)
-        .collect()
-}
-
 /// Builds the image of an environment.
 pub fn build(
     options: &BuildOptions,
@@ -277,11 +249,27 @@ pub fn build(
         .parse::<crate::reference::Reference>()
         .map_err(ImageError::from)?;
     let mut env = Environment::load(&options.env)?;
-    let (os, arch, variant) = oci_platform(env.platform)?;
+    let platform = Platform::from_subdir(env.platform)
+        .ok_or_else(|| BuildError::NotLinux(env.platform.to_string()))?;
+    if let Some(asked) = &options.platform
+        && *asked != platform
+    {
+        return Err(BuildError::WrongPlatform {
+            asked: asked.to_string(),
+            env: env.platform.to_string(),
+            platform: platform.to_string(),
+        });
+    }
+    let (os, arch) = (platform.os(), platform.architecture());
 
-    let mut image = options.base.open()?;
+    let mut image = options.base.open_with(&OpenOptions {
+        platform: platform.clone(),
+        registry: options.registry.clone(),
+    })?;
     if image.layers().is_empty() {
-        image.config_mut().set_platform(os, arch, variant);
+        image
+            .config_mut()
+            .set_platform(os, arch, platform.variant());
     } else if image.config().os() != Some(os) || image.config().architecture() != Some(arch) {
         return Err(BuildError::PlatformMismatch {
             base: format!(
@@ -304,7 +292,7 @@ pub fn build(
     // Every package is found first: an explicit spec says nothing about
     // dependencies, so the plan needs the packages' own index.json.
     let indices: Vec<usize> = (0..env.records.len()).collect();
-    let package_dirs = in_parallel(&indices, |&i| {
+    let package_dirs = in_parallel(&indices, cores(), |&i| {
         Ok(options.caches.locate_or_rebuild(
             &env.records[i],
             env.prefix.as_deref(),
@@ -414,7 +402,7 @@ pub fn build(
         Ok((layer, report))
     };
     reporter.start(env.records.len());
-    let built = in_parallel(&groups, package_layer);
+    let built = in_parallel(&groups, cores(), package_layer);
     reporter.finish();
     let mut reports = Vec::new();
     for result in built {

@@ -8,10 +8,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
-use crate::build::{BuildError, BuildOptions, LayerReport, Reporter, build};
+use crate::build::{BuildError, BuildOptions, DEFAULT_BASE, LayerReport, Reporter, build};
 use crate::conda::CondaError;
 use crate::conda::env::EnvSelector;
-use crate::image::{Image, ImageDestination, ImageError, ImageSource};
+use crate::image::{Image, ImageDestination, ImageError, ImageSource, OpenOptions};
+use crate::platform::Platform;
+use crate::reference::Reference;
+use crate::registry::{Credentials, PushReport, RegistryError, RegistryOptions, login, push};
 
 /// Turn a conda environment into a layered container image, without Docker.
 #[derive(Debug, Parser)]
@@ -34,21 +37,122 @@ pub enum Command {
     Build(Box<BuildArgs>),
     /// Print an image's id, manifest digest and layers as JSON.
     Inspect {
-        /// The image: `scratch`, `docker-archive:PATH`, `oci:DIR[:TAG]`,
+        /// The image: a reference (`debian:stable-slim`, `docker://REF`),
+        /// `scratch`, `docker-archive:PATH`, `oci:DIR[:TAG]`,
         /// `oci-archive:PATH[:TAG]` or a path.
         source: ImageSource,
+        /// How to pick and reach it.
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
-    /// Copy an image to another format, keeping every blob as it is.
+    /// Copy an image to another format or registry, keeping every blob as
+    /// it is.
     Copy {
         /// The image to read (as for `inspect`).
         source: ImageSource,
-        /// Where to write it: `docker-archive:PATH`, `oci:DIR[:TAG]` or
-        /// `oci-archive:PATH[:TAG]`.
-        destination: ImageDestination,
+        /// Where to write it: `docker://REF` (push), `docker-archive:PATH`,
+        /// `oci:DIR[:TAG]` or `oci-archive:PATH[:TAG]`.
+        destination: Target,
         /// Name the copy `NAME[:TAG]` (kept from the source if omitted).
         #[arg(short = 'i', long = "image")]
         name: Option<String>,
+        /// How to pick and reach images.
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
+    /// Pull an image from a registry into a file, like the original
+    /// `pull_image(name, tag)`.
+    Pull {
+        /// The image: `debian`, `ghcr.io/org/img:tag`, `name@sha256:...`.
+        reference: Reference,
+        /// Where to write it.
+        #[arg(short = 'o', long = "output", value_name = "PATH")]
+        output: PathBuf,
+        /// The output format.
+        #[arg(long, value_enum, default_value = "docker-archive")]
+        format: Format,
+        /// How to pick and reach the image.
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Log in to a registry (password or token on stdin) and store the
+    /// login where docker keeps it.
+    Login {
+        /// The registry: `docker.io`, `ghcr.io`, `host:port`.
+        registry: String,
+        /// The user name.
+        #[arg(short, long)]
+        username: String,
+        /// Read the password from stdin (always the case; accepted for
+        /// docker's sake).
+        #[arg(long)]
+        password_stdin: bool,
+        /// How to reach the registry.
+        #[command(flatten)]
+        registry_args: RegistryArgs,
+    },
+}
+
+/// TLS and plain-HTTP settings for registries.
+#[derive(Clone, Debug, Args)]
+pub struct RegistryArgs {
+    /// Also trust the CA certificates (`*.crt`, e.g. `ca.crt`) in DIR.
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
+    /// Allow plain HTTP and TLS certificates that do not verify.
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+impl From<RegistryArgs> for RegistryOptions {
+    fn from(args: RegistryArgs) -> Self {
+        RegistryOptions {
+            insecure: args.insecure,
+            cert_dir: args.cert_dir,
+        }
+    }
+}
+
+/// Which platform to take from a multi-platform image, and how to reach
+/// registries.
+#[derive(Clone, Debug, Args)]
+pub struct RemoteArgs {
+    /// The platform: linux-64 (default), linux-aarch64, linux-ppc64le,
+    /// linux-s390x, or OS/ARCH[/VARIANT].
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<Platform>,
+    /// TLS settings.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+impl From<RemoteArgs> for OpenOptions {
+    fn from(args: RemoteArgs) -> Self {
+        OpenOptions {
+            platform: args.platform.unwrap_or_default(),
+            registry: args.registry.into(),
+        }
+    }
+}
+
+/// Where `copy` writes: a file or directory, or a registry.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// An output on disk.
+    File(ImageDestination),
+    /// `docker://REF`: pushed.
+    Registry(Reference),
+}
+
+impl std::str::FromStr for Target {
+    type Err = ImageError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.strip_prefix("docker://") {
+            Some(reference) => Ok(Target::Registry(reference.parse()?)),
+            None => text.parse().map(Target::File),
+        }
+    }
 }
 
 /// The output formats of `build`.
@@ -75,17 +179,30 @@ pub struct BuildArgs {
     /// must be in a package cache.
     #[arg(long = "file", value_name = "PATH")]
     pub file: Option<PathBuf>,
-    /// The base image: `scratch`, `docker-archive:PATH`, `oci:DIR[:TAG]`,
+    /// The base image: a reference (pulled), `scratch` (nothing but the
+    /// environment), `docker-archive:PATH`, `oci:DIR[:TAG]`,
     /// `oci-archive:PATH[:TAG]` or a path.
-    #[arg(short = 'b', long = "base", value_name = "SOURCE")]
+    #[arg(short = 'b', long = "base", value_name = "SOURCE", default_value = DEFAULT_BASE)]
     pub base: ImageSource,
-    /// Where to write the image.
+    /// Where to write the image (needed unless --push).
     #[arg(short = 'o', long = "output", value_name = "PATH")]
-    pub output: PathBuf,
+    pub output: Option<PathBuf>,
+    /// Push the image to the registry of its name (`-i REGISTRY/NAME:TAG`).
+    /// Credentials: CONDA_DOCKER_REGISTRY_USER and _PASSWORD, else your
+    /// docker or podman login.
+    #[arg(long)]
+    pub push: bool,
+    /// The platform of the base to pull: that of the environment (default),
+    /// which this must match if given.
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<Platform>,
+    /// TLS settings for registries.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     /// The output format.
     #[arg(long, value_enum, default_value = "docker-archive")]
     pub format: Format,
-    /// The image's name.
+    /// The image's name (and where --push sends it).
     #[arg(
         short = 'i',
         long = "image",
@@ -182,6 +299,9 @@ pub enum CliError {
     /// Building.
     #[error(transparent)]
     Build(#[from] BuildError),
+    /// Talking to a registry.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
     /// Flags that do not fit together.
     #[error("{0}")]
     Usage(String),
@@ -200,9 +320,16 @@ fn run_build(args: BuildArgs) -> Result<(), CliError> {
             return Err(BuildError::from(CondaError::TwoSources(given.join(" and "))).into());
         }
     };
+    let push_to: Option<Reference> = if args.push {
+        Some(args.image.parse().map_err(ImageError::from)?)
+    } else {
+        None
+    };
     let options = BuildOptions {
         env,
         base: args.base,
+        platform: args.platform,
+        registry: args.registry.into(),
         image_prefix: args.prefix_in_image,
         name: args.image,
         env_vars: args.env,
@@ -217,21 +344,60 @@ fn run_build(args: BuildArgs) -> Result<(), CliError> {
         add: args.add,
         ..BuildOptions::default()
     };
-    let destination = match args.format {
-        Format::DockerArchive => ImageDestination::DockerArchive(args.output),
-        Format::Oci => ImageDestination::Oci {
-            dir: args.output,
-            tag: None,
-        },
-        Format::OciArchive => ImageDestination::OciArchive {
-            path: args.output,
-            tag: None,
-        },
+    let destination = match args.output {
+        Some(output) => Some(destination(args.format, output)?),
+        None if args.push => None,
+        None => {
+            return Err(CliError::Usage(
+                "say where the image goes: -o PATH, or --push to push it to the registry of -i"
+                    .into(),
+            ));
+        }
     };
-    let output = match &destination {
-        ImageDestination::DockerArchive(path) | ImageDestination::OciArchive { path, .. } => path,
-        ImageDestination::Oci { dir, .. } => dir,
+    let progress = Progress::new(args.quiet);
+    let (image, layers) = build(&options, &progress)?;
+    if let Some(destination) = &destination {
+        image.write_to(destination)?;
+    }
+    let pushed = match &push_to {
+        Some(reference) => Some(push(
+            &image,
+            reference,
+            &options.registry,
+            push_credentials(),
+        )?),
+        None => None,
     };
+    if args.json {
+        let mut summary = summary(&image);
+        summary["conda_layers"] = json!(layers);
+        if let Some(report) = &pushed {
+            summary["pushed"] = json!(report);
+        }
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&summary).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    if !args.quiet {
+        let packages = layers.iter().map(|l| l.packages.len()).sum::<usize>();
+        if let Some(destination) = &destination {
+            eprintln!(
+                "wrote {destination}: {} layers, {packages} packages, id {}",
+                image.layers().len(),
+                image.config_digest()
+            );
+        }
+    }
+    if let Some(report) = &pushed {
+        print_pushed(report, args.quiet);
+    }
+    Ok(())
+}
+
+/// The output of `--format FORMAT -o PATH`, after checking its folder.
+fn destination(format: Format, output: PathBuf) -> Result<ImageDestination, CliError> {
     let parent = match output.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => std::path::Path::new("."),
@@ -243,25 +409,39 @@ fn run_build(args: BuildArgs) -> Result<(), CliError> {
             parent.display()
         )));
     }
-    let progress = Progress::new(args.quiet);
-    let (image, layers) = build(&options, &progress)?;
-    image.write_to(&destination)?;
-    if args.json {
-        let mut summary = summary(&image);
-        summary["conda_layers"] = json!(layers);
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&summary).unwrap_or_default()
-        );
-    } else if !args.quiet {
+    Ok(match format {
+        Format::DockerArchive => ImageDestination::DockerArchive(output),
+        Format::Oci => ImageDestination::Oci {
+            dir: output,
+            tag: None,
+        },
+        Format::OciArchive => ImageDestination::OciArchive {
+            path: output,
+            tag: None,
+        },
+    })
+}
+
+/// The push login from `CONDA_DOCKER_REGISTRY_USER`/`_PASSWORD`, for CI.
+fn push_credentials() -> Option<Credentials> {
+    let username = std::env::var("CONDA_DOCKER_REGISTRY_USER").ok()?;
+    let password = std::env::var("CONDA_DOCKER_REGISTRY_PASSWORD").ok()?;
+    (!username.is_empty()).then_some(Credentials::Basic { username, password })
+}
+
+/// `NAME@DIGEST` on stdout, for scripts; what was sent on stderr.
+fn print_pushed(report: &PushReport, quiet: bool) {
+    if !quiet {
         eprintln!(
-            "wrote {destination}: {} layers, {} packages, id {}",
-            image.layers().len(),
-            layers.iter().map(|l| l.packages.len()).sum::<usize>(),
-            image.config_digest()
+            "pushed {}: {} blobs uploaded ({:.1} MB), {} mounted, {} already there",
+            report.reference,
+            report.uploaded,
+            report.uploaded_bytes as f64 / 1e6,
+            report.mounted,
+            report.existing
         );
     }
-    Ok(())
+    println!("{}@{}", report.name, report.digest);
 }
 
 /// Progress on stderr: a bar on a terminal, a line per layer otherwise,
@@ -328,8 +508,8 @@ impl Reporter for Progress {
 pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Build(args) => run_build(*args),
-        Command::Inspect { source } => {
-            let image = source.open()?;
+        Command::Inspect { source, remote } => {
+            let image = source.open_with(&remote.into())?;
             println!(
                 "{}",
                 serde_json::to_string_pretty(&summary(&image)).unwrap_or_default()
@@ -340,12 +520,58 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             source,
             destination,
             name,
+            remote,
         } => {
-            let mut image = source.open()?;
+            let options: OpenOptions = remote.into();
+            let mut image = source.open_with(&options)?;
             if let Some(name) = name {
                 image.set_name(&name)?;
             }
-            Ok(image.write_to(&destination)?)
+            match destination {
+                Target::File(destination) => Ok(image.write_to(&destination)?),
+                Target::Registry(reference) => {
+                    let report = push(&image, &reference, &options.registry, push_credentials())?;
+                    print_pushed(&report, false);
+                    Ok(())
+                }
+            }
+        }
+        Command::Pull {
+            reference,
+            output,
+            format,
+            remote,
+        } => {
+            let destination = destination(format, output)?;
+            let options: OpenOptions = remote.into();
+            let image = ImageSource::Registry(reference).open_with(&options)?;
+            image.write_to(&destination)?;
+            eprintln!(
+                "wrote {destination}: {} layers, id {}",
+                image.layers().len(),
+                image.config_digest()
+            );
+            Ok(())
+        }
+        Command::Login {
+            registry,
+            username,
+            password_stdin: _,
+            registry_args,
+        } => {
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password).map_err(|e| {
+                CliError::Usage(format!("cannot read the password from stdin: {e}"))
+            })?;
+            let password = password.trim_end_matches(['\n', '\r']);
+            if password.is_empty() {
+                return Err(CliError::Usage(
+                    "no password on stdin: pipe it in, e.g. `echo \"$TOKEN\" | conda-docker login REGISTRY -u USER --password-stdin`".into(),
+                ));
+            }
+            let stored = login(&registry, &username, password, &registry_args.into())?;
+            eprintln!("logged in to {registry}; the login is stored in {stored}");
+            Ok(())
         }
     }
 }

@@ -10,9 +10,13 @@ pub mod build;
 pub mod cli;
 pub mod conda;
 pub mod digest;
+pub mod dirs;
 pub mod image;
 pub mod layer;
+pub mod parallel;
+pub mod platform;
 pub mod reference;
+pub mod registry;
 
 pub use image::{Image, ImageDestination, ImageError, ImageSource};
 

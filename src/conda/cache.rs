@@ -13,6 +13,7 @@ use rattler_conda_types::{PrefixRecord, RepoDataRecord};
 
 use super::CondaError;
 use super::env::conda_root;
+use crate::dirs::{cache_dir, home};
 
 /// The caches to search, in order, and where to stage extractions.
 #[derive(Clone, Debug)]
@@ -23,23 +24,6 @@ pub struct PackageCaches {
     pub rattler: Vec<PathBuf>,
     /// Our own folder for packages that had to be extracted.
     pub staging: PathBuf,
-}
-
-fn home() -> Option<PathBuf> {
-    std::env::var_os("HOME").map(PathBuf::from)
-}
-
-/// Our cache directory: `CONDA_DOCKER_CACHE_DIR`, else
-/// `$XDG_CACHE_HOME/conda-docker`, else `~/.cache/conda-docker`.
-pub fn cache_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("CONDA_DOCKER_CACHE_DIR") {
-        return dir.into();
-    }
-    std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| home().map(|h| h.join(".cache")))
-        .unwrap_or_else(std::env::temp_dir)
-        .join("conda-docker")
 }
 
 impl PackageCaches {

@@ -1,6 +1,7 @@
 //! The parts of conda's configuration this tool needs: `pkgs_dirs` and
 //! `envs_dirs` from the `.condarc` files conda reads, in conda's order.
 
+use crate::dirs::home;
 use std::path::{Path, PathBuf};
 
 use super::env::conda_root;
@@ -20,10 +21,6 @@ struct File {
     pkgs_dirs: Vec<String>,
     #[serde(default)]
     envs_dirs: Vec<String>,
-}
-
-fn home() -> Option<PathBuf> {
-    std::env::var_os("HOME").map(PathBuf::from)
 }
 
 /// conda's search path: system, root, user, then the active environment

@@ -1,5 +1,6 @@
 //! Which environment to export, found the way conda finds it.
 
+use crate::dirs::home;
 use std::path::{Path, PathBuf};
 
 use rattler_conda_types::{PrefixRecord, Subdir};
@@ -33,10 +34,6 @@ pub fn conda_root() -> Option<PathBuf> {
         }
     }
     std::env::var_os("MAMBA_ROOT_PREFIX").map(PathBuf::from)
-}
-
-fn home() -> Option<PathBuf> {
-    std::env::var_os("HOME").map(PathBuf::from)
 }
 
 /// The folders conda looks for named environments in, in its order:

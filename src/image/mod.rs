@@ -20,16 +20,17 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use oci_spec::image::MediaType;
+use oci_spec::image::{ImageManifest, MediaType};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
 pub use config::{ConfigError, ImageConfig, rfc3339};
-pub use source::{ImageDestination, ImageSource};
+pub use source::{ImageDestination, ImageSource, OpenOptions};
 
+use crate::blob::Blob;
 use crate::digest::Digest;
 use crate::layer::tar::{LayerTar, PathFilter, archive_path};
-use crate::layer::{Compression, Layer, LayerFactory, LayerWriter};
+use crate::layer::{Compression, Layer, LayerFactory, LayerWriter, oci_layer_media_type};
 use crate::reference::{Reference, ReferenceError};
 
 /// The fixed time used when `SOURCE_DATE_EPOCH` is not set, so that builds
@@ -42,7 +43,7 @@ pub const DEFAULT_EPOCH: u64 = 0;
 pub enum ImageError {
     /// An image source string that names no transport and no existing path.
     #[error(
-        "invalid image source `{0}`: expected `scratch`, `docker-archive:PATH`, `oci:DIR[:TAG]`, `oci-archive:PATH[:TAG]` or an existing path"
+        "invalid image source `{0}`: expected `scratch`, an image reference (`debian:stable-slim`, `docker://ghcr.io/org/img:tag`), `docker-archive:PATH`, `oci:DIR[:TAG]`, `oci-archive:PATH[:TAG]` or an existing path"
     )]
     BadSource(String),
     /// An image destination string of an unknown form.
@@ -189,6 +190,9 @@ pub enum ImageError {
     /// A bad config edit.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// Pulling from a registry.
+    #[error(transparent)]
+    Registry(Box<crate::registry::RegistryError>),
     /// A `SOURCE_DATE_EPOCH` that is not a number of seconds.
     #[error("SOURCE_DATE_EPOCH=`{0}` is not a whole number of seconds since 1970")]
     BadEpoch(String),
@@ -251,9 +255,87 @@ impl Image {
         })
     }
 
+    /// Assembles an image from an image manifest, its config's bytes (both
+    /// already verified) and where each layer's blob is. Layers that only
+    /// Windows images have (foreign, non-distributable) are refused.
+    pub(crate) fn from_manifest(
+        input: &Path,
+        manifest: &ImageManifest,
+        config_bytes: &[u8],
+        blob: &dyn Fn(&Digest) -> Result<Blob, ImageError>,
+        name: Option<Reference>,
+    ) -> Result<Self, ImageError> {
+        let unsupported = |reason: String| ImageError::Unsupported {
+            path: input.to_owned(),
+            reason,
+        };
+        let config = ImageConfig::parse(config_bytes).map_err(|source| ImageError::BadConfig {
+            path: input.to_owned(),
+            source,
+        })?;
+        if config.os().is_some_and(|os| os != "linux") {
+            return Err(unsupported(format!(
+                "it is a {} image; only Linux images can be used",
+                config.os().unwrap_or_default()
+            )));
+        }
+        let diff_ids = config.diff_ids()?;
+        if diff_ids.len() != manifest.layers().len() {
+            return Err(unsupported(format!(
+                "the manifest lists {} layers but the config has {} diff ids",
+                manifest.layers().len(),
+                diff_ids.len()
+            )));
+        }
+        let mut layers = Vec::new();
+        for (descriptor, diff_id) in manifest.layers().iter().zip(diff_ids) {
+            let kind = descriptor.media_type().to_string();
+            let media_type = oci_layer_media_type(&kind).ok_or_else(|| {
+                unsupported(if kind.contains("foreign") || kind.contains("nondistributable") {
+                    format!(
+                        "it has a non-distributable (foreign) layer, {kind}, as Windows images do; only Linux images can be used"
+                    )
+                } else {
+                    format!("layer type {kind} cannot be carried")
+                })
+            })?;
+            let digest: Digest = descriptor
+                .digest()
+                .to_string()
+                .parse()
+                .map_err(|e: crate::digest::DigestParseError| unsupported(e.to_string()))?;
+            let mut layer = Layer::new(
+                media_type,
+                digest,
+                descriptor.size(),
+                diff_id,
+                blob(&digest)?,
+            );
+            for (key, value) in descriptor.annotations().iter().flatten() {
+                layer.set_annotation(key, value);
+            }
+            layers.push(layer);
+        }
+        let annotations = manifest
+            .annotations()
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Image::from_parts(config, layers, annotations, name)
+    }
+
     /// The layers, bottom first.
     pub fn layers(&self) -> &[Layer] {
         &self.layers
+    }
+
+    /// Marks every layer as pulled from `origin` (see [`Layer::origin`]).
+    pub(crate) fn set_origin(&mut self, origin: &Reference) {
+        let origin = Arc::new(origin.clone());
+        for layer in &mut self.layers {
+            layer.set_origin(origin.clone());
+        }
     }
 
     /// The configuration.

@@ -1,6 +1,5 @@
 //! OCI image layouts, as a directory (`oci:`) or a tar (`oci-archive:`).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
@@ -8,10 +7,10 @@ use serde_json::{Value, json};
 
 use super::sink::{DirSink, Sink, TarSink, put_layer};
 use super::tar_index::TarIndex;
-use super::{Image, ImageConfig, ImageError};
+use super::{Image, ImageError};
 use crate::blob::Blob;
 use crate::digest::Digest;
-use crate::layer::{Layer, oci_layer_media_type};
+use crate::platform::Platform;
 
 /// The annotation that holds a manifest's tag in `index.json`.
 pub(crate) const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -138,32 +137,11 @@ fn is_index(media_type: &MediaType) -> bool {
     matches!(media_type, MediaType::ImageIndex) || media_type.to_string() == DOCKER_LIST
 }
 
-/// Picks the linux/amd64 entry of a multi-platform index, or its only one.
-fn pick_platform<'a>(store: &Store, index: &'a ImageIndex) -> Result<&'a Descriptor, ImageError> {
-    let images: Vec<&Descriptor> = index
-        .manifests()
-        .iter()
-        .filter(|d| {
-            d.platform()
-                .as_ref()
-                .is_none_or(|p| p.os().to_string() != "unknown")
-        })
-        .collect();
-    if let [only] = images.as_slice() {
-        return Ok(only);
-    }
-    images
-        .iter()
-        .find(|d| {
-            d.platform().as_ref().is_some_and(|p| {
-                p.os().to_string() == "linux" && p.architecture().to_string() == "amd64"
-            })
-        })
-        .copied()
-        .ok_or_else(|| store.unsupported("the image index has no linux/amd64 image".into()))
-}
-
-pub(crate) fn read(store: Store, tag: Option<&str>) -> Result<Image, ImageError> {
+pub(crate) fn read(
+    store: Store,
+    tag: Option<&str>,
+    platform: &Platform,
+) -> Result<Image, ImageError> {
     if store.blob("oci-layout").is_err() {
         return Err(ImageError::NotAnImage {
             path: store.path().to_owned(),
@@ -217,7 +195,14 @@ pub(crate) fn read(store: Store, tag: Option<&str>) -> Result<Image, ImageError>
             &store.read_verified(&descriptor, "image index")?,
             "image index",
         )?;
-        descriptor = pick_platform(&store, &nested)?.clone();
+        descriptor = platform
+            .pick(nested.manifests())
+            .map_err(|available| {
+                store.unsupported(format!(
+                    "the image index has no image for {platform} (it offers: {available})"
+                ))
+            })?
+            .clone();
     }
     let media_type = descriptor.media_type().to_string();
     if media_type != MediaType::ImageManifest.to_string() && media_type != DOCKER_MANIFEST {
@@ -226,45 +211,16 @@ pub(crate) fn read(store: Store, tag: Option<&str>) -> Result<Image, ImageError>
     let manifest: ImageManifest =
         store.parse(&store.read_verified(&descriptor, "manifest")?, "manifest")?;
     let config_bytes = store.read_verified(manifest.config(), "config")?;
-    let config = ImageConfig::parse(&config_bytes).map_err(|source| ImageError::BadConfig {
-        path: store.path().to_owned(),
-        source,
-    })?;
-    let diff_ids = config.diff_ids()?;
-    if diff_ids.len() != manifest.layers().len() {
-        return Err(store.unsupported(format!(
-            "the manifest lists {} layers but the config has {} diff ids",
-            manifest.layers().len(),
-            diff_ids.len()
-        )));
-    }
-    let mut layers = Vec::new();
-    for (descriptor, diff_id) in manifest.layers().iter().zip(diff_ids) {
-        let media_type =
-            oci_layer_media_type(descriptor.media_type().as_ref()).ok_or_else(|| {
-                store.unsupported(format!(
-                    "layer type {} cannot be carried",
-                    descriptor.media_type()
-                ))
-            })?;
-        let digest = store.digest_of(descriptor)?;
-        let blob = store.blob(&blob_name(&digest))?;
-        let mut layer = Layer::new(media_type, digest, descriptor.size(), diff_id, blob);
-        for (key, value) in descriptor.annotations().iter().flatten() {
-            layer.set_annotation(key, value);
-        }
-        layers.push(layer);
-    }
-    let annotations: BTreeMap<String, String> = manifest
-        .annotations()
-        .iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
     let name = descriptor_name
         .as_deref()
         .and_then(|name| name.parse().ok());
-    Image::from_parts(config, layers, annotations, name)
+    Image::from_manifest(
+        store.path(),
+        &manifest,
+        &config_bytes,
+        &|digest| store.blob(&blob_name(digest)),
+        name,
+    )
 }
 
 /// Writes every blob of `image` into `sink`, then returns the manifest's

@@ -7,6 +7,9 @@ use std::str::FromStr;
 use super::oci_layout::{self, Store};
 use super::tar_index::TarIndex;
 use super::{Image, ImageError, docker_archive, legacy};
+use crate::platform::Platform;
+use crate::reference::Reference;
+use crate::registry::RegistryOptions;
 
 /// An image to open.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,6 +34,19 @@ pub enum ImageSource {
     },
     /// A bare path: a directory is an OCI layout, a tar is sniffed.
     Path(PathBuf),
+    /// `docker://REF`, or a bare reference that is not a path: an image in
+    /// a registry (`debian:stable-slim`, `ghcr.io/org/img@sha256:...`).
+    Registry(Reference),
+}
+
+/// How to open images whose source leaves a choice: which platform to take
+/// from a multi-platform image, and how to reach registries.
+#[derive(Clone, Debug, Default)]
+pub struct OpenOptions {
+    /// The platform to pick from an image index (default linux/amd64).
+    pub platform: Platform,
+    /// TLS and plain-HTTP settings for registries.
+    pub registry: RegistryOptions,
 }
 
 /// An image output.
@@ -75,6 +91,7 @@ impl fmt::Display for ImageSource {
             ImageSource::Oci { dir, tag } => with_tag(f, "oci", dir, tag),
             ImageSource::OciArchive { path, tag } => with_tag(f, "oci-archive", path, tag),
             ImageSource::Path(path) => write!(f, "{}", path.display()),
+            ImageSource::Registry(reference) => write!(f, "docker://{reference}"),
         }
     }
 }
@@ -128,10 +145,16 @@ impl FromStr for ImageSource {
                 Ok(ImageSource::OciArchive { path, tag })
             };
         }
+        if let Some(rest) = text.strip_prefix("docker://") {
+            return Ok(ImageSource::Registry(rest.parse()?));
+        }
         if text.is_empty() {
             return Err(bad());
         }
-        Ok(ImageSource::Path(text.into()))
+        if Path::new(text).exists() || looks_like_path(text) {
+            return Ok(ImageSource::Path(text.into()));
+        }
+        text.parse().map(ImageSource::Registry).map_err(|_| bad())
     }
 }
 
@@ -159,15 +182,24 @@ impl FromStr for ImageDestination {
     }
 }
 
+/// Whether a string that names no existing file is still meant as one
+/// (so a typo in a path is reported as a missing file, not a failed pull).
+fn looks_like_path(text: &str) -> bool {
+    text.starts_with(['/', '.', '~'])
+        || [".tar", ".tgz", ".tar.gz"]
+            .iter()
+            .any(|ext| text.ends_with(ext))
+}
+
 /// Opens a tar whose kind is judged from its members.
-fn open_tar(path: &Path, tag: Option<&str>) -> Result<Image, ImageError> {
+fn open_tar(path: &Path, tag: Option<&str>, platform: &Platform) -> Result<Image, ImageError> {
     let index = TarIndex::open(path)?;
     if index.contains("manifest.json") {
         docker_archive::read(&index)
     } else if index.contains("repositories") {
         legacy::read(&index)
     } else if index.contains("index.json") {
-        oci_layout::read(Store::Tar(index), tag)
+        oci_layout::read(Store::Tar(index), tag, platform)
     } else {
         Err(ImageError::NotAnImage {
             path: path.to_owned(),
@@ -177,8 +209,14 @@ fn open_tar(path: &Path, tag: Option<&str>) -> Result<Image, ImageError> {
 }
 
 impl ImageSource {
-    /// Reads the image.
+    /// Reads the image (linux/amd64 from a multi-platform one).
     pub fn open(&self) -> Result<Image, ImageError> {
+        self.open_with(&OpenOptions::default())
+    }
+
+    /// Reads the image with the platform and registry settings given.
+    pub fn open_with(&self, options: &OpenOptions) -> Result<Image, ImageError> {
+        let platform = &options.platform;
         tracing::info!("opening {self}");
         match self {
             ImageSource::Scratch => Image::scratch(),
@@ -197,16 +235,28 @@ impl ImageSource {
                 }
             }
             ImageSource::Oci { dir, tag } => {
-                oci_layout::read(Store::Dir(dir.clone()), tag.as_deref())
+                oci_layout::read(Store::Dir(dir.clone()), tag.as_deref(), platform)
             }
             ImageSource::OciArchive { path, tag } => {
-                oci_layout::read(Store::Tar(TarIndex::open(path)?), tag.as_deref())
+                oci_layout::read(Store::Tar(TarIndex::open(path)?), tag.as_deref(), platform)
             }
             ImageSource::Path(path) if path.is_dir() => {
-                oci_layout::read(Store::Dir(path.clone()), None)
+                oci_layout::read(Store::Dir(path.clone()), None, platform)
             }
-            ImageSource::Path(path) if path.is_file() => open_tar(path, None),
-            ImageSource::Path(path) => Err(ImageError::BadSource(path.display().to_string())),
+            ImageSource::Path(path) if path.is_file() => open_tar(path, None, platform),
+            ImageSource::Path(path) => Err(ImageError::Read {
+                path: path.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no such file or directory",
+                ),
+            }),
+            ImageSource::Registry(reference) => {
+                crate::registry::pull(reference, platform, &options.registry).map_err(|e| match e {
+                    crate::registry::RegistryError::Image(inner) => inner,
+                    other => ImageError::Registry(Box::new(other)),
+                })
+            }
         }
     }
 }
@@ -236,6 +286,18 @@ mod tests {
             }
         );
         assert!("docker-archive:".parse::<ImageSource>().is_err());
+        let err = "Not An Image!".parse::<ImageSource>().unwrap_err();
+        assert!(err.to_string().contains("an image reference"), "{err}");
+        let err = "docker://UPPER/x".parse::<ImageSource>().unwrap_err();
+        assert!(err.to_string().contains("expected NAME[:TAG]"), "{err}");
+        assert!(matches!(
+            "debian:stable-slim".parse::<ImageSource>().unwrap(),
+            ImageSource::Registry(_)
+        ));
+        assert!(matches!(
+            "./base.tar".parse::<ImageSource>().unwrap(),
+            ImageSource::Path(_)
+        ));
         assert!("tarball:x".parse::<ImageDestination>().is_err());
         assert!("x.tar".parse::<ImageDestination>().is_err());
     }

@@ -5,12 +5,14 @@ mod encode;
 pub mod tar;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 pub use encode::{Compression, LayerFactory, LayerWriter};
 use oci_spec::image::MediaType;
 
 use crate::blob::Blob;
 use crate::digest::{DiffId, Digest};
+use crate::reference::Reference;
 
 /// One layer of an image: its blob (compressed or not) and what describes it.
 #[derive(Clone, Debug)]
@@ -21,6 +23,7 @@ pub struct Layer {
     diff_id: DiffId,
     blob: Blob,
     annotations: BTreeMap<String, String>,
+    origin: Option<Arc<Reference>>,
 }
 
 impl Layer {
@@ -41,6 +44,7 @@ impl Layer {
             diff_id,
             blob,
             annotations: BTreeMap::new(),
+            origin: None,
         }
     }
 
@@ -77,6 +81,17 @@ impl Layer {
     /// Adds or replaces an annotation of this layer's descriptor.
     pub fn set_annotation(&mut self, key: impl Into<String>, value: impl Into<String>) {
         self.annotations.insert(key.into(), value.into());
+    }
+
+    /// The registry image this layer was pulled from, if any: a push to the
+    /// same registry can mount the blob from there instead of uploading it.
+    pub fn origin(&self) -> Option<&Reference> {
+        self.origin.as_deref()
+    }
+
+    /// Records where the layer was pulled from.
+    pub fn set_origin(&mut self, origin: Arc<Reference>) {
+        self.origin = Some(origin);
     }
 
     /// Whether the blob is compressed with zstd, which old `docker load`

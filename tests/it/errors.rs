@@ -168,7 +168,11 @@ fn tar_that_is_not_an_image() {
         text.to_str().unwrap(),
         "text.tar is not an image",
     );
-    copy_fails(dir.path(), "/no/such/file.tar", "invalid image source");
+    copy_fails(
+        dir.path(),
+        "/no/such/file.tar",
+        "cannot read /no/such/file.tar: no such file",
+    );
 }
 
 #[test]

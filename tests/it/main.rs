@@ -10,4 +10,6 @@ mod edits;
 mod errors;
 mod fixtures;
 mod harness_selftest;
+mod registry;
+mod registry_selftest;
 mod roundtrip;

@@ -73,6 +73,37 @@
 //! - [`explicit_file`]`(records, path)`: an `@EXPLICIT` file as
 //!   `conda list --explicit --md5` writes it.
 //!
+//! # Registries on loopback
+//! - [`Registry`]: a real `docker-registry` on a free 127.0.0.1 port, its
+//!   config, storage, logs and keys in a fresh dir under the caller's dir,
+//!   killed by PID on drop. `plain(dir)`, `basic(dir, user, password)`
+//!   (htpasswd, bcrypt), `tls_basic(dir, user, password)` (self-signed for
+//!   127.0.0.1/localhost + htpasswd), `token(dir, user, password)` (bearer
+//!   tokens from a token service the harness runs on another port: valid
+//!   credentials get what they ask, anonymous `pull` only, wrong ones 401;
+//!   OAuth2 POST with `grant_type=password` or `refresh_token` =
+//!   `identity_token()`) -> `Option<Registry>` (`None` = skipped: no
+//!   docker-registry / htpasswd / openssl).
+//! - Where: `host()` (`127.0.0.1:PORT`), `image(name)` (`HOST/name`),
+//!   `reference(name)` (`docker://HOST/name`), `scheme()`, `cert_dir()`
+//!   (TLS: a dir with `ca.crt`), `credentials()`, `creds()` (`user:pass`),
+//!   `token_host()`, `token_realm()`, `dir()`.
+//! - Flags: `tls_flags(prefix)` (`--{prefix}tls-verify=false` or
+//!   `--{prefix}cert-dir DIR`), `flags(prefix)` (+ `--{prefix}creds`),
+//!   `skopeo_dest_flags()`, `skopeo_src_flags()`, `client_flags()` (skopeo
+//!   inspect, podman pull); `docker_config(identity) -> Value` (a
+//!   `config.json`/`--authfile` with `auth`, or `identitytoken`).
+//! - Use: `push(src, name)` (skopeo copy), `try_push(src, name, flags) ->
+//!   Output` (unchecked), `inspect(name, extra) -> Value`.
+//! - Observe: `requests() -> Vec<`[`RegistryRequest`]`>` (method, path with
+//!   query, status, user agent; from the access log, readiness probes left
+//!   out), `served(method, path, status)`, `log()`, `tokens_issued()`,
+//!   `tokens() -> Vec<`[`IssuedToken`]`>` (grant, subject, granted scopes).
+//! - [`http_request`]`(host, method, path, headers, body) -> `[`HttpResponse`]:
+//!   one plain HTTP/1.1 exchange (registry or token service);
+//!   [`parse_access_log_line`], [`base64_encode`], [`base64url`],
+//!   [`base64_decode`]; [`TOKEN_SERVICE`], [`TOKEN_ISSUER`], [`IDENTITY_TOKEN`].
+//!
 //! Helpers that need a tool (`skopeo_*`, `umoci_*`, [`busybox_rootfs`]) panic
 //! when it is missing: guard the test with [`require_tools!`] first.
 
@@ -85,6 +116,7 @@ mod legacy;
 mod oci;
 mod podman;
 mod process;
+mod registry;
 mod rootfs;
 mod tools;
 
@@ -99,6 +131,7 @@ pub use podman::{DockerService, Podman};
 pub use process::{
     DEFAULT_TIMEOUT, run, run_timeout, run_unchecked, run_unchecked_timeout, stdout, unique_name,
 };
+pub use registry::*;
 pub use rootfs::{BUSYBOX_APPLETS, FIXTURE_GID, FIXTURE_MTIMES, FIXTURE_UID, busybox_rootfs};
 pub use tools::{REQUIRE_TOOLS_ENV, expect_tool, is_root, skip_or_panic, tool};
 

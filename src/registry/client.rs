@@ -1,0 +1,611 @@
+//! HTTP to one registry: which scheme, which CAs, retries, and the auth
+//! challenge (none, HTTP basic, or bearer tokens per scope).
+//!
+//! Written on reqwest rather than taken from oci-client: we need retries
+//! with `Retry-After`, tokens for two repositories at once (cross-repository
+//! mounts), the identity-token exchange and a fresh token after a 401,
+//! none of which oci-client offers.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use reqwest::StatusCode;
+use reqwest::blocking::{RequestBuilder, Response};
+use reqwest::header::{AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
+use url::Url;
+
+use super::credentials::Credentials;
+use super::{RegistryError, RegistryOptions};
+use crate::reference::DOCKER_HUB;
+
+/// How often a request is tried before its failure is reported.
+const ATTEMPTS: u32 = 5;
+/// The longest wait between tries, even if the registry asks for more.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+/// Small requests (manifests, HEADs, tokens) that take longer have hung.
+const SMALL_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What a request does to a repository; decides the token scope.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Read.
+    Pull,
+    /// Read and write.
+    Push,
+}
+
+/// The repositories a request touches, for the bearer-token scope.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Scope(Vec<(String, Action)>);
+
+impl Scope {
+    /// One repository.
+    pub(crate) fn new(repository: &str, action: Action) -> Self {
+        Scope(vec![(repository.to_owned(), action)])
+    }
+
+    /// Also `repository`, e.g. the source of a cross-repository mount.
+    pub(crate) fn and(mut self, repository: &str, action: Action) -> Self {
+        self.0.push((repository.to_owned(), action));
+        self
+    }
+
+    fn strings(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .map(|(repo, action)| match action {
+                Action::Pull => format!("repository:{repo}:pull"),
+                Action::Push => format!("repository:{repo}:pull,push"),
+            })
+            .collect()
+    }
+
+    fn main(&self) -> (&str, Action) {
+        self.0
+            .first()
+            .map_or(("", Action::Pull), |(r, a)| (r.as_str(), *a))
+    }
+}
+
+/// What `/v2/` asked for.
+#[derive(Clone, Debug)]
+enum Challenge {
+    None,
+    Basic,
+    Bearer { realm: Url, service: Option<String> },
+}
+
+/// A connection to one registry with one login.
+pub(crate) struct Client {
+    registry: String,
+    base: Url,
+    http: reqwest::blocking::Client,
+    credentials: Option<Credentials>,
+    challenge: Challenge,
+    tokens: Mutex<HashMap<String, (String, Instant)>>,
+}
+
+/// Whether `host[:port]` is this machine, where plain HTTP is allowed.
+fn is_loopback(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or(rest)
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    name == "localhost"
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether a failure is a certificate that did not verify (as opposed to
+/// no TLS at all, or no connection).
+fn is_certificate_error(error: &reqwest::Error) -> bool {
+    let mut cause: Option<&dyn std::error::Error> = Some(error);
+    while let Some(e) = cause {
+        if e.to_string().to_lowercase().contains("certificate") {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
+/// 0.25 s after the first try, doubling: 3.75 s in all before giving up.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(250 << attempt.saturating_sub(1).min(6))
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is rare from registries and
+/// falls back to our own backoff).
+fn retry_after(response: &Response) -> Option<Duration> {
+    response
+        .headers()
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+fn retryable(status: StatusCode) -> bool {
+    status == StatusCode::TOO_MANY_REQUESTS || matches!(status.as_u16(), 500 | 502 | 503 | 504)
+}
+
+/// Parses `Bearer realm="…",service="…",scope="…"` into its scheme and
+/// parameters (values may be quoted and contain commas).
+fn parse_challenge(header: &str) -> (String, HashMap<String, String>) {
+    let header = header.trim();
+    let (scheme, mut rest) = header.split_once(' ').unwrap_or((header, ""));
+    let mut params = HashMap::new();
+    while let Some(eq) = rest.find('=') {
+        let key = rest[..eq]
+            .trim()
+            .trim_start_matches(',')
+            .trim()
+            .to_lowercase();
+        rest = &rest[eq + 1..];
+        let value;
+        if let Some(quoted) = rest.strip_prefix('"') {
+            let end = quoted.find('"').unwrap_or(quoted.len());
+            value = quoted[..end].to_owned();
+            rest = quoted.get(end + 1..).unwrap_or("");
+        } else {
+            let end = rest.find(',').unwrap_or(rest.len());
+            value = rest[..end].trim().to_owned();
+            rest = &rest[end..];
+        }
+        params.insert(key, value);
+    }
+    (scheme.to_lowercase(), params)
+}
+
+fn http_client(options: &RegistryOptions) -> Result<reqwest::blocking::Client, RegistryError> {
+    let mut builder = reqwest::blocking::Client::builder()
+        .user_agent(concat!("conda-docker/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(30))
+        .timeout(None::<Duration>)
+        .tls_danger_accept_invalid_certs(options.insecure);
+    if let Some(dir) = &options.cert_dir
+        && !options.insecure
+    {
+        let config =
+            super::tls::config_with_cert_dir(dir).map_err(|source| RegistryError::Credentials {
+                what: format!(
+                    "--cert-dir {}: expected a directory of PEM certificates (ca.crt)",
+                    dir.display()
+                ),
+                source,
+            })?;
+        builder = builder.tls_backend_preconfigured(config);
+    }
+    builder.build().map_err(|e| RegistryError::Credentials {
+        what: "cannot set up HTTPS".into(),
+        source: std::io::Error::other(e),
+    })
+}
+
+impl Client {
+    /// Connects to `registry` (`docker.io`, `ghcr.io`, `host:port`): finds
+    /// its scheme and what auth it asks for. HTTPS is verified; plain HTTP
+    /// is used only for a loopback registry or with `--insecure`, and only
+    /// when it does not speak TLS at all.
+    pub(crate) fn connect(
+        registry: &str,
+        options: &RegistryOptions,
+        credentials: Option<Credentials>,
+    ) -> Result<Self, RegistryError> {
+        let api_host = if registry == DOCKER_HUB {
+            "registry-1.docker.io"
+        } else {
+            registry
+        };
+        let url = |scheme: &str| {
+            Url::parse(&format!("{scheme}://{api_host}/")).map_err(|_| RegistryError::Status {
+                host: registry.to_owned(),
+                what: "not a valid registry host".into(),
+                status: 0,
+                detail: String::new(),
+            })
+        };
+        let mut client = Client {
+            registry: registry.to_owned(),
+            base: url("https")?,
+            http: http_client(options)?,
+            credentials,
+            challenge: Challenge::None,
+            tokens: Mutex::new(HashMap::new()),
+        };
+        let ping = if is_loopback(api_host) || options.insecure {
+            let probe = client
+                .http
+                .get(client.url("/v2/"))
+                .timeout(SMALL_REQUEST_TIMEOUT)
+                .send();
+            match probe {
+                Ok(response) => response,
+                Err(e) if is_certificate_error(&e) => {
+                    return Err(RegistryError::Untrusted {
+                        host: registry.to_owned(),
+                        source: e,
+                    });
+                }
+                Err(e) => {
+                    tracing::debug!("{registry} does not answer HTTPS ({e}); trying plain HTTP");
+                    client.base = url("http")?;
+                    client.retrying("connecting", &|| Ok(client.http.get(client.url("/v2/"))))?
+                }
+            }
+        } else {
+            client.retrying("connecting", &|| Ok(client.http.get(client.url("/v2/"))))?
+        };
+        client.challenge = match ping.status() {
+            StatusCode::UNAUTHORIZED => {
+                let header = ping
+                    .headers()
+                    .get(WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                let (scheme, params) = parse_challenge(header);
+                match (scheme.as_str(), params.get("realm")) {
+                    ("bearer", Some(realm)) => Challenge::Bearer {
+                        realm: Url::parse(realm).map_err(|_| RegistryError::Status {
+                            host: registry.to_owned(),
+                            what: format!("token realm `{realm}` is not a URL"),
+                            status: 401,
+                            detail: String::new(),
+                        })?,
+                        service: params.get("service").cloned(),
+                    },
+                    _ => Challenge::Basic,
+                }
+            }
+            status if status.is_success() => Challenge::None,
+            _ => return Err(client.status_error("checking the registry API (/v2/)", ping)),
+        };
+        tracing::debug!(
+            "{registry}: API at {}, auth {:?}",
+            client.base,
+            match &client.challenge {
+                Challenge::None => "none",
+                Challenge::Basic => "basic",
+                Challenge::Bearer { .. } => "bearer token",
+            }
+        );
+        Ok(client)
+    }
+
+    /// The registry as named in references.
+    pub(crate) fn registry(&self) -> &str {
+        &self.registry
+    }
+
+    /// The API URL of `path` (which starts with `/v2/`).
+    pub(crate) fn url(&self, path: &str) -> Url {
+        self.base
+            .join(path.trim_start_matches('/'))
+            .unwrap_or_else(|_| self.base.clone())
+    }
+
+    /// A location the registry sent (an upload URL), made absolute.
+    pub(crate) fn resolve(&self, location: &str) -> Result<Url, RegistryError> {
+        self.base.join(location).map_err(|_| RegistryError::Status {
+            host: self.registry.clone(),
+            what: format!("bad upload location `{location}`"),
+            status: 0,
+            detail: String::new(),
+        })
+    }
+
+    /// The HTTP client, to build requests for [`Client::send`].
+    pub(crate) fn http(&self) -> &reqwest::blocking::Client {
+        &self.http
+    }
+
+    /// Sends the request `make` builds, retrying connection failures, 429
+    /// and 5xx answers with backoff (and `Retry-After`). `make` is called
+    /// again for each try, so bodies are rebuilt from their source.
+    fn retrying(
+        &self,
+        what: &str,
+        make: &dyn Fn() -> Result<RequestBuilder, RegistryError>,
+    ) -> Result<Response, RegistryError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match make()?.send() {
+                Ok(response) if retryable(response.status()) && attempt < ATTEMPTS => {
+                    let wait = retry_after(&response)
+                        .unwrap_or_else(|| backoff(attempt))
+                        .min(MAX_WAIT);
+                    tracing::info!(
+                        "{}: {what}: HTTP {}; trying again in {:.1} s",
+                        self.registry,
+                        response.status().as_u16(),
+                        wait.as_secs_f64()
+                    );
+                    std::thread::sleep(wait);
+                }
+                Ok(response) => return Ok(response),
+                Err(e) if is_certificate_error(&e) => {
+                    return Err(RegistryError::Untrusted {
+                        host: self.registry.clone(),
+                        source: e,
+                    });
+                }
+                Err(e) if attempt < ATTEMPTS && !e.is_builder() => {
+                    let wait = backoff(attempt);
+                    tracing::info!(
+                        "{}: {what}: {e}; trying again in {:.1} s",
+                        self.registry,
+                        wait.as_secs_f64()
+                    );
+                    std::thread::sleep(wait);
+                }
+                Err(e) => {
+                    return Err(RegistryError::Unreachable {
+                        host: self.registry.clone(),
+                        source: e,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Sends a request for `scope` with the right authorization, retrying
+    /// as [`Client::retrying`] does. A 401 gets one fresh token; a second
+    /// 401, or a 403, is "not authorised".
+    pub(crate) fn send(
+        &self,
+        scope: &Scope,
+        what: &str,
+        make: &dyn Fn() -> Result<RequestBuilder, RegistryError>,
+    ) -> Result<Response, RegistryError> {
+        let mut renewed = false;
+        loop {
+            let authorization = self.authorization(scope)?;
+            let response = self.retrying(what, &|| {
+                let request = make()?;
+                Ok(match &authorization {
+                    Some(value) => request.header(AUTHORIZATION, value),
+                    None => request,
+                })
+            })?;
+            match response.status() {
+                StatusCode::UNAUTHORIZED
+                    if !renewed && matches!(self.challenge, Challenge::Bearer { .. }) =>
+                {
+                    renewed = true;
+                    if let Ok(mut tokens) = self.tokens.lock() {
+                        tokens.remove(&scope.strings().join(" "));
+                    }
+                }
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                    return Err(self.not_authorised(scope));
+                }
+                _ => return Ok(response),
+            }
+        }
+    }
+
+    fn not_authorised(&self, scope: &Scope) -> RegistryError {
+        let (repository, action) = scope.main();
+        let hint = match (&self.credentials, action) {
+            (None, _) => format!(
+                ": no login found for {}; log in with `conda-docker login {}`{}",
+                self.registry,
+                self.registry,
+                if action == Action::Push {
+                    " or set CONDA_DOCKER_REGISTRY_USER and CONDA_DOCKER_REGISTRY_PASSWORD"
+                } else {
+                    ""
+                }
+            ),
+            (Some(_), _) => format!(
+                ": the registry refused the login found for {}; check it, or log in again",
+                self.registry
+            ),
+        };
+        RegistryError::NotAuthorised {
+            action: match action {
+                Action::Pull => "pull from",
+                Action::Push => "push to",
+            },
+            target: format!("{}/{repository}", self.registry),
+            hint,
+        }
+    }
+
+    /// The `Authorization` header for `scope`, fetching a token if needed.
+    fn authorization(&self, scope: &Scope) -> Result<Option<String>, RegistryError> {
+        match (&self.challenge, &self.credentials) {
+            (Challenge::None, _) => Ok(None),
+            (Challenge::Basic, Some(Credentials::Basic { username, password })) => Ok(Some(
+                format!("Basic {}", BASE64.encode(format!("{username}:{password}"))),
+            )),
+            (Challenge::Basic, _) => Ok(None),
+            (Challenge::Bearer { realm, service }, _) => {
+                let key = scope.strings().join(" ");
+                if let Ok(tokens) = self.tokens.lock()
+                    && let Some((token, expires)) = tokens.get(&key)
+                    && Instant::now() < *expires
+                {
+                    return Ok(Some(format!("Bearer {token}")));
+                }
+                let (token, lifetime) = self.fetch_token(realm, service.as_deref(), scope)?;
+                // Renew a little early rather than have a request refused.
+                let expires = Instant::now() + lifetime.saturating_sub(Duration::from_secs(10));
+                if let Ok(mut tokens) = self.tokens.lock() {
+                    tokens.insert(key, (token.clone(), expires));
+                }
+                Ok(Some(format!("Bearer {token}")))
+            }
+        }
+    }
+
+    /// Gets a bearer token for `scope` from the token service: a GET (with
+    /// basic auth when logged in), or for an identity token the OAuth2
+    /// refresh-token POST.
+    fn fetch_token(
+        &self,
+        realm: &Url,
+        service: Option<&str>,
+        scope: &Scope,
+    ) -> Result<(String, Duration), RegistryError> {
+        let scopes = scope.strings();
+        let response = self.retrying("getting a token", &|| {
+            Ok(match &self.credentials {
+                Some(Credentials::IdentityToken(token)) => {
+                    let mut form = vec![
+                        ("grant_type", "refresh_token".to_owned()),
+                        ("refresh_token", token.clone()),
+                        ("client_id", "conda-docker".to_owned()),
+                        ("scope", scopes.join(" ")),
+                    ];
+                    form.extend(service.map(|s| ("service", s.to_owned())));
+                    self.http.post(realm.clone()).form(&form)
+                }
+                credentials => {
+                    let mut url = realm.clone();
+                    {
+                        let mut query = url.query_pairs_mut();
+                        if let Some(service) = service {
+                            query.append_pair("service", service);
+                        }
+                        for s in &scopes {
+                            query.append_pair("scope", s);
+                        }
+                    }
+                    let request = self.http.get(url);
+                    match credentials {
+                        Some(Credentials::Basic { username, password }) => {
+                            request.basic_auth(username, Some(password))
+                        }
+                        _ => request,
+                    }
+                }
+            }
+            .timeout(SMALL_REQUEST_TIMEOUT))
+        })?;
+        match response.status() {
+            status if status.is_success() => {}
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                return Err(self.not_authorised(scope));
+            }
+            _ => return Err(self.status_error("getting a token", response)),
+        }
+        let body: serde_json::Value = response.json().map_err(|e| RegistryError::Status {
+            host: self.registry.clone(),
+            what: format!("the token service answered something other than JSON ({e})"),
+            status: 200,
+            detail: String::new(),
+        })?;
+        let token = body["token"]
+            .as_str()
+            .or_else(|| body["access_token"].as_str())
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| RegistryError::Status {
+                host: self.registry.clone(),
+                what: "the token service sent no token".into(),
+                status: 200,
+                detail: String::new(),
+            })?;
+        // The spec's default lifetime is 60 s.
+        let lifetime = Duration::from_secs(body["expires_in"].as_u64().unwrap_or(60).max(10));
+        Ok((token.to_owned(), lifetime))
+    }
+
+    /// Checks the login this client has, as `docker login` does.
+    pub(crate) fn check_login(&self) -> Result<(), RegistryError> {
+        let scope = Scope::default();
+        match &self.challenge {
+            Challenge::None => Ok(()),
+            Challenge::Bearer { realm, service } => self
+                .fetch_token(realm, service.as_deref(), &scope)
+                .map(drop),
+            Challenge::Basic => {
+                let response = self.send(&scope, "logging in", &|| {
+                    Ok(self
+                        .http
+                        .get(self.url("/v2/"))
+                        .timeout(SMALL_REQUEST_TIMEOUT))
+                })?;
+                if response.status().is_success() {
+                    Ok(())
+                } else {
+                    Err(self.status_error("logging in", response))
+                }
+            }
+        }
+    }
+
+    /// An error for an unexpected answer, with the registry's own message.
+    pub(crate) fn status_error(&self, what: &str, response: Response) -> RegistryError {
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().unwrap_or_default();
+        let detail = body["errors"][0]["message"]
+            .as_str()
+            .map(|m| format!(" ({m})"))
+            .unwrap_or_default();
+        RegistryError::Status {
+            host: self.registry.clone(),
+            what: what.to_owned(),
+            status,
+            detail,
+        }
+    }
+
+    /// A request with the small-request timeout.
+    pub(crate) fn small(&self, request: RequestBuilder) -> RequestBuilder {
+        request.timeout(SMALL_REQUEST_TIMEOUT)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges_parse() {
+        let (scheme, p) = parse_challenge(
+            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:a/b:pull,push""#,
+        );
+        assert_eq!(scheme, "bearer");
+        assert_eq!(p["realm"], "https://auth.docker.io/token");
+        assert_eq!(p["service"], "registry.docker.io");
+        assert_eq!(p["scope"], "repository:a/b:pull,push");
+        let (scheme, p) = parse_challenge(r#"Basic realm="Registry Realm""#);
+        assert_eq!(scheme, "basic");
+        assert_eq!(p["realm"], "Registry Realm");
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for host in [
+            "localhost:5000",
+            "127.0.0.1:5000",
+            "127.0.0.1",
+            "[::1]:5000",
+            "localhost",
+        ] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in ["ghcr.io", "10.0.0.1:5000", "registry-1.docker.io"] {
+            assert!(!is_loopback(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn scopes_name_every_repository() {
+        let scope = Scope::new("a/b", Action::Push).and("c", Action::Pull);
+        assert_eq!(
+            scope.strings(),
+            ["repository:a/b:pull,push", "repository:c:pull"]
+        );
+    }
+}

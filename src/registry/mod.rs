@@ -1,0 +1,155 @@
+//! Registries: pulling images from and pushing images to any registry that
+//! speaks the OCI distribution API (Docker Hub, ghcr, quay, a company's).
+//!
+//! Like go-containerregistry's `remote`, this is one more place an image
+//! comes from or goes to. `client` speaks HTTP (scheme, TLS, retries,
+//! auth challenges and tokens), `credentials` finds the user's logins the
+//! way docker and podman do, `store` keeps pulled blobs by digest on disk,
+//! and `pull`/`push` move images. Credentials never reach a log line, an
+//! error or an output.
+
+mod client;
+mod credentials;
+mod pull;
+mod push;
+mod store;
+mod tls;
+
+use std::path::PathBuf;
+
+pub use credentials::{Credentials, login};
+pub use pull::pull;
+pub use push::{PushReport, push};
+
+use crate::image::ImageError;
+
+/// How to reach registries.
+#[derive(Clone, Debug, Default)]
+pub struct RegistryOptions {
+    /// Accept plain HTTP and certificates that fail verification
+    /// (`--insecure`).
+    pub insecure: bool,
+    /// A directory of extra CA certificates (`*.crt`, as skopeo's
+    /// `--cert-dir` has `ca.crt`) to trust besides the system's.
+    pub cert_dir: Option<PathBuf>,
+}
+
+/// What can go wrong talking to a registry. Each message names the
+/// registry or image, and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// No connection could be made (after retries).
+    #[error("cannot reach registry {host}")]
+    Unreachable {
+        /// The registry.
+        host: String,
+        /// Why.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// A TLS certificate that does not verify.
+    #[error(
+        "the TLS certificate of {host} is not trusted: add its CA with --cert-dir DIR (a directory holding ca.crt), or use --insecure"
+    )]
+    Untrusted {
+        /// The registry.
+        host: String,
+        /// The verification failure.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// Refused by the registry or its token service.
+    #[error("not authorised to {action} {target}{hint}")]
+    NotAuthorised {
+        /// `pull from` or `push to`.
+        action: &'static str,
+        /// `registry/repository`.
+        target: String,
+        /// What to try.
+        hint: String,
+    },
+    /// A manifest or blob the registry does not have.
+    #[error("{what} not found in {target}")]
+    NotFound {
+        /// What was asked for.
+        what: String,
+        /// `registry/repository`.
+        target: String,
+    },
+    /// Any other answer that is not what the protocol says.
+    #[error("{host}: {what}: HTTP {status}{detail}")]
+    Status {
+        /// The registry.
+        host: String,
+        /// What was being done.
+        what: String,
+        /// The status code.
+        status: u16,
+        /// The registry's error message, if it sent one.
+        detail: String,
+    },
+    /// A transfer that broke off.
+    #[error("{host}: {what}")]
+    Transfer {
+        /// The registry.
+        host: String,
+        /// What was being done.
+        what: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Bytes that are not what their digest says.
+    #[error("{what} from {target} does not match its digest: expected {expected}, got {actual}")]
+    DigestMismatch {
+        /// Which manifest or blob.
+        what: String,
+        /// `registry/repository`.
+        target: String,
+        /// What it should be.
+        expected: String,
+        /// What arrived.
+        actual: String,
+    },
+    /// A valid image that cannot be used here.
+    #[error("{reference}: {reason}")]
+    Unsupported {
+        /// The image.
+        reference: String,
+        /// Why, and what to do.
+        reason: String,
+    },
+    /// An image with no entry for the platform asked for.
+    #[error(
+        "{reference} has no image for {wanted} (it offers: {available}); pick one with --platform"
+    )]
+    NoPlatform {
+        /// The image.
+        reference: String,
+        /// The platform asked for.
+        wanted: String,
+        /// What the index lists.
+        available: String,
+    },
+    /// The credential store could not be read or written.
+    #[error("{what}")]
+    Credentials {
+        /// What failed, naming the file or helper.
+        what: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The blob store under the cache directory.
+    #[error("cannot use the blob cache {}", path.display())]
+    Cache {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The image read from the registry, or being pushed.
+    #[error(transparent)]
+    Image(#[from] ImageError),
+}

@@ -1,0 +1,383 @@
+//! Pulling an image: manifest (through an index, for one platform),
+//! config and layers into the blob store, then an [`Image`] whose layers
+//! are files there. Nothing is recompressed.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use oci_spec::image::{ImageIndex, ImageManifest};
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use serde_json::Value;
+
+use super::client::{Action, Client, Scope};
+use super::credentials::lookup;
+use super::store::BlobStore;
+use super::{RegistryError, RegistryOptions};
+use crate::blob::Blob;
+use crate::digest::Digest;
+use crate::image::Image;
+use crate::parallel::in_parallel;
+use crate::platform::Platform;
+use crate::reference::Reference;
+
+/// Every manifest kind we read, and schema 1 so it can be named when refused.
+const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.index.v1+json, \
+application/vnd.docker.distribution.manifest.list.v2+json, \
+application/vnd.oci.image.manifest.v1+json, \
+application/vnd.docker.distribution.manifest.v2+json, \
+application/vnd.docker.distribution.manifest.v1+prettyjws;q=0.1";
+
+/// Blob downloads at once: enough to fill a link, few enough to be polite.
+const PARALLEL_DOWNLOADS: usize = 4;
+
+/// Pulls `reference` for `platform`. Blobs already in the store are not
+/// fetched again, and a reference pinned by digest whose manifests are all
+/// stored is opened without touching the network.
+pub fn pull(
+    reference: &Reference,
+    platform: &Platform,
+    options: &RegistryOptions,
+) -> Result<Image, RegistryError> {
+    let puller = Puller {
+        reference,
+        target: format!("{}/{}", reference.registry(), reference.repository()),
+        store: BlobStore::open(),
+        options,
+        client: OnceLock::new(),
+    };
+    puller.pull(platform)
+}
+
+struct Puller<'a> {
+    reference: &'a Reference,
+    target: String,
+    store: BlobStore,
+    options: &'a RegistryOptions,
+    client: OnceLock<Client>,
+}
+
+/// A manifest's bytes and what they are.
+struct Fetched {
+    bytes: Vec<u8>,
+    media_type: String,
+}
+
+impl Puller<'_> {
+    fn client(&self) -> Result<&Client, RegistryError> {
+        if let Some(client) = self.client.get() {
+            return Ok(client);
+        }
+        let registry = self.reference.registry();
+        let client = Client::connect(registry, self.options, lookup(registry)?)?;
+        Ok(self.client.get_or_init(|| client))
+    }
+
+    fn scope(&self) -> Scope {
+        Scope::new(self.reference.repository(), Action::Pull)
+    }
+
+    fn pull(&self, platform: &Platform) -> Result<Image, RegistryError> {
+        let top = match (self.reference.digest(), self.reference.tag()) {
+            (Some(digest), _) => self.manifest(&digest.to_string(), Some(digest))?,
+            (None, Some(tag)) => self.manifest(tag, None)?,
+            (None, None) => unreachable!("a reference has a tag or a digest"),
+        };
+        let manifest = if is_index(&top.media_type) {
+            let index: ImageIndex = self.parse(&top.bytes, "image index")?;
+            let entry = platform.pick(index.manifests()).map_err(|available| {
+                RegistryError::NoPlatform {
+                    reference: self.reference.to_string(),
+                    wanted: platform.to_string(),
+                    available,
+                }
+            })?;
+            let digest: Digest = self.digest_of(entry.digest().as_ref())?;
+            let child = self.manifest(&digest.to_string(), Some(digest))?;
+            if is_index(&child.media_type) {
+                return Err(self.unsupported("an index inside an index is not supported".into()));
+            }
+            child
+        } else {
+            top
+        };
+        let parsed: ImageManifest = self.parse(&manifest.bytes, "manifest")?;
+        let config_digest = self.digest_of(parsed.config().digest().as_ref())?;
+        let config = match self.store.read_small(&config_digest) {
+            Some(bytes) => bytes,
+            None => {
+                self.blob(&config_digest, parsed.config().size(), "config")?;
+                self.store
+                    .read_small(&config_digest)
+                    .ok_or_else(|| self.cache_error(&config_digest))?
+            }
+        };
+        let input = self.reference.to_string();
+        let mut image = Image::from_manifest(
+            Path::new(&input),
+            &parsed,
+            &config,
+            &|digest| Ok(Blob::file(self.store.path(digest))),
+            Some(self.reference.clone()),
+        )?;
+        let (os, arch) = (image.config().os(), image.config().architecture());
+        if !platform.matches(
+            os.unwrap_or_default(),
+            arch.unwrap_or_default(),
+            image.config().variant(),
+        ) {
+            return Err(RegistryError::NoPlatform {
+                reference: input,
+                wanted: platform.to_string(),
+                available: format!("{}/{}", os.unwrap_or("?"), arch.unwrap_or("?")),
+            });
+        }
+        let missing: Vec<(Digest, u64)> = image
+            .layers()
+            .iter()
+            .map(|l| (l.digest(), l.size()))
+            .filter(|(d, size)| !self.store.has(d, Some(*size)))
+            .collect();
+        if !missing.is_empty() {
+            let bytes: u64 = missing.iter().map(|(_, s)| s).sum();
+            tracing::info!(
+                "pulling {}: {} of {} layers, {:.1} MB",
+                self.reference,
+                missing.len(),
+                image.layers().len(),
+                bytes as f64 / 1e6
+            );
+        }
+        in_parallel(&missing, PARALLEL_DOWNLOADS, |(digest, size)| {
+            self.blob(digest, *size, "layer")
+        })
+        .into_iter()
+        .collect::<Result<Vec<()>, _>>()?;
+        image.set_origin(self.reference);
+        Ok(image)
+    }
+
+    /// A manifest by tag or digest: from the store when its digest is known
+    /// and stored, else from the registry, checked against every digest
+    /// that names it, then stored.
+    fn manifest(&self, rev: &str, pinned: Option<Digest>) -> Result<Fetched, RegistryError> {
+        let known = match pinned {
+            Some(digest) => Some(digest),
+            None => self.head_manifest(rev)?,
+        };
+        if let Some(digest) = known
+            && let Some(bytes) = self.store.read_small(&digest)
+        {
+            tracing::debug!("manifest {digest} from the blob store");
+            let media_type = media_type_of(&bytes, "");
+            return Ok(Fetched { bytes, media_type });
+        }
+        let client = self.client()?;
+        let url = client.url(&format!(
+            "/v2/{}/manifests/{rev}",
+            self.reference.repository()
+        ));
+        let response = client.send(&self.scope(), "fetching the manifest", &|| {
+            Ok(client.small(
+                client
+                    .http()
+                    .get(url.clone())
+                    .header(ACCEPT, ACCEPT_MANIFESTS),
+            ))
+        })?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Err(RegistryError::NotFound {
+                what: match pinned {
+                    Some(d) => format!("manifest {d}"),
+                    None => format!("tag `{rev}`"),
+                },
+                target: self.target.clone(),
+            });
+        }
+        if !response.status().is_success() {
+            return Err(client.status_error("fetching the manifest", response));
+        }
+        let header_digest = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<Digest>().ok());
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let bytes = response
+            .bytes()
+            .map_err(|e| self.transfer("reading the manifest", std::io::Error::other(e)))?
+            .to_vec();
+        let digest = Digest::of(&bytes);
+        for expected in [pinned, header_digest].into_iter().flatten() {
+            if expected != digest {
+                return Err(RegistryError::DigestMismatch {
+                    what: "the manifest".into(),
+                    target: self.target.clone(),
+                    expected: expected.to_string(),
+                    actual: digest.to_string(),
+                });
+            }
+        }
+        let media_type = media_type_of(&bytes, &content_type);
+        if media_type.contains("distribution.manifest.v1") {
+            return Err(self.unsupported(
+                "it has a Docker schema 1 manifest, which is deprecated and not supported; push the image again with a current docker, podman or skopeo".into(),
+            ));
+        }
+        self.store
+            .put(&digest, &mut &bytes[..])
+            .map_err(|source| RegistryError::Cache {
+                path: self.store.path(&digest),
+                source,
+            })?
+            .map_err(|_| self.cache_error(&digest))?;
+        Ok(Fetched { bytes, media_type })
+    }
+
+    /// The digest a tag points at, from a HEAD (which Docker Hub does not
+    /// count against pull limits), when the registry says.
+    fn head_manifest(&self, tag: &str) -> Result<Option<Digest>, RegistryError> {
+        let client = self.client()?;
+        let url = client.url(&format!(
+            "/v2/{}/manifests/{tag}",
+            self.reference.repository()
+        ));
+        let response = client.send(&self.scope(), "checking the manifest", &|| {
+            Ok(client.small(
+                client
+                    .http()
+                    .head(url.clone())
+                    .header(ACCEPT, ACCEPT_MANIFESTS),
+            ))
+        })?;
+        Ok(response
+            .status()
+            .is_success()
+            .then(|| response.headers().get("docker-content-digest"))
+            .flatten()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok()))
+    }
+
+    /// Downloads a blob into the store, verifying digest and size as it
+    /// streams; a broken transfer is tried again from the start.
+    fn blob(&self, digest: &Digest, size: u64, what: &str) -> Result<(), RegistryError> {
+        let client = self.client()?;
+        let url = client.url(&format!(
+            "/v2/{}/blobs/{digest}",
+            self.reference.repository()
+        ));
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let response = client.send(&self.scope(), "fetching a blob", &|| {
+                Ok(client.http().get(url.clone()))
+            })?;
+            if response.status() == reqwest::StatusCode::NOT_FOUND {
+                return Err(RegistryError::NotFound {
+                    what: format!("{what} blob {digest}"),
+                    target: self.target.clone(),
+                });
+            }
+            if !response.status().is_success() {
+                return Err(client.status_error("fetching a blob", response));
+            }
+            let mut body = response;
+            match self.store.put(digest, &mut body) {
+                Ok(Ok(path)) => {
+                    let stored = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                    if stored != size {
+                        let _ = std::fs::remove_file(&path);
+                        return Err(RegistryError::DigestMismatch {
+                            what: format!("{what} {digest}"),
+                            target: self.target.clone(),
+                            expected: format!("{size} bytes"),
+                            actual: format!("{stored} bytes"),
+                        });
+                    }
+                    return Ok(());
+                }
+                Ok(Err(mismatch)) => {
+                    return Err(RegistryError::DigestMismatch {
+                        what: format!("{what} blob ({} bytes)", mismatch.size),
+                        target: self.target.clone(),
+                        expected: digest.to_string(),
+                        actual: mismatch.actual.to_string(),
+                    });
+                }
+                Err(e) if attempt < 3 => {
+                    tracing::info!(
+                        "{}: {what} {digest} broke off ({e}); trying again",
+                        self.target
+                    );
+                }
+                Err(e) => return Err(self.transfer(&format!("fetching {what} {digest}"), e)),
+            }
+        }
+    }
+
+    fn parse<T: serde::de::DeserializeOwned>(
+        &self,
+        bytes: &[u8],
+        what: &str,
+    ) -> Result<T, RegistryError> {
+        serde_json::from_slice(bytes)
+            .map_err(|e| self.unsupported(format!("its {what} is not valid: {e}")))
+    }
+
+    fn digest_of(&self, text: &str) -> Result<Digest, RegistryError> {
+        text.parse()
+            .map_err(|e: crate::digest::DigestParseError| self.unsupported(e.to_string()))
+    }
+
+    fn unsupported(&self, reason: String) -> RegistryError {
+        RegistryError::Unsupported {
+            reference: self.reference.to_string(),
+            reason,
+        }
+    }
+
+    fn transfer(&self, what: &str, source: std::io::Error) -> RegistryError {
+        RegistryError::Transfer {
+            host: self.reference.registry().to_owned(),
+            what: what.to_owned(),
+            source,
+        }
+    }
+
+    fn cache_error(&self, digest: &Digest) -> RegistryError {
+        RegistryError::Cache {
+            path: self.store.path(digest),
+            source: std::io::Error::other("a stored blob does not match its digest"),
+        }
+    }
+}
+
+fn is_index(media_type: &str) -> bool {
+    media_type.contains("image.index") || media_type.contains("manifest.list")
+}
+
+/// A manifest's media type: its `mediaType` field, else the Content-Type,
+/// else judged from its shape (old OCI manifests omit the field).
+fn media_type_of(bytes: &[u8], content_type: &str) -> String {
+    let json: Value = serde_json::from_slice(bytes).unwrap_or_default();
+    if let Some(m) = json["mediaType"].as_str() {
+        return m.to_owned();
+    }
+    if json["schemaVersion"].as_u64() == Some(1) {
+        return "application/vnd.docker.distribution.manifest.v1+json".into();
+    }
+    let content_type = content_type.split(';').next().unwrap_or("").trim();
+    if !content_type.is_empty() && content_type != "application/json" {
+        return content_type.to_owned();
+    }
+    if json.get("manifests").is_some() {
+        "application/vnd.oci.image.index.v1+json".into()
+    } else {
+        "application/vnd.oci.image.manifest.v1+json".into()
+    }
+}

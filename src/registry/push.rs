@@ -1,0 +1,364 @@
+//! Pushing an image: each blob the registry lacks (mounted from the base's
+//! repository when it came from the same registry, else uploaded), then the
+//! manifest last, so a failed push never leaves the tag pointing at a
+//! partial image.
+
+use std::io::Read;
+
+use reqwest::StatusCode;
+use reqwest::blocking::Body;
+use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
+use serde::Serialize;
+use url::Url;
+
+use super::client::{Action, Client, Scope};
+use super::credentials::{Credentials, lookup};
+use super::{RegistryError, RegistryOptions};
+use crate::digest::Digest;
+use crate::image::Image;
+use crate::layer::Layer;
+use crate::parallel::in_parallel;
+use crate::reference::Reference;
+
+/// Blobs up to this size go in one PUT; larger ones in chunks of this size,
+/// so a huge layer never has to be sent (or held) in one request.
+const CHUNK: u64 = 16 << 20;
+/// Uploads at once: registries throttle clients that open many more.
+const PARALLEL_UPLOADS: usize = 3;
+const OCTET_STREAM: &str = "application/octet-stream";
+
+/// What a push did.
+#[derive(Clone, Debug, Serialize)]
+pub struct PushReport {
+    /// The reference pushed to, in full.
+    pub reference: String,
+    /// `registry/repository`, without tag.
+    pub name: String,
+    /// The manifest digest: pull `NAME@DIGEST` to get exactly this image.
+    pub digest: Digest,
+    /// Blobs sent.
+    pub uploaded: usize,
+    /// Bytes sent in those blobs.
+    pub uploaded_bytes: u64,
+    /// Blobs mounted from another repository of the same registry.
+    pub mounted: usize,
+    /// Blobs the repository already had.
+    pub existing: usize,
+}
+
+enum Outcome {
+    Existing,
+    Mounted,
+    Uploaded(u64),
+}
+
+/// One blob to push: the config, from memory, or a layer.
+enum Item<'a> {
+    Config(&'a [u8], Digest),
+    Layer(&'a Layer),
+}
+
+impl Item<'_> {
+    fn digest(&self) -> Digest {
+        match self {
+            Item::Config(_, digest) => *digest,
+            Item::Layer(layer) => layer.digest(),
+        }
+    }
+
+    fn size(&self) -> u64 {
+        match self {
+            Item::Config(bytes, _) => bytes.len() as u64,
+            Item::Layer(layer) => layer.size(),
+        }
+    }
+
+    fn open(&self) -> std::io::Result<Box<dyn Read + Send + '_>> {
+        match self {
+            Item::Config(bytes, _) => Ok(Box::new(*bytes)),
+            Item::Layer(layer) => layer.blob().open().map(|r| r as Box<dyn Read + Send>),
+        }
+    }
+}
+
+/// Pushes `image` to `reference`. `credentials` (from
+/// `CONDA_DOCKER_REGISTRY_USER`/`_PASSWORD`) win over the user's stored
+/// logins for that registry.
+pub fn push(
+    image: &Image,
+    reference: &Reference,
+    options: &RegistryOptions,
+    credentials: Option<Credentials>,
+) -> Result<PushReport, RegistryError> {
+    let registry = reference.registry();
+    let credentials = match credentials {
+        Some(c) => Some(c),
+        None => lookup(registry)?,
+    };
+    let client = Client::connect(registry, options, credentials)?;
+    let pusher = Pusher {
+        client: &client,
+        repository: reference.repository(),
+        target: format!("{registry}/{}", reference.repository()),
+    };
+    let config = image.config().to_bytes();
+    let mut items = vec![Item::Config(&config, Digest::of(&config))];
+    let mut seen = std::collections::HashSet::new();
+    for layer in image.layers() {
+        if seen.insert(layer.digest()) {
+            items.push(Item::Layer(layer));
+        }
+    }
+    let outcomes = in_parallel(&items, PARALLEL_UPLOADS, |item| pusher.blob(item))
+        .into_iter()
+        .collect::<Result<Vec<Outcome>, _>>()?;
+    let manifest = image.manifest_bytes();
+    let digest = Digest::of(&manifest);
+    if let Some(pinned) = reference.digest()
+        && pinned != digest
+    {
+        return Err(RegistryError::Unsupported {
+            reference: reference.to_string(),
+            reason: format!("the image's manifest digest is {digest}; drop @DIGEST to push it"),
+        });
+    }
+    let rev = reference
+        .tag()
+        .map_or_else(|| digest.to_string(), str::to_owned);
+    pusher.manifest(&rev, &manifest, &digest)?;
+    let mut report = PushReport {
+        reference: match reference.tag() {
+            Some(tag) => format!("{}:{tag}", pusher.target),
+            None => format!("{}@{digest}", pusher.target),
+        },
+        name: pusher.target.clone(),
+        digest,
+        uploaded: 0,
+        uploaded_bytes: 0,
+        mounted: 0,
+        existing: 0,
+    };
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Existing => report.existing += 1,
+            Outcome::Mounted => report.mounted += 1,
+            Outcome::Uploaded(bytes) => {
+                report.uploaded += 1;
+                report.uploaded_bytes += bytes;
+            }
+        }
+    }
+    tracing::info!(
+        "pushed {} ({} uploaded, {} mounted, {} already there)",
+        report.reference,
+        report.uploaded,
+        report.mounted,
+        report.existing
+    );
+    Ok(report)
+}
+
+struct Pusher<'a> {
+    client: &'a Client,
+    repository: &'a str,
+    target: String,
+}
+
+impl Pusher<'_> {
+    fn scope(&self) -> Scope {
+        Scope::new(self.repository, Action::Push)
+    }
+
+    fn blob(&self, item: &Item) -> Result<Outcome, RegistryError> {
+        let client = self.client;
+        let digest = item.digest();
+        let url = client.url(&format!("/v2/{}/blobs/{digest}", self.repository));
+        let head = client.send(&self.scope(), "checking a blob", &|| {
+            Ok(client.small(client.http().head(url.clone())))
+        })?;
+        if head.status().is_success() {
+            tracing::debug!("{}: has {digest}", self.target);
+            return Ok(Outcome::Existing);
+        }
+        let mut location = None;
+        if let Item::Layer(layer) = item
+            && let Some(origin) = layer.origin()
+            && origin.registry() == client.registry()
+            && origin.repository() != self.repository
+        {
+            match self.mount(&digest, origin.repository()) {
+                Ok(None) => return Ok(Outcome::Mounted),
+                Ok(Some(upload)) => location = Some(upload),
+                Err(e) => {
+                    tracing::debug!("{}: mount of {digest} failed ({e}); uploading", self.target)
+                }
+            }
+        }
+        let location = match location {
+            Some(l) => l,
+            None => self.start_upload()?,
+        };
+        self.upload(item, location)?;
+        Ok(Outcome::Uploaded(item.size()))
+    }
+
+    /// Asks for `digest` to be mounted from `from`: `None` when it was,
+    /// else the upload the registry opened instead.
+    fn mount(&self, digest: &Digest, from: &str) -> Result<Option<Url>, RegistryError> {
+        let client = self.client;
+        let mut url = client.url(&format!("/v2/{}/blobs/uploads/", self.repository));
+        url.query_pairs_mut()
+            .append_pair("mount", &digest.to_string())
+            .append_pair("from", from);
+        let scope = self.scope().and(from, Action::Pull);
+        let response = client.send(&scope, "mounting a blob", &|| {
+            Ok(client.small(client.http().post(url.clone()).header(CONTENT_LENGTH, 0)))
+        })?;
+        match response.status() {
+            StatusCode::CREATED => {
+                tracing::debug!("{}: mounted {digest} from {from}", self.target);
+                Ok(None)
+            }
+            StatusCode::ACCEPTED => self.location(&response).map(Some),
+            _ => Err(client.status_error("mounting a blob", response)),
+        }
+    }
+
+    fn start_upload(&self) -> Result<Url, RegistryError> {
+        let client = self.client;
+        let url = client.url(&format!("/v2/{}/blobs/uploads/", self.repository));
+        let response = client.send(&self.scope(), "starting an upload", &|| {
+            Ok(client.small(client.http().post(url.clone()).header(CONTENT_LENGTH, 0)))
+        })?;
+        if response.status() != StatusCode::ACCEPTED {
+            return Err(client.status_error("starting an upload", response));
+        }
+        self.location(&response)
+    }
+
+    fn location(&self, response: &reqwest::blocking::Response) -> Result<Url, RegistryError> {
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| RegistryError::Status {
+                host: self.client.registry().to_owned(),
+                what: "the upload has no Location".into(),
+                status: response.status().as_u16(),
+                detail: String::new(),
+            })?;
+        self.client.resolve(location)
+    }
+
+    /// Sends the bytes: one PUT for a small blob, PATCHes of [`CHUNK`]
+    /// bytes then a closing PUT for a large one.
+    fn upload(&self, item: &Item, mut location: Url) -> Result<(), RegistryError> {
+        let client = self.client;
+        let digest = item.digest();
+        let size = item.size();
+        let read_error = |source: std::io::Error| RegistryError::Transfer {
+            host: client.registry().to_owned(),
+            what: format!("reading blob {digest} to push it"),
+            source,
+        };
+        let body: Box<dyn Fn() -> Result<Body, RegistryError> + Sync + '_> = if size <= CHUNK {
+            let bytes_or_file: Box<dyn Fn() -> Result<Body, RegistryError> + Sync> = match item {
+                Item::Config(bytes, _) => {
+                    let bytes = bytes.to_vec();
+                    Box::new(move || Ok(Body::from(bytes.clone())))
+                }
+                Item::Layer(layer) => {
+                    let blob = layer.blob().clone();
+                    Box::new(move || {
+                        let reader = blob.open().map_err(read_error)?;
+                        Ok(Body::sized(reader, size))
+                    })
+                }
+            };
+            bytes_or_file
+        } else {
+            let mut reader = item.open().map_err(read_error)?;
+            let mut offset = 0u64;
+            let mut chunk = Vec::with_capacity(CHUNK as usize);
+            while offset < size {
+                chunk.clear();
+                (&mut reader)
+                    .take(CHUNK)
+                    .read_to_end(&mut chunk)
+                    .map_err(read_error)?;
+                if chunk.is_empty() {
+                    return Err(read_error(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!("the blob ended at {offset} of {size} bytes"),
+                    )));
+                }
+                let end = offset + chunk.len() as u64 - 1;
+                let response = client.send(&self.scope(), "uploading a chunk", &|| {
+                    Ok(client
+                        .http()
+                        .patch(location.clone())
+                        .header(CONTENT_TYPE, OCTET_STREAM)
+                        .header(CONTENT_RANGE, format!("{offset}-{end}"))
+                        .body(chunk.clone()))
+                })?;
+                if response.status() != StatusCode::ACCEPTED {
+                    return Err(client.status_error("uploading a chunk", response));
+                }
+                location = self.location(&response)?;
+                offset = end + 1;
+            }
+            Box::new(|| Ok(Body::from(Vec::new())))
+        };
+        let mut url = location;
+        url.query_pairs_mut()
+            .append_pair("digest", &digest.to_string());
+        let response = client.send(&self.scope(), "finishing an upload", &|| {
+            Ok(client
+                .http()
+                .put(url.clone())
+                .header(CONTENT_TYPE, OCTET_STREAM)
+                .body(body()?))
+        })?;
+        if response.status() != StatusCode::CREATED {
+            return Err(client.status_error(&format!("uploading blob {digest}"), response));
+        }
+        tracing::debug!("{}: uploaded {digest} ({size} bytes)", self.target);
+        Ok(())
+    }
+
+    fn manifest(&self, rev: &str, bytes: &[u8], digest: &Digest) -> Result<(), RegistryError> {
+        let client = self.client;
+        let url = client.url(&format!("/v2/{}/manifests/{rev}", self.repository));
+        let response = client.send(&self.scope(), "putting the manifest", &|| {
+            Ok(client.small(
+                client
+                    .http()
+                    .put(url.clone())
+                    .header(
+                        CONTENT_TYPE,
+                        oci_spec::image::MediaType::ImageManifest.to_string(),
+                    )
+                    .body(bytes.to_vec()),
+            ))
+        })?;
+        if response.status() != StatusCode::CREATED {
+            return Err(client.status_error("putting the manifest", response));
+        }
+        let answered = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<Digest>().ok());
+        if let Some(answered) = answered
+            && answered != *digest
+        {
+            return Err(RegistryError::DigestMismatch {
+                what: "the pushed manifest".into(),
+                target: self.target.clone(),
+                expected: digest.to_string(),
+                actual: answered.to_string(),
+            });
+        }
+        Ok(())
+    }
+}
