@@ -600,6 +600,60 @@ mod tests {
         }
     }
 
+    /// A server on loopback that answers each plain-HTTP request with the
+    /// next of `replies` (TLS hellos are hung up on); returns its address
+    /// and the request lines it saw.
+    fn scripted_server(replies: Vec<&'static str>) -> (String, std::sync::Arc<Mutex<Vec<String>>>) {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            let mut replies = replies.into_iter();
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut first = String::new();
+                if reader.read_line(&mut first).is_err() || !first.starts_with("GET ") {
+                    continue;
+                }
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                log.lock().unwrap().push(first.trim().to_owned());
+                let Some(reply) = replies.next() else { return };
+                let _ = stream.write_all(reply.as_bytes());
+            }
+        });
+        (address, seen)
+    }
+
+    const BUSY: &str = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    const SLOW_DOWN: &str =
+        "HTTP/1.1 429 Too Many Requests\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    const OK: &str = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
+
+    #[test]
+    fn busy_answers_are_tried_again() {
+        let (address, seen) = scripted_server(vec![BUSY, SLOW_DOWN, OK]);
+        let client = Client::connect(&address, &RegistryOptions::default(), None).unwrap();
+        assert!(matches!(client.challenge, Challenge::None));
+        assert_eq!(client.base.scheme(), "http", "loopback without TLS");
+        assert_eq!(seen.lock().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn retries_are_bounded() {
+        let (address, seen) = scripted_server(vec![SLOW_DOWN; 10]);
+        let error = Client::connect(&address, &RegistryOptions::default(), None)
+            .err()
+            .unwrap();
+        assert!(error.to_string().contains("HTTP 429"), "{error}");
+        assert_eq!(seen.lock().unwrap().len(), ATTEMPTS as usize);
+    }
+
     #[test]
     fn scopes_name_every_repository() {
         let scope = Scope::new("a/b", Action::Push).and("c", Action::Pull);

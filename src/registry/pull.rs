@@ -381,3 +381,24 @@ fn media_type_of(bytes: &[u8], content_type: &str) -> String {
         "application/vnd.oci.image.manifest.v1+json".into()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_kinds_are_told_apart() {
+        let oci = br#"{"schemaVersion":2,"config":{},"layers":[]}"#;
+        assert_eq!(
+            media_type_of(oci, "application/json"),
+            "application/vnd.oci.image.manifest.v1+json"
+        );
+        let schema1 = br#"{"schemaVersion":1,"name":"a","fsLayers":[]}"#;
+        assert!(media_type_of(schema1, "").contains("distribution.manifest.v1"));
+        let list = br#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.list.v2+json","manifests":[]}"#;
+        assert!(is_index(&media_type_of(list, "")));
+        let index = br#"{"schemaVersion":2,"manifests":[]}"#;
+        assert!(is_index(&media_type_of(index, "")));
+        assert!(!is_index("application/vnd.oci.image.manifest.v1+json"));
+    }
+}

@@ -219,3 +219,20 @@ fn remove_layer_on_scratch_and_bad_names() {
     ]));
     assert!(line.contains("invalid image reference"), "{line}");
 }
+
+#[test]
+fn windows_images_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut image = conda_docker::Image::scratch().unwrap();
+    image
+        .add_layer_contents([("Files/hello.txt", b"hi".as_slice())])
+        .unwrap();
+    image.config_mut().set_platform("windows", "amd64", None);
+    let layout = dir.path().join("win");
+    image.write(&format!("oci:{}:w", layout.display())).unwrap();
+    copy_fails(
+        dir.path(),
+        &format!("oci:{}:w", layout.display()),
+        "it is a windows image; only Linux images can be used",
+    );
+}

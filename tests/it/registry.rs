@@ -681,3 +681,66 @@ fn token_registries_use_scoped_tokens_helpers_and_identity_tokens() {
         && r.path.starts_with("/v2/tok/mounted/blobs/uploads/?mount=")
         && r.status == 201));
 }
+
+/// `len` bytes that gzip cannot shrink (xorshift), so the blob stays large.
+fn noise(len: usize) -> Vec<u8> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn large_layers_go_up_in_chunks_and_the_example_pulls_them_back() {
+    require_tools!("docker-registry", "skopeo", "busybox");
+    let dir = tempfile::tempdir().unwrap();
+    let Some(registry) = Registry::plain(&dir.path().join("registry")) else {
+        return;
+    };
+    let mut image = busybox_base(&dir.path().join("base"));
+    image
+        .add_layer_contents([("data/big.bin", noise(40 << 20))])
+        .unwrap();
+    let archive = dir.path().join("big.tar");
+    image.write_file(&archive).unwrap();
+    let home = dir.path().join("home");
+    let pushed = common::run(
+        cd(&home)
+            .args(["copy"])
+            .arg(format!("docker-archive:{}", archive.display()))
+            .arg(registry.reference("big/img:1")),
+    );
+    let digest = image.manifest_digest().to_string();
+    assert_eq!(
+        common::stdout(&pushed).trim(),
+        format!("{}@{digest}", registry.image("big/img"))
+    );
+    let patches = registry
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PATCH" && r.status == 202)
+        .count();
+    assert!(patches >= 3, "40 MiB in 16 MiB chunks: {patches} PATCHes");
+    assert_eq!(
+        registry.inspect("big/img:1", &[])["Digest"],
+        digest.as_str()
+    );
+
+    let out = dir.path().join("pulled.tar");
+    let output = common::run(
+        crate::fixtures::example("pull_image")
+            .env("CONDA_DOCKER_CACHE_DIR", home.join("example-cache"))
+            .env("HOME", &home)
+            .args([&registry.image("big/img"), "1"])
+            .arg(&out),
+    );
+    assert!(common::stdout(&output).contains(&image.config_digest().to_string()));
+    let pulled = Image::open(out.to_str().unwrap()).unwrap();
+    let digests = |i: &Image| i.layers().iter().map(|l| l.digest()).collect::<Vec<_>>();
+    assert_eq!(digests(&pulled), digests(&image));
+}
