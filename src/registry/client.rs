@@ -137,6 +137,17 @@ fn retryable(status: StatusCode) -> bool {
     status == StatusCode::TOO_MANY_REQUESTS || matches!(status.as_u16(), 500 | 502 | 503 | 504)
 }
 
+/// The `Docker-Content-Digest` a registry sent, if it is a sha256 digest.
+pub(crate) fn content_digest(response: &Response) -> Option<crate::digest::Digest> {
+    response
+        .headers()
+        .get("docker-content-digest")?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
 /// Parses `Bearer realm="…",service="…",scope="…"` into its scheme and
 /// parameters (values may be quoted and contain commas).
 fn parse_challenge(header: &str) -> (String, HashMap<String, String>) {

@@ -9,7 +9,7 @@ use oci_spec::image::{ImageIndex, ImageManifest};
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use serde_json::Value;
 
-use super::client::{Action, Client, Scope};
+use super::client::{Action, Client, Scope, content_digest};
 use super::credentials::lookup;
 use super::store::BlobStore;
 use super::{RegistryError, RegistryOptions};
@@ -172,18 +172,7 @@ impl Puller<'_> {
             return Ok(Fetched { bytes, media_type });
         }
         let client = self.client()?;
-        let url = client.url(&format!(
-            "/v2/{}/manifests/{rev}",
-            self.reference.repository()
-        ));
-        let response = client.send(&self.scope(), "fetching the manifest", &|| {
-            Ok(client.small(
-                client
-                    .http()
-                    .get(url.clone())
-                    .header(ACCEPT, ACCEPT_MANIFESTS),
-            ))
-        })?;
+        let response = self.manifest_request(reqwest::Method::GET, rev)?;
         if response.status() == reqwest::StatusCode::NOT_FOUND {
             return Err(RegistryError::NotFound {
                 what: match pinned {
@@ -196,11 +185,7 @@ impl Puller<'_> {
         if !response.status().is_success() {
             return Err(client.status_error("fetching the manifest", response));
         }
-        let header_digest = response
-            .headers()
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<Digest>().ok());
+        let header_digest = content_digest(&response);
         let content_type = response
             .headers()
             .get(CONTENT_TYPE)
@@ -241,26 +226,34 @@ impl Puller<'_> {
     /// The digest a tag points at, from a HEAD (which Docker Hub does not
     /// count against pull limits), when the registry says.
     fn head_manifest(&self, tag: &str) -> Result<Option<Digest>, RegistryError> {
-        let client = self.client()?;
-        let url = client.url(&format!(
-            "/v2/{}/manifests/{tag}",
-            self.reference.repository()
-        ));
-        let response = client.send(&self.scope(), "checking the manifest", &|| {
-            Ok(client.small(
-                client
-                    .http()
-                    .head(url.clone())
-                    .header(ACCEPT, ACCEPT_MANIFESTS),
-            ))
-        })?;
+        let response = self.manifest_request(reqwest::Method::HEAD, tag)?;
         Ok(response
             .status()
             .is_success()
-            .then(|| response.headers().get("docker-content-digest"))
-            .flatten()
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok()))
+            .then(|| content_digest(&response))
+            .flatten())
+    }
+
+    /// A GET or HEAD of the manifest `rev` (tag or digest), accepting
+    /// every kind we read.
+    fn manifest_request(
+        &self,
+        method: reqwest::Method,
+        rev: &str,
+    ) -> Result<reqwest::blocking::Response, RegistryError> {
+        let client = self.client()?;
+        let url = client.url(&format!(
+            "/v2/{}/manifests/{rev}",
+            self.reference.repository()
+        ));
+        client.send(&self.scope(), "fetching the manifest", &|| {
+            Ok(client.small(
+                client
+                    .http()
+                    .request(method.clone(), url.clone())
+                    .header(ACCEPT, ACCEPT_MANIFESTS),
+            ))
+        })
     }
 
     /// Downloads a blob into the store, verifying digest and size as it

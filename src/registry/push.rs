@@ -11,7 +11,7 @@ use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
 use serde::Serialize;
 use url::Url;
 
-use super::client::{Action, Client, Scope};
+use super::client::{Action, Client, Scope, content_digest};
 use super::credentials::{Credentials, lookup};
 use super::{RegistryError, RegistryOptions};
 use crate::digest::Digest;
@@ -70,6 +70,14 @@ impl Item<'_> {
         match self {
             Item::Config(bytes, _) => bytes.len() as u64,
             Item::Layer(layer) => layer.size(),
+        }
+    }
+
+    /// The whole blob as a request body, opened afresh for each try.
+    fn body(&self) -> std::io::Result<Body> {
+        match self {
+            Item::Config(bytes, _) => Ok(Body::from(bytes.to_vec())),
+            Item::Layer(layer) => Ok(Body::sized(layer.blob().open()?, layer.size())),
         }
     }
 
@@ -252,78 +260,81 @@ impl Pusher<'_> {
 
     /// Sends the bytes: one PUT for a small blob, PATCHes of [`CHUNK`]
     /// bytes then a closing PUT for a large one.
-    fn upload(&self, item: &Item, mut location: Url) -> Result<(), RegistryError> {
+    fn upload(&self, item: &Item, location: Url) -> Result<(), RegistryError> {
         let client = self.client;
         let digest = item.digest();
-        let size = item.size();
-        let read_error = |source: std::io::Error| RegistryError::Transfer {
-            host: client.registry().to_owned(),
-            what: format!("reading blob {digest} to push it"),
-            source,
-        };
-        let body: Box<dyn Fn() -> Result<Body, RegistryError> + Sync + '_> = if size <= CHUNK {
-            let bytes_or_file: Box<dyn Fn() -> Result<Body, RegistryError> + Sync> = match item {
-                Item::Config(bytes, _) => {
-                    let bytes = bytes.to_vec();
-                    Box::new(move || Ok(Body::from(bytes.clone())))
-                }
-                Item::Layer(layer) => {
-                    let blob = layer.blob().clone();
-                    Box::new(move || {
-                        let reader = blob.open().map_err(read_error)?;
-                        Ok(Body::sized(reader, size))
-                    })
-                }
-            };
-            bytes_or_file
+        let whole = item.size() <= CHUNK;
+        let mut url = if whole {
+            location
         } else {
-            let mut reader = item.open().map_err(read_error)?;
-            let mut offset = 0u64;
-            let mut chunk = Vec::with_capacity(CHUNK as usize);
-            while offset < size {
-                chunk.clear();
-                (&mut reader)
-                    .take(CHUNK)
-                    .read_to_end(&mut chunk)
-                    .map_err(read_error)?;
-                if chunk.is_empty() {
-                    return Err(read_error(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        format!("the blob ended at {offset} of {size} bytes"),
-                    )));
-                }
-                let end = offset + chunk.len() as u64 - 1;
-                let response = client.send(&self.scope(), "uploading a chunk", &|| {
-                    Ok(client
-                        .http()
-                        .patch(location.clone())
-                        .header(CONTENT_TYPE, OCTET_STREAM)
-                        .header(CONTENT_RANGE, format!("{offset}-{end}"))
-                        .body(chunk.clone()))
-                })?;
-                if response.status() != StatusCode::ACCEPTED {
-                    return Err(client.status_error("uploading a chunk", response));
-                }
-                location = self.location(&response)?;
-                offset = end + 1;
-            }
-            Box::new(|| Ok(Body::from(Vec::new())))
+            self.upload_chunks(item, location)?
         };
-        let mut url = location;
         url.query_pairs_mut()
             .append_pair("digest", &digest.to_string());
         let response = client.send(&self.scope(), "finishing an upload", &|| {
+            let body = if whole {
+                item.body().map_err(|e| self.read_error(item, e))?
+            } else {
+                Body::from(Vec::new())
+            };
             Ok(client
                 .http()
                 .put(url.clone())
                 .header(CONTENT_TYPE, OCTET_STREAM)
-                .body(body()?))
+                .body(body))
         })?;
         if response.status() != StatusCode::CREATED {
             return Err(client.status_error(&format!("uploading blob {digest}"), response));
         }
-        tracing::debug!("{}: uploaded {digest} ({size} bytes)", self.target);
+        tracing::debug!("{}: uploaded {digest} ({} bytes)", self.target, item.size());
         Ok(())
+    }
+
+    /// PATCHes the blob in [`CHUNK`]-sized pieces, each held in memory so a
+    /// retry can send it again; returns where to PUT the end of it.
+    fn upload_chunks(&self, item: &Item, mut location: Url) -> Result<Url, RegistryError> {
+        let client = self.client;
+        let size = item.size();
+        let mut reader = item.open().map_err(|e| self.read_error(item, e))?;
+        let mut offset = 0u64;
+        let mut chunk = Vec::with_capacity(CHUNK as usize);
+        while offset < size {
+            chunk.clear();
+            (&mut reader)
+                .take(CHUNK)
+                .read_to_end(&mut chunk)
+                .map_err(|e| self.read_error(item, e))?;
+            if chunk.is_empty() {
+                let short = std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("the blob ended at {offset} of {size} bytes"),
+                );
+                return Err(self.read_error(item, short));
+            }
+            let end = offset + chunk.len() as u64 - 1;
+            let response = client.send(&self.scope(), "uploading a chunk", &|| {
+                Ok(client
+                    .http()
+                    .patch(location.clone())
+                    .header(CONTENT_TYPE, OCTET_STREAM)
+                    .header(CONTENT_RANGE, format!("{offset}-{end}"))
+                    .body(chunk.clone()))
+            })?;
+            if response.status() != StatusCode::ACCEPTED {
+                return Err(client.status_error("uploading a chunk", response));
+            }
+            location = self.location(&response)?;
+            offset = end + 1;
+        }
+        Ok(location)
+    }
+
+    fn read_error(&self, item: &Item, source: std::io::Error) -> RegistryError {
+        RegistryError::Transfer {
+            host: self.client.registry().to_owned(),
+            what: format!("reading blob {} to push it", item.digest()),
+            source,
+        }
     }
 
     fn manifest(&self, rev: &str, bytes: &[u8], digest: &Digest) -> Result<(), RegistryError> {
@@ -344,12 +355,7 @@ impl Pusher<'_> {
         if response.status() != StatusCode::CREATED {
             return Err(client.status_error("putting the manifest", response));
         }
-        let answered = response
-            .headers()
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<Digest>().ok());
-        if let Some(answered) = answered
+        if let Some(answered) = content_digest(&response)
             && answered != *digest
         {
             return Err(RegistryError::DigestMismatch {
