@@ -12,9 +12,11 @@ use rattler_conda_types::{PrefixRecord, Subdir};
 use crate::conda::CondaError;
 use crate::conda::activation::activation;
 use crate::conda::cache::{PackageCaches, dist_name};
-use crate::conda::env::{EnvSelector, Environment};
+use crate::conda::env::{EnvSelector, Environment, SolveOptions};
+use crate::conda::explicit::write_explicit;
 use crate::conda::order::{dependency_order, fit_budget};
 use crate::conda::relocate::{Target, relocate};
+use crate::conda::solve;
 use crate::conda::unrelocate::replace;
 use crate::conda::untracked::{Untracked, path_of as untracked_path, untracked};
 use crate::digest::Digest;
@@ -102,8 +104,14 @@ pub struct BuildOptions {
     pub env: EnvSelector,
     /// The base image.
     pub base: ImageSource,
-    /// The platform asked for (`--platform`); it must be the environment's.
+    /// The platform asked for (`--platform`): what a solve is for, and
+    /// what an installed environment must be.
     pub platform: Option<Platform>,
+    /// How to solve an environment given as specs or an environment file.
+    pub solve: SolveOptions,
+    /// Where to write the environment as an `@EXPLICIT` spec with sha256,
+    /// to build the same image again without a solve.
+    pub lock_file: Option<PathBuf>,
     /// How to reach registries, for a base pulled from one.
     pub registry: RegistryOptions,
     /// Where the environment lives inside the image.
@@ -146,6 +154,8 @@ impl Default for BuildOptions {
                     .expect("the default base is a valid reference"),
             ),
             platform: None,
+            solve: SolveOptions::default(),
+            lock_file: None,
             registry: RegistryOptions::default(),
             image_prefix: "/opt/conda".into(),
             name: "conda-docker:latest".into(),
@@ -216,6 +226,10 @@ fn channel_name(channel: Option<&str>) -> String {
 /// Hears how a build goes, so a front end can show progress; the library
 /// itself never prints.
 pub trait Reporter: Sync {
+    /// `packages` packages are about to be downloaded.
+    fn fetching(&self, _packages: usize) {}
+    /// One package was downloaded (called from worker threads).
+    fn fetched(&self, _package: &str) {}
     /// The build is about to relocate `packages` packages.
     fn start(&self, _packages: usize) {}
     /// One package layer is ready (called from worker threads).
@@ -228,6 +242,50 @@ pub trait Reporter: Sync {
 pub struct Silent;
 
 impl Reporter for Silent {}
+
+/// The extracted folder of each package of an environment that is not
+/// installed (an explicit spec, a solve): from the caches, else downloaded
+/// from its URL into rattler's package cache, where the fetch checks it.
+fn locate_or_fetch(
+    records: &[PrefixRecord],
+    caches: &PackageCaches,
+    reporter: &dyn Reporter,
+) -> Result<Vec<PathBuf>, BuildError> {
+    let indices: Vec<usize> = (0..records.len()).collect();
+    let mut folders = in_parallel(&indices, cores(), |&i| match caches.locate(&records[i]) {
+        Ok(folder) => Ok(Some(folder)),
+        // A cached archive with the wrong bytes stays an error: it is
+        // worth knowing about, and is not silently replaced.
+        Err(CondaError::NotCached { .. }) => Ok(None),
+        Err(other) => Err(BuildError::from(other)),
+    })
+    .into_iter()
+    .collect::<Result<Vec<Option<PathBuf>>, BuildError>>()?;
+    let missing: Vec<usize> = indices
+        .into_iter()
+        .filter(|&i| folders[i].is_none())
+        .collect();
+    if !missing.is_empty() {
+        reporter.fetching(missing.len());
+        let pkgs_dir = caches.rattler.first().cloned().unwrap_or_else(|| {
+            rattler_cache::default_cache_dir()
+                .map(|d| d.join(rattler_cache::PACKAGE_CACHE_DIR))
+                .unwrap_or_else(|_| cache_dir().join("rattler-pkgs"))
+        });
+        let wanted: Vec<_> = missing
+            .iter()
+            .map(|&i| records[i].repodata_record.clone())
+            .collect();
+        let fetched = solve::fetch(&wanted, pkgs_dir, &|record| {
+            reporter.fetched(&dist_name(record));
+        })
+        .map_err(CondaError::from)?;
+        for (i, folder) in missing.into_iter().zip(fetched) {
+            folders[i] = Some(folder);
+        }
+    }
+    Ok(folders.into_iter().flatten().collect())
+}
 
 /// Builds the image of an environment.
 pub fn build(
@@ -248,7 +306,25 @@ pub fn build(
         .name
         .parse::<crate::reference::Reference>()
         .map_err(ImageError::from)?;
-    let mut env = Environment::load(&options.env)?;
+    let solve = SolveOptions {
+        platform: match &options.platform {
+            Some(p) => Some(
+                p.subdir()
+                    .ok_or_else(|| BuildError::NotLinux(p.to_string()))?,
+            ),
+            None => options.solve.platform,
+        },
+        ..options.solve.clone()
+    };
+    let mut env = Environment::load(&options.env, &solve)?;
+    if let Some(path) = &options.lock_file {
+        let records: Vec<_> = env
+            .records
+            .iter()
+            .map(|r| r.repodata_record.clone())
+            .collect();
+        write_explicit(path, env.platform, &records)?;
+    }
     let platform = Platform::from_subdir(env.platform)
         .ok_or_else(|| BuildError::NotLinux(env.platform.to_string()))?;
     if let Some(asked) = &options.platform
@@ -291,17 +367,21 @@ pub fn build(
     let staging_root = staging_root()?;
     // Every package is found first: an explicit spec says nothing about
     // dependencies, so the plan needs the packages' own index.json.
-    let indices: Vec<usize> = (0..env.records.len()).collect();
-    let package_dirs = in_parallel(&indices, cores(), |&i| {
-        Ok(options.caches.locate_or_rebuild(
-            &env.records[i],
-            env.prefix.as_deref(),
-            python.as_ref(),
-            staging_root.path(),
-        )?)
-    })
-    .into_iter()
-    .collect::<Result<Vec<PathBuf>, BuildError>>()?;
+    let package_dirs = if env.prefix.is_none() {
+        locate_or_fetch(&env.records, &options.caches, reporter)?
+    } else {
+        let indices: Vec<usize> = (0..env.records.len()).collect();
+        in_parallel(&indices, cores(), |&i| {
+            Ok(options.caches.locate_or_rebuild(
+                &env.records[i],
+                env.prefix.as_deref(),
+                python.as_ref(),
+                staging_root.path(),
+            )?)
+        })
+        .into_iter()
+        .collect::<Result<Vec<PathBuf>, BuildError>>()?
+    };
     if env.prefix.is_none() {
         for (record, dir) in env.records.iter_mut().zip(&package_dirs) {
             if let Ok(index) = IndexJson::from_package_directory(dir) {

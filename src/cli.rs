@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::build::{BuildError, BuildOptions, DEFAULT_BASE, LayerReport, Reporter, build};
 use crate::conda::CondaError;
-use crate::conda::env::EnvSelector;
+use crate::conda::env::{EnvSelector, SolveOptions};
 use crate::image::{Image, ImageDestination, ImageError, ImageSource, OpenOptions};
 use crate::platform::Platform;
 use crate::reference::Reference;
@@ -175,10 +175,31 @@ pub struct BuildArgs {
     /// The environment called NAME (found in conda's envs dirs).
     #[arg(short = 'n', long = "name", value_name = "NAME")]
     pub name: Option<String>,
-    /// An `@EXPLICIT` spec (`conda list --explicit --md5`); its packages
-    /// must be in a package cache.
+    /// An environment file: `environment.yml` (solved), or an `@EXPLICIT`
+    /// spec (`conda list --explicit --md5`, `--lock-file` output).
     #[arg(long = "file", value_name = "PATH")]
     pub file: Option<PathBuf>,
+    /// Packages to solve for and install, as match specs (`numpy`,
+    /// `python=3.12`, `conda-forge::flask`).
+    #[arg(value_name = "SPEC")]
+    pub specs: Vec<String>,
+    /// A channel to take packages from (repeatable; a name, URL or path);
+    /// searched before `.condarc`'s channels (default conda-forge).
+    #[arg(short = 'c', long = "channel", value_name = "CHANNEL")]
+    pub channels: Vec<String>,
+    /// Search only the channels given with -c (and the file's).
+    #[arg(long)]
+    pub override_channels: bool,
+    /// A virtual package for the solve, e.g. `__cuda=12.4` (repeatable).
+    #[arg(long = "virtual-package", value_name = "__NAME=VERSION")]
+    pub virtual_packages: Vec<String>,
+    /// Leave out the `pip:` section of an environment.yml.
+    #[arg(long)]
+    pub ignore_pip: bool,
+    /// Write the environment as an `@EXPLICIT` spec with sha256 hashes,
+    /// to build the same image later with `--file` and no solve.
+    #[arg(long, value_name = "PATH")]
+    pub lock_file: Option<PathBuf>,
     /// The base image: a reference (pulled), `scratch` (nothing but the
     /// environment), `docker-archive:PATH`, `oci:DIR[:TAG]`,
     /// `oci-archive:PATH[:TAG]` or a path.
@@ -311,7 +332,10 @@ fn run_build(args: BuildArgs) -> Result<(), CliError> {
     let mut sources: Vec<(&str, EnvSelector)> = Vec::new();
     sources.extend(args.prefix.map(|p| ("-p", EnvSelector::Prefix(p))));
     sources.extend(args.name.map(|n| ("-n", EnvSelector::Name(n))));
-    sources.extend(args.file.map(|f| ("--file", EnvSelector::Explicit(f))));
+    sources.extend(args.file.map(|f| ("--file", EnvSelector::file(f))));
+    if !args.specs.is_empty() {
+        sources.push(("package specs", EnvSelector::Specs(args.specs)));
+    }
     let env = match sources.len() {
         0 => EnvSelector::Active,
         1 => sources.remove(0).1,
@@ -329,6 +353,14 @@ fn run_build(args: BuildArgs) -> Result<(), CliError> {
         env,
         base: args.base,
         platform: args.platform,
+        solve: SolveOptions {
+            channels: args.channels,
+            override_channels: args.override_channels,
+            virtual_packages: args.virtual_packages,
+            ignore_pip: args.ignore_pip,
+            ..SolveOptions::default()
+        },
+        lock_file: args.lock_file,
         registry: args.registry.into(),
         image_prefix: args.prefix_in_image,
         name: args.image,
@@ -449,6 +481,7 @@ fn print_pushed(report: &PushReport, quiet: bool) {
 struct Progress {
     quiet: bool,
     bar: std::sync::OnceLock<indicatif::ProgressBar>,
+    fetch_bar: std::sync::OnceLock<indicatif::ProgressBar>,
     total: AtomicUsize,
     done: AtomicUsize,
 }
@@ -458,6 +491,7 @@ impl Progress {
         Progress {
             quiet,
             bar: std::sync::OnceLock::new(),
+            fetch_bar: std::sync::OnceLock::new(),
             total: AtomicUsize::new(0),
             done: AtomicUsize::new(0),
         }
@@ -465,7 +499,41 @@ impl Progress {
 }
 
 impl Reporter for Progress {
+    fn fetching(&self, packages: usize) {
+        self.total.store(packages, Ordering::SeqCst);
+        self.done.store(0, Ordering::SeqCst);
+        if self.quiet || !std::io::stderr().is_terminal() {
+            return;
+        }
+        let bar = indicatif::ProgressBar::new(packages as u64);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{spinner} downloading {pos}/{len} packages [{bar:30}] {elapsed} {wide_msg}",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        let _ = self.fetch_bar.set(bar);
+    }
+
+    fn fetched(&self, package: &str) {
+        let done = self.done.fetch_add(1, Ordering::SeqCst) + 1;
+        match self.fetch_bar.get() {
+            Some(bar) => {
+                bar.inc(1);
+                bar.set_message(package.to_owned());
+                if done == self.total.load(Ordering::SeqCst) {
+                    bar.finish_and_clear();
+                }
+            }
+            None if !self.quiet => eprintln!(
+                "[fetched {done}/{}] {package}",
+                self.total.load(Ordering::SeqCst)
+            ),
+            None => {}
+        }
+    }
+
     fn start(&self, packages: usize) {
+        self.done.store(0, Ordering::SeqCst);
         self.total.store(packages, Ordering::SeqCst);
         if self.quiet || !std::io::stderr().is_terminal() {
             return;

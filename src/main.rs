@@ -17,7 +17,7 @@ fn main() -> ExitCode {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new(format!(
             // Its failures reach the user as our error, with the fix.
-            "{level},rustls_platform_verifier=off"
+            "{level},rustls_platform_verifier=off,rattler_repodata_gateway=error"
         ))
     });
     tracing_subscriber::fmt()

@@ -50,6 +50,22 @@ impl Platform {
         Some(Platform::new("linux", arch, variant))
     }
 
+    /// The conda platform whose packages run here, if there is one.
+    pub fn subdir(&self) -> Option<Subdir> {
+        if self.os != "linux" {
+            return None;
+        }
+        Some(match (self.architecture.as_str(), self.variant()) {
+            ("amd64", _) => Subdir::Linux64,
+            ("arm64", _) => Subdir::LinuxAarch64,
+            ("ppc64le", _) => Subdir::LinuxPpc64le,
+            ("s390x", _) => Subdir::LinuxS390X,
+            ("arm", Some("v7") | None) => Subdir::LinuxArmV7l,
+            ("386", _) => Subdir::Linux32,
+            _ => return None,
+        })
+    }
+
     /// The os (`linux`).
     pub fn os(&self) -> &str {
         &self.os
@@ -178,6 +194,10 @@ mod tests {
         );
         assert!("osx-64".parse::<Platform>().is_err());
         assert!("linux".parse::<Platform>().is_err());
+        for name in ["linux-64", "linux-aarch64", "linux-ppc64le", "linux-s390x"] {
+            let p: Platform = name.parse().unwrap();
+            assert_eq!(p.subdir().unwrap().to_string(), name);
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The parts of conda's configuration this tool needs: `pkgs_dirs` and
-//! `envs_dirs` from the `.condarc` files conda reads, in conda's order.
+//! The parts of conda's configuration this tool needs: `pkgs_dirs`,
+//! `envs_dirs`, `channels`, `channel_alias` and `custom_channels` from the
+//! `.condarc` files conda reads, in conda's order.
 
 use crate::dirs::home;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,13 @@ pub struct CondaRc {
     pub pkgs_dirs: Vec<PathBuf>,
     /// Folders holding named environments, highest priority first.
     pub envs_dirs: Vec<PathBuf>,
+    /// Default channels, highest priority first.
+    pub channels: Vec<String>,
+    /// The URL channel names are resolved against.
+    pub channel_alias: Option<String>,
+    /// Channel names served from somewhere other than the alias:
+    /// name → base URL (the channel is `URL/name`).
+    pub custom_channels: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -21,6 +29,12 @@ struct File {
     pkgs_dirs: Vec<String>,
     #[serde(default)]
     envs_dirs: Vec<String>,
+    #[serde(default)]
+    channels: Vec<String>,
+    #[serde(default)]
+    channel_alias: Option<String>,
+    #[serde(default)]
+    custom_channels: std::collections::BTreeMap<String, String>,
 }
 
 /// conda's search path: system, root, user, then the active environment
@@ -104,12 +118,21 @@ impl CondaRc {
                         .extend(file.pkgs_dirs.iter().map(|p| expand(p)));
                     rc.envs_dirs
                         .extend(file.envs_dirs.iter().map(|p| expand(p)));
+                    rc.channels.extend(file.channels);
+                    if rc.channel_alias.is_none() {
+                        rc.channel_alias = file.channel_alias;
+                    }
+                    for (name, url) in file.custom_channels {
+                        rc.custom_channels.entry(name).or_insert(url);
+                    }
                 }
                 Err(e) => tracing::warn!("ignoring {}: not a valid condarc ({e})", path.display()),
             }
         }
         rc.pkgs_dirs.dedup();
         rc.envs_dirs.dedup();
+        let mut seen = std::collections::HashSet::new();
+        rc.channels.retain(|c| seen.insert(c.clone()));
         rc
     }
 }

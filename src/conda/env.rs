@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use rattler_conda_types::{PrefixRecord, Subdir};
 
 use super::CondaError;
+use super::envfile::{FileKind, kind_of, read_environment_yaml};
 use super::explicit::read_explicit;
+use super::solve::{self, SolveRequest};
 
 /// How the user named the environment.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,10 +17,42 @@ pub enum EnvSelector {
     Prefix(PathBuf),
     /// `-n/--name NAME` (`base` is the root environment).
     Name(String),
-    /// `--file PATH`: an `@EXPLICIT` spec; packages come from the caches.
+    /// `--file PATH`: an `@EXPLICIT` spec; packages come from the caches,
+    /// or are downloaded into rattler's.
     Explicit(PathBuf),
+    /// `--file environment.yml`: specs and channels to solve.
+    EnvironmentFile(PathBuf),
+    /// Match specs on the command line, solved.
+    Specs(Vec<String>),
     /// Nothing given: `CONDA_PREFIX`.
     Active,
+}
+
+impl EnvSelector {
+    /// `--file PATH`, by what the file holds.
+    pub fn file(path: PathBuf) -> Self {
+        match kind_of(&path) {
+            FileKind::EnvironmentYaml => EnvSelector::EnvironmentFile(path),
+            FileKind::Explicit => EnvSelector::Explicit(path),
+        }
+    }
+}
+
+/// How to solve an environment given as specs or an environment file.
+#[derive(Clone, Debug, Default)]
+pub struct SolveOptions {
+    /// `-c` channels, highest priority first.
+    pub channels: Vec<String>,
+    /// Only the `-c` (and the file's) channels, not `.condarc`'s.
+    pub override_channels: bool,
+    /// `__name=version` virtual packages to add or override.
+    pub virtual_packages: Vec<String>,
+    /// Leave out an environment file's `pip:` section instead of failing.
+    pub ignore_pip: bool,
+    /// The platform to solve for (default linux-64, whatever the host).
+    pub platform: Option<Subdir>,
+    /// The base image's glibc, for `__glibc`.
+    pub glibc: Option<String>,
 }
 
 /// The root of the conda installation: `CONDA_ROOT`, else the one
@@ -91,7 +125,10 @@ impl EnvSelector {
         let prefix = match self {
             EnvSelector::Prefix(path) => path.clone(),
             EnvSelector::Name(name) => find_named(name)?,
-            EnvSelector::Explicit(path) => return Err(CondaError::NoSuchPrefix(path.clone())),
+            EnvSelector::Explicit(path) | EnvSelector::EnvironmentFile(path) => {
+                return Err(CondaError::NoSuchPrefix(path.clone()));
+            }
+            EnvSelector::Specs(_) => return Err(CondaError::NoEnvironment),
             EnvSelector::Active => std::env::var_os("CONDA_PREFIX")
                 .filter(|p| !p.is_empty())
                 .map(PathBuf::from)
@@ -120,12 +157,36 @@ pub struct Environment {
 }
 
 impl Environment {
-    /// Reads the environment the selector names.
-    pub fn load(selector: &EnvSelector) -> Result<Self, CondaError> {
+    /// Reads the environment the selector names, solving it if it is
+    /// given as specs.
+    pub fn load(selector: &EnvSelector, solve: &SolveOptions) -> Result<Self, CondaError> {
+        let solved = |specs: Vec<String>, file_channels: Vec<String>| {
+            let platform = solve.platform.unwrap_or(Subdir::Linux64);
+            let mut channels = solve.channels.clone();
+            channels.extend(file_channels);
+            let request = SolveRequest {
+                specs,
+                channels,
+                override_channels: solve.override_channels,
+                platform,
+                glibc: solve.glibc.clone(),
+                virtual_packages: solve.virtual_packages.clone(),
+            };
+            let records = solve::solve(&request)?
+                .into_iter()
+                .map(|r| PrefixRecord::from_repodata_record(r, Vec::new()))
+                .collect::<Vec<_>>();
+            Ok::<_, CondaError>((None, records, Some(platform)))
+        };
         let (prefix, mut records, stated) = match selector {
             EnvSelector::Explicit(path) => {
                 let (records, platform) = read_explicit(path)?;
                 (None, records, platform)
+            }
+            EnvSelector::Specs(specs) => solved(specs.clone(), Vec::new())?,
+            EnvSelector::EnvironmentFile(path) => {
+                let file = read_environment_yaml(path, solve.ignore_pip)?;
+                solved(file.specs, file.channels)?
             }
             other => {
                 let prefix = other.prefix()?;
@@ -140,7 +201,9 @@ impl Environment {
         };
         let origin = match (&prefix, selector) {
             (Some(prefix), _) => prefix.clone(),
-            (None, EnvSelector::Explicit(path)) => path.clone(),
+            (None, EnvSelector::Explicit(path) | EnvSelector::EnvironmentFile(path)) => {
+                path.clone()
+            }
             (None, _) => PathBuf::new(),
         };
         if records.is_empty() {

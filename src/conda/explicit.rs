@@ -14,7 +14,7 @@ use url::Url;
 use super::CondaError;
 
 /// A line of an explicit file that cannot be used.
-fn bad_line(path: &Path, line: usize, reason: impl Into<String>) -> CondaError {
+pub(crate) fn bad_line(path: &Path, line: usize, reason: impl Into<String>) -> CondaError {
     CondaError::BadExplicit {
         path: path.to_owned(),
         line,
@@ -114,4 +114,45 @@ fn record(line: &str) -> Result<PrefixRecord, String> {
         channel: Some(channel.to_string()),
     };
     Ok(PrefixRecord::from_repodata_record(repodata, Vec::new()))
+}
+
+/// Writes `records` as an `@EXPLICIT` spec with sha256 hashes (md5 where a
+/// record has no sha256), so the same environment can be built again
+/// without a solve. Written to a temp file and renamed.
+pub fn write_explicit(
+    path: &Path,
+    platform: Subdir,
+    records: &[RepoDataRecord],
+) -> Result<(), CondaError> {
+    let mut text = format!(
+        "# This file may be used to create an environment using:\n\
+         # $ conda create --name <env> --file <this file>\n\
+         # Written by conda-docker {}\n\
+         # platform: {platform}\n@EXPLICIT\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    for record in records {
+        let package = &record.package_record;
+        let hash = match (&package.sha256, &package.md5) {
+            (Some(sha), _) => format!("sha256:{}", hex::encode(sha)),
+            (None, Some(md5)) => hex::encode(md5),
+            (None, None) => String::new(),
+        };
+        text.push_str(&format!("{}#{hash}\n", record.url));
+    }
+    let fail = |source| CondaError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut file = tempfile::Builder::new()
+        .prefix(".conda-docker-")
+        .tempfile_in(dir)
+        .map_err(fail)?;
+    std::io::Write::write_all(&mut file, text.as_bytes()).map_err(fail)?;
+    file.persist(path).map_err(|e| fail(e.error))?;
+    Ok(())
 }

@@ -8,9 +8,11 @@ pub mod activation;
 pub mod cache;
 pub mod condarc;
 pub mod env;
+pub mod envfile;
 pub mod explicit;
 pub mod order;
 pub mod relocate;
+pub mod solve;
 pub mod unrelocate;
 pub mod untracked;
 
@@ -22,11 +24,11 @@ use std::path::PathBuf;
 pub enum CondaError {
     /// No environment was named and none is active.
     #[error(
-        "no environment given and none is active: pass -p/--prefix PATH, -n/--name NAME or --file EXPLICIT.txt, or activate one"
+        "no environment given and none is active: pass package specs, -p/--prefix PATH, -n/--name NAME or --file environment.yml/EXPLICIT.txt, or activate one"
     )]
     NoEnvironment,
     /// More than one way of naming the environment.
-    #[error("give only one of -p/--prefix, -n/--name and --file (got {0})")]
+    #[error("give only one of -p/--prefix, -n/--name, --file and package specs (got {0})")]
     TwoSources(String),
     /// A prefix that does not exist.
     #[error("environment prefix {} does not exist", .0.display())]
@@ -112,7 +114,7 @@ pub enum CondaError {
         /// Why.
         reason: String,
     },
-    /// A line of an explicit file that cannot be used.
+    /// A line of an explicit spec or environment file that cannot be used.
     #[error("{}:{line}: {reason}", path.display())]
     BadExplicit {
         /// The file.
@@ -122,6 +124,9 @@ pub enum CondaError {
         /// What is wrong.
         reason: String,
     },
+    /// Solving specs or fetching packages.
+    #[error(transparent)]
+    Solve(#[from] solve::SolveError),
     /// Other I/O on a named path.
     #[error("{}", path.display())]
     Io {

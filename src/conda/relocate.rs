@@ -42,9 +42,14 @@ pub fn fresh_record(
         source: cause,
     };
     let index = IndexJson::from_package_directory(package_dir).map_err(|e| fail(e.into()))?;
+    // One identity for the package, whichever way the environment was
+    // named (an explicit spec knows one hash and no size; a solve knows
+    // all three), so the layer is the same either way: the sha256 if
+    // known, else the md5, and no size.
     let p = &source.package_record;
-    let package_record = PackageRecord::from_index_json(index, p.size, p.sha256, p.md5)
-        .map_err(|e| fail(e.into()))?;
+    let md5 = if p.sha256.is_some() { None } else { p.md5 };
+    let package_record =
+        PackageRecord::from_index_json(index, None, p.sha256, md5).map_err(|e| fail(e.into()))?;
     let (url, channel) = image_origin(source);
     let repodata = RepoDataRecord {
         package_record,

@@ -299,23 +299,41 @@ fn bad_environments_fail_cleanly() {
         "{line}"
     );
 
-    // A package missing from every cache, with no installed prefix to
-    // rebuild it from (an explicit spec).
+    // Packages missing from every cache, with no installed prefix to
+    // rebuild them from (an explicit spec): fetched from their URLs into
+    // rattler's cache; one that cannot be fetched is named.
     let spec = dir.path().join("explicit.txt");
     explicit_file(&env.repodata_records(), &spec);
     let moved = dir.path().join("moved-cache");
     std::fs::rename(&env.cache_dir, &moved).unwrap();
+    let unreachable = dir.path().join("unreachable.txt");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    let channel = channel.url();
+    std::fs::write(
+        &unreachable,
+        text.replace(&channel, "http://127.0.0.1:9/channel/"),
+    )
+    .unwrap();
     let mut cmd = build_command(&env, &home);
-    cmd.args(["build", "-b", "scratch", "-o"])
+    cmd.args(["build", "-q", "-b", "scratch", "-o"])
         .arg(&out)
         .arg("--file")
-        .arg(&spec);
+        .arg(&unreachable);
     let line = failure(&mut cmd);
     assert!(
-        line.contains("is in no package cache") && line.contains("cd-text-1.0"),
+        line.contains("cannot fetch") && line.contains("127.0.0.1:9"),
         "{line}"
     );
     assert!(!out.exists());
+    let mut cmd = build_command(&env, &home);
+    cmd.args(["build", "-q", "-b", "scratch", "-o"])
+        .arg(&out)
+        .arg("--file")
+        .arg(&spec);
+    common::run(&mut cmd);
+    assert!(out.exists(), "built from packages fetched from the channel");
+    std::fs::remove_file(&out).unwrap();
+    std::fs::remove_dir_all(&env.cache_dir).unwrap();
     std::fs::rename(&moved, &env.cache_dir).unwrap();
 
     // A base image for another architecture.

@@ -2,6 +2,7 @@
 
 mod bench;
 mod build;
+mod channel_selftest;
 mod common;
 mod conda_fixture_selftest;
 mod consumers;
@@ -13,3 +14,4 @@ mod harness_selftest;
 mod registry;
 mod registry_selftest;
 mod roundtrip;
+mod solve;

@@ -70,6 +70,39 @@ pub const CD_NOARCH: &str = "cd-noarch";
 /// of the others. `.conda`.
 pub const CD_LEAF: &str = "cd-leaf";
 
+/// Multi-platform channel ([`CondaChannel::build_multi_platform`]): built
+/// once per arch subdir, `share/cd-arch/platform.txt` holds the subdir
+/// (`linux-64` or `linux-aarch64`) and `bin/cd-arch`, a `#!/bin/sh` script
+/// reading it from the placeholder path, prints it ([`cd_arch_output`]).
+/// Version 1.0, depends on `cd-lib >=1` and `cd-data`. `.conda`.
+pub const CD_ARCH: &str = "cd-arch";
+/// Multi-platform channel: versions 1.0 (`.tar.bz2`) and 2.0 (`.conda`) in
+/// each arch subdir; `share/cd-lib/version.txt` reads `cd-lib VERSION
+/// SUBDIR` ([`cd_lib_version_text`]). A solve for `cd-arch` picks 2.0,
+/// one for `cd-arch` + `cd-lib <2` picks 1.0.
+pub const CD_LIB: &str = "cd-lib";
+/// Multi-platform channel: a `noarch: generic` package (no `link.json`),
+/// `share/cd-data/data.txt`. `.tar.bz2`.
+pub const CD_DATA: &str = "cd-data";
+
+/// The arch subdirs of [`CondaChannel::build_multi_platform`].
+pub const ARCH_SUBDIRS: [&str; 2] = [LINUX_64, LINUX_AARCH64];
+/// Every subdir of [`CondaChannel::build_multi_platform`] (each with a
+/// `repodata.json`).
+pub const MULTI_PLATFORM_SUBDIRS: [&str; 3] = [LINUX_64, LINUX_AARCH64, NOARCH];
+/// The package names of [`CondaChannel::build_multi_platform`].
+pub const MULTI_PLATFORM_PACKAGES: [&str; 5] = [CD_ARCH, CD_LIB, CD_DATA, PYTHON, CD_NOARCH];
+/// The versions of [`CD_LIB`] in each arch subdir, oldest first.
+pub const CD_LIB_VERSIONS: [&str; 2] = ["1.0", "2.0"];
+
+const LINUX_64: &str = "linux-64";
+const LINUX_AARCH64: &str = "linux-aarch64";
+const NOARCH: &str = "noarch";
+
+/// The subdirs of the channels of [`CondaChannel::build`] and
+/// [`CondaChannel::build_without_binary`].
+const SINGLE_PLATFORM_SUBDIRS: [&str; 2] = [LINUX_64, NOARCH];
+
 /// Every package of the channel built by [`CondaChannel::build`].
 pub const ALL_PACKAGES: [&str; 6] = [CD_TEXT, CD_BINARY, CD_LINK, PYTHON, CD_NOARCH, CD_LEAF];
 /// The packages of [`CondaChannel::build_without_binary`] (no gcc needed).
@@ -78,6 +111,17 @@ pub const PACKAGES_WITHOUT_BINARY: [&str; 5] = [CD_TEXT, CD_LINK, PYTHON, CD_NOA
 /// What `bin/cd-show` prints when the env lives at `prefix`.
 pub fn cd_show_output(prefix: &str) -> String {
     format!("root={prefix}/share\n")
+}
+
+/// What `bin/cd-arch` prints (and `share/cd-arch/platform.txt` holds) for
+/// the package of `subdir` (`linux-64` or `linux-aarch64`).
+pub fn cd_arch_output(subdir: &str) -> String {
+    format!("{subdir}\n")
+}
+
+/// The text of `share/cd-lib/version.txt` in `cd-lib` `version` of `subdir`.
+pub fn cd_lib_version_text(version: &str, subdir: &str) -> String {
+    format!("cd-lib {version} {subdir}\n")
 }
 
 /// What `bin/cd-binary` prints when the env lives at `prefix`.
@@ -104,8 +148,9 @@ int main(void) {
 // The channel
 // ---------------------------------------------------------------------------
 
-/// A local conda channel on disk: `linux-64/` and `noarch/`, each with its
-/// archives and a `repodata.json`.
+/// A local conda channel on disk: `linux-64/` and `noarch/` (plus
+/// `linux-aarch64/` for [`CondaChannel::build_multi_platform`]), each with
+/// its archives and a `repodata.json`.
 pub struct CondaChannel {
     /// The channel root (the `file://` channel URL points here).
     pub dir: PathBuf,
@@ -123,13 +168,28 @@ impl CondaChannel {
         let gcc = tool("gcc")?;
         let work = absolute(dir).join(".work");
         let binary = compile_cd_binary(&gcc, &work);
-        Some(Self::write(dir, package_specs(Some(binary))))
+        Some(Self::write(
+            dir,
+            package_specs(Some(binary)),
+            &SINGLE_PLATFORM_SUBDIRS,
+        ))
     }
 
     /// Writes every package but `cd-binary` ([`PACKAGES_WITHOUT_BINARY`]):
     /// for tests that do not run a relocated binary, so they need no gcc.
     pub fn build_without_binary(dir: &Path) -> Self {
-        Self::write(dir, package_specs(None))
+        Self::write(dir, package_specs(None), &SINGLE_PLATFORM_SUBDIRS)
+    }
+
+    /// Writes a channel for two platforms under `dir` (created; no tool
+    /// needed): `linux-64/`, `linux-aarch64/` and `noarch/`, each with a
+    /// `repodata.json`. Each arch subdir holds [`CD_ARCH`] 1.0, [`CD_LIB`]
+    /// 1.0 and 2.0 and a [`PYTHON`] stand-in, whose files name the subdir;
+    /// `noarch/` holds [`CD_DATA`] and [`CD_NOARCH`]. Several records share
+    /// a name: pick them with [`CondaChannel::record_in`] /
+    /// [`CondaChannel::record_version`].
+    pub fn build_multi_platform(dir: &Path) -> Self {
+        Self::write(dir, multi_platform_specs(), &MULTI_PLATFORM_SUBDIRS)
     }
 
     /// The channel's URL, `file:///.../` (with a trailing slash).
@@ -140,17 +200,135 @@ impl CondaChannel {
             .expect("records read from repodata carry their channel")
     }
 
-    /// The record of the package called `name`; panics when there is none.
+    /// The record of the package called `name`; panics when there is none,
+    /// or several (several versions or subdirs of the multi-platform
+    /// channel: use [`CondaChannel::record_in`]).
     pub fn record(&self, name: &str) -> &RepoDataRecord {
-        self.records
+        let mut found = self
+            .records
             .iter()
-            .find(|r| r.package_record.name.as_normalized() == name)
-            .unwrap_or_else(|| panic!("the fixture channel has no package {name:?}"))
+            .filter(|r| r.package_record.name.as_normalized() == name);
+        let record = found
+            .next()
+            .unwrap_or_else(|| panic!("the fixture channel has no package {name:?}"));
+        assert!(
+            found.next().is_none(),
+            "the fixture channel has several {name:?} packages: use record_in(subdir, name)"
+        );
+        record
     }
 
     /// The archive of package `name` in the channel directory.
     pub fn archive(&self, name: &str) -> PathBuf {
         archive_path(self.record(name))
+    }
+
+    /// The subdirs of the channel (those holding a `repodata.json`), sorted.
+    pub fn subdirs(&self) -> Vec<String> {
+        let mut subdirs: Vec<String> = fs::read_dir(&self.dir)
+            .expect("read channel dir")
+            .map(|e| e.expect("channel dir entry").path())
+            .filter(|p| p.join("repodata.json").is_file())
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        subdirs.sort();
+        subdirs
+    }
+
+    /// The records of `subdir` (`linux-64`, `linux-aarch64`, `noarch`),
+    /// sorted by name, then version.
+    pub fn records_in(&self, subdir: &str) -> Vec<&RepoDataRecord> {
+        let mut records: Vec<&RepoDataRecord> = self
+            .records
+            .iter()
+            .filter(|r| r.package_record.subdir == subdir)
+            .collect();
+        records.sort_by(|a, b| {
+            let key = |r: &RepoDataRecord| {
+                (
+                    r.package_record.name.clone(),
+                    r.package_record.version.clone(),
+                )
+            };
+            key(a).cmp(&key(b))
+        });
+        records
+    }
+
+    /// The highest version of `name` in `subdir`; panics when there is none.
+    pub fn record_in(&self, subdir: &str, name: &str) -> &RepoDataRecord {
+        self.records
+            .iter()
+            .filter(|r| r.package_record.subdir == subdir)
+            .filter(|r| r.package_record.name.as_normalized() == name)
+            .max_by(|a, b| a.package_record.version.cmp(&b.package_record.version))
+            .unwrap_or_else(|| panic!("the fixture channel has no {name:?} in {subdir}"))
+    }
+
+    /// Package `name` at exactly `version` (e.g. `"1.0"`) in `subdir`;
+    /// panics when there is none.
+    pub fn record_version(&self, subdir: &str, name: &str, version: &str) -> &RepoDataRecord {
+        self.records
+            .iter()
+            .find(|r| {
+                let p = &r.package_record;
+                p.subdir == subdir
+                    && p.name.as_normalized() == name
+                    && p.version.to_string() == version
+            })
+            .unwrap_or_else(|| panic!("the fixture channel has no {name:?} {version} in {subdir}"))
+    }
+
+    /// The archive of `record` in the channel directory.
+    pub fn archive_of(record: &RepoDataRecord) -> PathBuf {
+        archive_path(record)
+    }
+
+    /// Where `record`'s archive lives relative to the channel root, as a
+    /// URL path: `SUBDIR/FILE_NAME`, e.g. `linux-aarch64/cd-arch-1.0-0.conda`.
+    pub fn relative_path(record: &RepoDataRecord) -> String {
+        format!(
+            "{}/{}",
+            record.package_record.subdir,
+            record.identifier.to_file_name()
+        )
+    }
+
+    /// `record`'s archive under another channel URL: `base` (with or
+    /// without a trailing slash, e.g. a [`super::ChannelServer::url`])
+    /// joined with [`CondaChannel::relative_path`].
+    pub fn package_url(base: &str, record: &RepoDataRecord) -> String {
+        format!(
+            "{}/{}",
+            base.trim_end_matches('/'),
+            Self::relative_path(record)
+        )
+    }
+
+    /// The lowercase hex sha256 the repodata lists for `record`.
+    pub fn sha256_of(record: &RepoDataRecord) -> String {
+        hex::encode(
+            record
+                .package_record
+                .sha256
+                .expect("fixture repodata lists a sha256"),
+        )
+    }
+
+    /// The lowercase hex md5 the repodata lists for `record`.
+    pub fn md5_of(record: &RepoDataRecord) -> String {
+        hex::encode(
+            record
+                .package_record
+                .md5
+                .expect("fixture repodata lists an md5"),
+        )
+    }
+
+    /// `SUBDIR/repodata.json`, parsed as plain JSON (exactly what clients
+    /// download); panics when the subdir has none.
+    pub fn repodata(&self, subdir: &str) -> Value {
+        read_json(&self.dir.join(subdir).join("repodata.json"))
     }
 
     /// The records for `names` plus everything they depend on (the fixture
@@ -169,7 +347,31 @@ impl CondaChannel {
         PackageRecord::sort_topologically(records)
     }
 
-    fn write(dir: &Path, specs: Vec<PackageSpec>) -> Self {
+    /// Like [`CondaChannel::with_dependencies`] for the packages of one
+    /// arch `subdir` (and `noarch`): each name, and each dependency, is the
+    /// highest version there. For a spec such as `cd-lib <2`, pick records
+    /// with [`CondaChannel::record_version`] instead.
+    pub fn with_dependencies_in(&self, subdir: &str, names: &[&str]) -> Vec<RepoDataRecord> {
+        let find = |name: &str| {
+            let here = self.records.iter().any(|r| {
+                r.package_record.subdir == subdir && r.package_record.name.as_normalized() == name
+            });
+            self.record_in(if here { subdir } else { NOARCH }, name)
+        };
+        let mut wanted = BTreeSet::new();
+        let mut records = Vec::new();
+        let mut todo: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        while let Some(name) = todo.pop() {
+            if wanted.insert(name.clone()) {
+                let record = find(&name);
+                todo.extend(record.package_record.depends.iter().map(|d| dep_name(d)));
+                records.push(record.clone());
+            }
+        }
+        PackageRecord::sort_topologically(records)
+    }
+
+    fn write(dir: &Path, specs: Vec<PackageSpec>, subdirs: &[&str]) -> Self {
         // The archive writers panic on paths that are not absolute.
         let dir = &absolute(dir);
         let staging = dir.join(".work");
@@ -177,13 +379,13 @@ impl CondaChannel {
             .iter()
             .map(|spec| write_package(spec, &staging, dir))
             .collect();
-        for subdir in [Subdir::Linux64, Subdir::NoArch] {
-            write_repodata(dir, subdir.as_str(), &built);
+        for subdir in subdirs {
+            write_repodata(dir, subdir, &built);
         }
         fs::remove_dir_all(&staging).expect("remove channel staging dir");
         Self {
             dir: dir.to_path_buf(),
-            records: read_channel(dir),
+            records: read_channel(dir, subdirs),
         }
     }
 }
@@ -208,13 +410,13 @@ fn archive_path(record: &RepoDataRecord) -> PathBuf {
         .expect("fixture records have file:// URLs")
 }
 
-/// Reads both subdirs back through rattler's own repodata parser, which
+/// Reads the subdirs back through rattler's own repodata parser, which
 /// also proves the `repodata.json` files are well formed.
-fn read_channel(dir: &Path) -> Vec<RepoDataRecord> {
+fn read_channel(dir: &Path, subdirs: &[&str]) -> Vec<RepoDataRecord> {
     let channel = Channel::try_from_directory(dir).expect("channel from directory");
     let mut records = Vec::new();
-    for subdir in [Subdir::Linux64, Subdir::NoArch] {
-        let path = dir.join(subdir.as_str()).join("repodata.json");
+    for subdir in subdirs {
+        let path = dir.join(subdir).join("repodata.json");
         let repodata =
             RepoData::from_path(&path).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()));
         records.extend(repodata.into_repo_data_records(&channel));
@@ -241,9 +443,20 @@ struct PackageSpec {
     version: &'static str,
     depends: &'static [&'static str],
     format: Format,
-    /// `noarch: python` with these entry points (`name = module:func`).
-    noarch_python: Option<&'static [&'static str]>,
+    /// Which subdir the package belongs to, and how it is noarch.
+    kind: Kind,
     entries: Vec<Entry>,
+}
+
+/// A package's platform: an architecture-specific subdir, or `noarch`.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// Built for this subdir (`linux-64`, `linux-aarch64`).
+    Arch(&'static str),
+    /// `noarch: python` with these entry points (`name = module:func`).
+    NoArchPython(&'static [&'static str]),
+    /// `noarch: generic`: plain files, the same on every platform.
+    NoArchGeneric,
 }
 
 /// A path in the package, relative to the prefix.
@@ -272,9 +485,9 @@ impl PackageSpec {
     }
 
     fn subdir(&self) -> &'static str {
-        match self.noarch_python {
-            Some(_) => "noarch",
-            None => "linux-64",
+        match self.kind {
+            Kind::Arch(subdir) => subdir,
+            Kind::NoArchPython(_) | Kind::NoArchGeneric => "noarch",
         }
     }
 
@@ -339,7 +552,7 @@ fn cd_text() -> PackageSpec {
         version: "1.0",
         depends: &[],
         format: Format::TarBz2,
-        noarch_python: None,
+        kind: Kind::Arch(LINUX_64),
         entries: vec![
             relocatable(file("share/cd-text/config.txt", &config)),
             script("bin/cd-show", &show, Some(FileMode::Text)),
@@ -353,7 +566,7 @@ fn cd_binary_spec(bytes: Vec<u8>) -> PackageSpec {
         version: "1.0",
         depends: &[CD_TEXT],
         format: Format::Conda,
-        noarch_python: None,
+        kind: Kind::Arch(LINUX_64),
         entries: vec![Entry {
             path: "bin/cd-binary",
             content: Content::File {
@@ -371,7 +584,7 @@ fn cd_link() -> PackageSpec {
         version: "1.0",
         depends: &[],
         format: Format::TarBz2,
-        noarch_python: None,
+        kind: Kind::Arch(LINUX_64),
         entries: vec![
             file(
                 "lib/libcd.so.1",
@@ -390,7 +603,7 @@ fn python() -> PackageSpec {
         version: "3.12.0",
         depends: &[],
         format: Format::Conda,
-        noarch_python: None,
+        kind: Kind::Arch(LINUX_64),
         entries: vec![
             script("bin/python3.12", stand_in, None),
             link("bin/python", "python3.12"),
@@ -405,7 +618,7 @@ fn cd_noarch() -> PackageSpec {
         version: "1.0",
         depends: &["python >=3.12"],
         format: Format::TarBz2,
-        noarch_python: Some(&["cd-entry = cdpkg:main"]),
+        kind: Kind::NoArchPython(&["cd-entry = cdpkg:main"]),
         entries: vec![file(
             "site-packages/cdpkg/__init__.py",
             "def main():\n    print(\"entry\")\n",
@@ -419,7 +632,7 @@ fn cd_leaf() -> PackageSpec {
         version: "1.0",
         depends: &[CD_TEXT],
         format: Format::Conda,
-        noarch_python: None,
+        kind: Kind::Arch(LINUX_64),
         entries: vec![
             file("share/cd-leaf/leaf.txt", "leaf\n"),
             // A shebang naming the prefix: installed at a long prefix it
@@ -430,6 +643,81 @@ fn cd_leaf() -> PackageSpec {
                 Some(FileMode::Text),
             ),
         ],
+    }
+}
+
+/// The packages of [`CondaChannel::build_multi_platform`].
+fn multi_platform_specs() -> Vec<PackageSpec> {
+    let mut specs = Vec::new();
+    for subdir in ARCH_SUBDIRS {
+        specs.push(cd_arch(subdir));
+        specs.push(cd_lib(subdir, CD_LIB_VERSIONS[0], Format::TarBz2));
+        specs.push(cd_lib(subdir, CD_LIB_VERSIONS[1], Format::Conda));
+        specs.push(python_for(subdir));
+    }
+    specs.push(cd_data());
+    specs.push(cd_noarch());
+    specs
+}
+
+fn cd_arch(subdir: &'static str) -> PackageSpec {
+    let show = format!("#!/bin/sh\ncat {PLACEHOLDER}/share/cd-arch/platform.txt\n");
+    PackageSpec {
+        name: CD_ARCH,
+        version: "1.0",
+        depends: &["cd-lib >=1", CD_DATA],
+        format: Format::Conda,
+        kind: Kind::Arch(subdir),
+        entries: vec![
+            file("share/cd-arch/platform.txt", &cd_arch_output(subdir)),
+            script("bin/cd-arch", &show, Some(FileMode::Text)),
+        ],
+    }
+}
+
+fn cd_lib(subdir: &'static str, version: &'static str, format: Format) -> PackageSpec {
+    PackageSpec {
+        name: CD_LIB,
+        version,
+        depends: &[],
+        format,
+        kind: Kind::Arch(subdir),
+        entries: vec![file(
+            "share/cd-lib/version.txt",
+            &cd_lib_version_text(version, subdir),
+        )],
+    }
+}
+
+/// The [`PYTHON`] stand-in of the multi-platform channel: it also names its
+/// subdir.
+fn python_for(subdir: &'static str) -> PackageSpec {
+    let stand_in = format!(
+        "#!/bin/sh\n# Stand-in for CPython 3.12.0 on {subdir} (conda-docker test fixture).\n\
+         echo \"stand-in python 3.12.0 {subdir} $*\"\n"
+    );
+    PackageSpec {
+        name: PYTHON,
+        version: "3.12.0",
+        depends: &[],
+        format: Format::Conda,
+        kind: Kind::Arch(subdir),
+        entries: vec![
+            script("bin/python3.12", &stand_in, None),
+            link("bin/python", "python3.12"),
+            link("bin/python3", "python3.12"),
+        ],
+    }
+}
+
+fn cd_data() -> PackageSpec {
+    PackageSpec {
+        name: CD_DATA,
+        version: "1.0",
+        depends: &[],
+        format: Format::TarBz2,
+        kind: Kind::NoArchGeneric,
+        entries: vec![file("share/cd-data/data.txt", "cd-data 1.0 noarch\n")],
     }
 }
 
@@ -472,7 +760,8 @@ struct BuiltPackage {
 /// Stages `spec` under `staging/<dist>/` and writes its archive into
 /// `channel/<subdir>/`.
 fn write_package(spec: &PackageSpec, staging: &Path, channel: &Path) -> BuiltPackage {
-    let base = staging.join(spec.dist());
+    // The same dist can exist in several subdirs.
+    let base = staging.join(spec.subdir()).join(spec.dist());
     let paths_json: Vec<Value> = spec.entries.iter().map(|e| write_entry(&base, e)).collect();
     let index = index_json(spec);
     write_info(&base, spec, &index, paths_json);
@@ -541,11 +830,18 @@ fn index_json(spec: &PackageSpec) -> Value {
         "timestamp": TIMESTAMP_MS,
         "version": spec.version,
     });
-    if spec.noarch_python.is_some() {
-        index["noarch"] = json!("python");
-    } else {
-        index["arch"] = json!("x86_64");
-        index["platform"] = json!("linux");
+    match spec.kind {
+        Kind::NoArchPython(_) => index["noarch"] = json!("python"),
+        Kind::NoArchGeneric => index["noarch"] = json!("generic"),
+        Kind::Arch(subdir) => {
+            let (platform, arch) = subdir.split_once('-').expect("subdir is PLATFORM-ARCH");
+            let arch = match arch {
+                "64" => "x86_64",
+                other => other,
+            };
+            index["arch"] = json!(arch);
+            index["platform"] = json!(platform);
+        }
     }
     index
 }
@@ -566,7 +862,7 @@ fn write_info(base: &Path, spec: &PackageSpec, index: &Value, paths: Vec<Value>)
         .map(|e| format!("{}\n", e.path))
         .collect();
     fs::write(info.join("files"), files).expect("write info/files");
-    if let Some(entry_points) = spec.noarch_python {
+    if let Kind::NoArchPython(entry_points) = spec.kind {
         let link = json!({
             "noarch": {"type": "python", "entry_points": entry_points},
             "package_metadata_version": 1,

@@ -72,6 +72,44 @@
 //!   conda-style `conda-meta/`); [`install_env_at`] picks both paths.
 //! - [`explicit_file`]`(records, path)`: an `@EXPLICIT` file as
 //!   `conda list --explicit --md5` writes it.
+//! - [`CondaChannel`]`::build_multi_platform(dir) -> CondaChannel` (no tool
+//!   needed): `linux-64/`, `linux-aarch64/` and `noarch/`, each with a
+//!   `repodata.json` ([`MULTI_PLATFORM_SUBDIRS`]). Each arch subdir holds
+//!   [`CD_ARCH`] 1.0 (depends `cd-lib >=1`, `cd-data`; `bin/cd-arch` prints
+//!   the subdir, [`cd_arch_output`]), [`CD_LIB`] 1.0 and 2.0
+//!   ([`CD_LIB_VERSIONS`], [`cd_lib_version_text`]) and a [`PYTHON`]
+//!   stand-in; `noarch/` holds [`CD_DATA`] (`noarch: generic`) and
+//!   [`CD_NOARCH`]. Names repeat across subdirs, so pick records with
+//!   `.record_in(subdir, name)` (highest version), `.record_version(subdir,
+//!   name, version)`, `.records_in(subdir)`, `.with_dependencies_in(subdir,
+//!   names)`; `.record(name)` panics when the name is ambiguous. For any
+//!   channel: `.subdirs()`, `.repodata(subdir) -> Value`, and as the
+//!   repodata lists them `CondaChannel::sha256_of(record)`, `md5_of`,
+//!   `relative_path(record)` (`SUBDIR/FILE`), `package_url(base, record)`,
+//!   `archive_of(record)` (the file on disk).
+//! - [`PyRattlerSolve`]`{channels, specs, platforms, cache_dir, install}.run()
+//!   -> Option<Result<Vec<`[`SolvedRecord`]`>, String>>`: an independent
+//!   client, py-rattler ([`PY_RATTLER_REQUIREMENT`], venv built once under
+//!   `target/tmp`; [`py_rattler_python`]) solving against channel URLs
+//!   (`http://`, `file://`) with fixed Linux virtual packages, optionally
+//!   installing the solution for `platforms[0]`. `None` = skipped (no
+//!   python3/pip), `Err(status, stdout, stderr)` = py-rattler failed (no
+//!   solution, a download failing its sha256 check: `Invalid checksum`).
+//!
+//! # Serving a channel over HTTP
+//! - [`ChannelServer`]`::serve(root) -> ChannelServer`: a std-only static
+//!   file server on a free 127.0.0.1 port (an accept thread, a thread per
+//!   connection; `GET`/`HEAD`, `Content-Length`, 404 for anything not a
+//!   file under `root`, `Connection: close`, no `Range`). `url()`
+//!   (`http://127.0.0.1:PORT/`), `host()`, `port()`, `root()`.
+//! - Observe: `requests() -> Vec<(method, path, status)>` (path as sent,
+//!   recorded before the answer is written), `downloads(suffix)` (200 `GET`s
+//!   whose path ends with `suffix`, e.g. `".conda"`).
+//! - Fault injection: `corrupt(path_suffix)` serves matching files with
+//!   their middle byte flipped (same length, wrong sha256), `restore(
+//!   path_suffix)` undoes it.
+//! - Drop sets a stop flag, wakes `accept` with a connection, shuts down
+//!   open connections and joins every thread.
 //!
 //! # Registries on loopback
 //! - [`Registry`]: a real `docker-registry` on a free 127.0.0.1 port, its
@@ -116,14 +154,18 @@ mod legacy;
 mod oci;
 mod podman;
 mod process;
+mod pyrattler;
 mod registry;
 mod rootfs;
+mod serve;
 mod tools;
 
 pub use conda::{
-    ALL_PACKAGES, CD_BINARY, CD_LEAF, CD_LINK, CD_NOARCH, CD_TEXT, CacheLayout, CondaChannel,
-    CondaEnv, PACKAGES_WITHOUT_BINARY, PLACEHOLDER, PYTHON, cd_binary_output, cd_show_output,
-    explicit_file, install_env, install_env_at, sha256_file_hex, sha256_hex,
+    ALL_PACKAGES, ARCH_SUBDIRS, CD_ARCH, CD_BINARY, CD_DATA, CD_LEAF, CD_LIB, CD_LIB_VERSIONS,
+    CD_LINK, CD_NOARCH, CD_TEXT, CacheLayout, CondaChannel, CondaEnv, MULTI_PLATFORM_PACKAGES,
+    MULTI_PLATFORM_SUBDIRS, PACKAGES_WITHOUT_BINARY, PLACEHOLDER, PYTHON, cd_arch_output,
+    cd_binary_output, cd_lib_version_text, cd_show_output, explicit_file, install_env,
+    install_env_at, sha256_file_hex, sha256_hex,
 };
 pub use legacy::{legacy_conda_docker_tar, legacy_conda_docker_tar_layers};
 pub use oci::{skopeo_copy, skopeo_inspect, umoci_layout_from_rootfs, umoci_unpack};
@@ -131,8 +173,10 @@ pub use podman::{DockerService, Podman};
 pub use process::{
     DEFAULT_TIMEOUT, run, run_timeout, run_unchecked, run_unchecked_timeout, stdout, unique_name,
 };
+pub use pyrattler::{PY_RATTLER_REQUIREMENT, PyRattlerSolve, SolvedRecord, py_rattler_python};
 pub use registry::*;
 pub use rootfs::{BUSYBOX_APPLETS, FIXTURE_GID, FIXTURE_MTIMES, FIXTURE_UID, busybox_rootfs};
+pub use serve::*;
 pub use tools::{REQUIRE_TOOLS_ENV, expect_tool, is_root, skip_or_panic, tool};
 
 /// Returns early from the calling test when any listed tool is missing.

@@ -1,0 +1,413 @@
+//! Solving match specs into an environment for an image, and fetching its
+//! packages into rattler's package cache.
+//!
+//! The target is the image's platform, never the host's: repodata is read
+//! for it (and noarch), and the virtual packages the solver sees describe
+//! a Linux container of that architecture, not this machine.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use rattler_cache::package_cache::PackageCache;
+use rattler_conda_types::{
+    Channel, ChannelConfig, GenericVirtualPackage, MatchSpec, PackageName, ParseStrictness,
+    RepoDataRecord, Subdir, Version,
+};
+use rattler_networking::{AuthenticationMiddleware, LazyClient};
+use rattler_repodata_gateway::Gateway;
+use rattler_solve::{SolverImpl, SolverTask, resolvo};
+use url::Url;
+
+use super::condarc::CondaRc;
+
+/// The glibc the solver assumes when the base image's cannot be read:
+/// conda-forge's current baseline, older than any maintained distribution.
+pub const DEFAULT_GLIBC: &str = "2.28";
+/// The kernel version stated for `__linux` (the host kernel is unknown at
+/// build time; this is what conda-forge packages ask for at most today).
+const LINUX_VERSION: &str = "5.10";
+/// Channel names are resolved against this unless `.condarc` says
+/// otherwise.
+const DEFAULT_CHANNEL: &str = "conda-forge";
+
+/// What to solve, and where.
+#[derive(Clone, Debug)]
+pub struct SolveRequest {
+    /// Match specs (`numpy`, `python=3.12`, `conda-forge::flask`).
+    pub specs: Vec<String>,
+    /// Channels given with `-c` (names, URLs or paths), highest priority
+    /// first; `.condarc`'s `channels` follow unless `override_channels`.
+    pub channels: Vec<String>,
+    /// Use only `channels`.
+    pub override_channels: bool,
+    /// The image's platform.
+    pub platform: Subdir,
+    /// The base image's glibc version, if known.
+    pub glibc: Option<String>,
+    /// `__name=version` virtual packages to add or override.
+    pub virtual_packages: Vec<String>,
+}
+
+/// What can go wrong solving or fetching.
+#[derive(Debug, thiserror::Error)]
+pub enum SolveError {
+    /// A spec that does not parse.
+    #[error("invalid package spec `{spec}`: {reason}")]
+    BadSpec {
+        /// The spec as given.
+        spec: String,
+        /// Why.
+        reason: String,
+    },
+    /// A channel that does not parse.
+    #[error("invalid channel `{0}`: expected a name (conda-forge), a URL or a path")]
+    BadChannel(String),
+    /// A `--virtual-package` that is not `__name=version`.
+    #[error("invalid --virtual-package `{0}`: expected __NAME=VERSION, e.g. __cuda=12.4")]
+    BadVirtualPackage(String),
+    /// Repodata could not be fetched.
+    #[error("cannot read the channels ({channels})")]
+    Repodata {
+        /// The channels.
+        channels: String,
+        /// Why.
+        #[source]
+        source: rattler_repodata_gateway::GatewayError,
+    },
+    /// A package no channel has.
+    #[error("no package named `{name}` for {platform} in {channels}")]
+    UnknownPackage {
+        /// The package.
+        name: String,
+        /// The platform.
+        platform: String,
+        /// The channels searched.
+        channels: String,
+    },
+    /// No set of packages satisfies the specs.
+    #[error("the specs cannot be satisfied together: {0}")]
+    Unsolvable(String),
+    /// A package that could not be downloaded or did not match its hash.
+    #[error("cannot fetch {package} from {url}")]
+    Fetch {
+        /// `name-version-build`.
+        package: String,
+        /// Where from.
+        url: String,
+        /// Why.
+        #[source]
+        source: rattler_cache::package_cache::PackageCacheError,
+    },
+    /// The authentication storage could not be read.
+    #[error("cannot read channel credentials")]
+    Credentials(#[source] rattler_networking::authentication_storage::AuthenticationStorageError),
+    /// The async runtime could not start.
+    #[error("cannot start the download runtime")]
+    Runtime(#[source] std::io::Error),
+}
+
+/// The HTTP client rattler uses, with channel credentials from
+/// `~/.rattler/credentials.json`, `RATTLER_AUTH_FILE` and `.netrc`.
+fn client() -> Result<reqwest_middleware::ClientWithMiddleware, SolveError> {
+    let auth =
+        AuthenticationMiddleware::from_env_and_defaults().map_err(SolveError::Credentials)?;
+    Ok(reqwest_middleware::ClientBuilder::new(
+        reqwest::Client::builder()
+            .user_agent(concat!("conda-docker/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default(),
+    )
+    .with_arc(Arc::new(auth))
+    .build())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, SolveError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(SolveError::Runtime)
+}
+
+/// The channels to search: `-c` ones, then `.condarc`'s (unless
+/// overridden), else conda-forge; names resolved against the channel alias
+/// or `custom_channels`.
+pub fn channels(
+    given: &[String],
+    override_channels: bool,
+    rc: &CondaRc,
+) -> Result<Vec<Channel>, SolveError> {
+    let mut names: Vec<String> = given.to_vec();
+    if !override_channels {
+        names.extend(rc.channels.iter().filter(|c| *c != "defaults").cloned());
+    }
+    if names.is_empty() {
+        names.push(DEFAULT_CHANNEL.into());
+    }
+    let root = std::env::current_dir().unwrap_or_default();
+    let mut config = ChannelConfig::default_with_root_dir(root);
+    if let Some(alias) = rc.channel_alias.as_deref().and_then(|a| Url::parse(a).ok()) {
+        config.channel_alias = alias;
+    }
+    let mut channels: Vec<Channel> = Vec::new();
+    for name in names {
+        let channel = match rc.custom_channels.get(&name) {
+            Some(base) => Url::parse(&format!("{}/{name}/", base.trim_end_matches('/')))
+                .map(Channel::from_url)
+                .map_err(|_| SolveError::BadChannel(name.clone()))?,
+            None => Channel::from_str(&name, &config)
+                .map_err(|_| SolveError::BadChannel(name.clone()))?,
+        };
+        if !channels.iter().any(|c| c.base_url == channel.base_url) {
+            channels.push(channel);
+        }
+    }
+    Ok(channels)
+}
+
+/// The virtual packages of a Linux container on `platform`: `__unix`,
+/// `__linux`, `__glibc` (the base's, else [`DEFAULT_GLIBC`]) and
+/// `__archspec`, then the overrides.
+pub fn virtual_packages(
+    platform: Subdir,
+    glibc: Option<&str>,
+    overrides: &[String],
+) -> Result<Vec<GenericVirtualPackage>, SolveError> {
+    let package = |name: &str, version: &str, build: &str| GenericVirtualPackage {
+        name: PackageName::new_unchecked(name),
+        version: Version::from_str(version).unwrap_or_else(|_| Version::major(0)),
+        build_string: rattler_conda_types::package::BuildString::new_unchecked(build),
+    };
+    let arch = match platform {
+        Subdir::Linux64 => "x86_64",
+        Subdir::LinuxAarch64 => "aarch64",
+        Subdir::LinuxPpc64le => "ppc64le",
+        Subdir::LinuxS390X => "s390x",
+        Subdir::LinuxArmV7l => "armv7l",
+        _ => "x86",
+    };
+    let mut packages: BTreeMap<String, GenericVirtualPackage> = BTreeMap::new();
+    for p in [
+        package("__unix", "0", "0"),
+        package("__linux", LINUX_VERSION, "0"),
+        package("__glibc", glibc.unwrap_or(DEFAULT_GLIBC), "0"),
+        package("__archspec", "1", arch),
+    ] {
+        packages.insert(p.name.as_normalized().to_owned(), p);
+    }
+    for text in overrides {
+        let (name, version) = text
+            .split_once('=')
+            .filter(|(n, v)| n.starts_with("__") && !v.is_empty())
+            .ok_or_else(|| SolveError::BadVirtualPackage(text.clone()))?;
+        Version::from_str(version).map_err(|_| SolveError::BadVirtualPackage(text.clone()))?;
+        let name = name.to_lowercase();
+        packages.insert(name.clone(), package(&name, version, "0"));
+    }
+    Ok(packages.into_values().collect())
+}
+
+/// Solves `request` into the records of an environment, sorted by name.
+pub fn solve(request: &SolveRequest) -> Result<Vec<RepoDataRecord>, SolveError> {
+    let specs: Vec<MatchSpec> = request
+        .specs
+        .iter()
+        .map(|s| {
+            MatchSpec::from_str(s, ParseStrictness::Lenient).map_err(|e| SolveError::BadSpec {
+                spec: s.clone(),
+                reason: e.to_string(),
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let channels = channels(
+        &request.channels,
+        request.override_channels,
+        &CondaRc::load(),
+    )?;
+    let channel_list = channels
+        .iter()
+        .map(|c| c.base_url.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let virtual_packages = virtual_packages(
+        request.platform,
+        request.glibc.as_deref(),
+        &request.virtual_packages,
+    )?;
+    tracing::info!(
+        "solving {} for {} in {channel_list}",
+        request.specs.join(" "),
+        request.platform
+    );
+    let client = client()?;
+    let repodata_cache = rattler_cache::default_cache_dir()
+        .map(|d| d.join(rattler_cache::REPODATA_CACHE_DIR))
+        .unwrap_or_else(|_| crate::dirs::cache_dir().join("repodata"));
+    let gateway = Gateway::builder()
+        .with_cache_dir(repodata_cache)
+        .with_client(LazyClient::from(client))
+        .finish();
+    let repodata = runtime()?
+        .block_on(
+            gateway
+                .query(
+                    channels.clone(),
+                    [request.platform, Subdir::NoArch],
+                    // Every version of each named package: the solver
+                    // applies the constraints, and a package that is
+                    // there in other versions is not reported unknown.
+                    specs.iter().map(|s| match s.name.as_exact() {
+                        Some(name) => MatchSpec::from(name.clone()),
+                        None => s.clone(),
+                    }),
+                )
+                .recursive(true)
+                .execute(),
+        )
+        .map_err(|source| SolveError::Repodata {
+            channels: channel_list.clone(),
+            source,
+        })?
+        .repodata;
+    for spec in &specs {
+        if let Some(name) = spec.name.as_exact()
+            && !repodata
+                .iter()
+                .any(|r| r.iter().any(|rec| rec.package_record.name == *name))
+        {
+            return Err(SolveError::UnknownPackage {
+                name: name.as_source().to_owned(),
+                platform: request.platform.to_string(),
+                channels: channel_list,
+            });
+        }
+    }
+    let task = SolverTask {
+        virtual_packages,
+        specs,
+        ..SolverTask::from_iter(&repodata)
+    };
+    let mut records = resolvo::Solver
+        .solve(task)
+        .map_err(|e| match e {
+            rattler_solve::SolveError::Unsolvable(reasons) => {
+                SolveError::Unsolvable(reasons.join("; "))
+            }
+            other => SolveError::Unsolvable(other.to_string()),
+        })?
+        .records;
+    records.sort_by(|a, b| {
+        a.package_record
+            .name
+            .as_normalized()
+            .cmp(b.package_record.name.as_normalized())
+    });
+    Ok(records)
+}
+
+/// Downloads `records` into the package cache at `pkgs_dir` (rattler's,
+/// shared with pixi), at most eight at a time, each checked against its
+/// sha256 (or md5) before it is kept. `done` hears of each one. Returns
+/// each package's extracted folder, in the order of `records`.
+pub fn fetch(
+    records: &[RepoDataRecord],
+    pkgs_dir: PathBuf,
+    done: &(dyn Fn(&RepoDataRecord) + Sync),
+) -> Result<Vec<PathBuf>, SolveError> {
+    if records.is_empty() {
+        return Ok(Vec::new());
+    }
+    let client = LazyClient::from(client()?);
+    let cache = PackageCache::new(pkgs_dir);
+    let limit = Arc::new(tokio::sync::Semaphore::new(8));
+    runtime()?.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, record) in records.iter().enumerate() {
+            let cache = cache.clone();
+            let client = client.clone();
+            let limit = limit.clone();
+            let package = record.package_record.clone();
+            let url = record.url.clone();
+            tasks.spawn(async move {
+                // reqwest cannot read file:// URLs: local channels are read
+                // from disk, checked against the record all the same.
+                let result = match url.to_file_path() {
+                    Ok(path) if url.scheme() == "file" => {
+                        cache
+                            .get_or_fetch_from_path(&path, Some(&package), None)
+                            .await
+                    }
+                    _ => {
+                        cache
+                            .get_or_fetch_from_url(&package, url, client, None, Some(limit))
+                            .await
+                    }
+                };
+                (i, result)
+            });
+        }
+        let mut folders = vec![PathBuf::new(); records.len()];
+        while let Some(joined) = tasks.join_next().await {
+            let Ok((i, result)) = joined else { continue };
+            let record = &records[i];
+            let metadata = result.map_err(|source| SolveError::Fetch {
+                package: super::cache::dist_name(record),
+                url: record.url.to_string(),
+                source,
+            })?;
+            folders[i] = metadata.path().to_owned();
+            done(record);
+        }
+        Ok(folders)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn virtual_packages_describe_the_target() {
+        let v = virtual_packages(Subdir::LinuxAarch64, None, &["__cuda=12.4".into()]).unwrap();
+        let find = |n: &str| v.iter().find(|p| p.name.as_normalized() == n).unwrap();
+        assert_eq!(find("__archspec").build_string, "aarch64");
+        assert_eq!(find("__glibc").version.to_string(), DEFAULT_GLIBC);
+        assert_eq!(find("__cuda").version.to_string(), "12.4");
+        let v = virtual_packages(Subdir::Linux64, Some("2.41"), &["__glibc=2.17".into()]).unwrap();
+        assert_eq!(
+            v.iter()
+                .find(|p| p.name.as_normalized() == "__glibc")
+                .unwrap()
+                .version
+                .to_string(),
+            "2.17"
+        );
+        assert!(virtual_packages(Subdir::Linux64, None, &["cuda".into()]).is_err());
+    }
+
+    #[test]
+    fn channels_follow_condarc() {
+        let mut rc = CondaRc::default();
+        let names = |c: Vec<Channel>| c.iter().map(|c| c.base_url.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            names(channels(&[], false, &rc).unwrap()),
+            ["https://conda.anaconda.org/conda-forge/"]
+        );
+        rc.channels = vec!["bioconda".into(), "defaults".into()];
+        rc.channel_alias = Some("https://mirror.example/".into());
+        rc.custom_channels
+            .insert("internal".into(), "https://pkgs.example/conda".into());
+        assert_eq!(
+            names(channels(&["internal".into()], false, &rc).unwrap()),
+            [
+                "https://pkgs.example/conda/internal/",
+                "https://mirror.example/bioconda/"
+            ]
+        );
+        assert_eq!(
+            names(channels(&["x".into()], true, &rc).unwrap()),
+            ["https://mirror.example/x/"]
+        );
+    }
+}
