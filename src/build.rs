@@ -10,13 +10,14 @@ use rattler_conda_types::package::{IndexJson, PackageFile};
 use rattler_conda_types::{PrefixRecord, Subdir};
 
 use crate::conda::CondaError;
-use crate::conda::activation::activation;
+use crate::conda::activation::{activation, package_activation};
 use crate::conda::cache::{PackageCaches, dist_name};
 use crate::conda::env::{EnvSelector, Environment, SolveOptions};
 use crate::conda::explicit::write_explicit;
+use crate::conda::glibc::glibc_version;
 use crate::conda::order::{dependency_order, fit_budget};
 use crate::conda::relocate::{Target, relocate};
-use crate::conda::solve;
+use crate::conda::solve::{self, DEFAULT_GLIBC};
 use crate::conda::unrelocate::replace;
 use crate::conda::untracked::{Untracked, path_of as untracked_path, untracked};
 use crate::digest::Digest;
@@ -306,7 +307,7 @@ pub fn build(
         .name
         .parse::<crate::reference::Reference>()
         .map_err(ImageError::from)?;
-    let solve = SolveOptions {
+    let mut solve = SolveOptions {
         platform: match &options.platform {
             Some(p) => Some(
                 p.subdir()
@@ -315,6 +316,36 @@ pub fn build(
             None => options.solve.platform,
         },
         ..options.solve.clone()
+    };
+    let open_base = |platform: &Platform| {
+        options.base.open_with(&OpenOptions {
+            platform: platform.clone(),
+            registry: options.registry.clone(),
+        })
+    };
+    // A solve needs the base's glibc, so its base is opened first; an
+    // installed environment's platform is known only once it is read.
+    let solving = matches!(
+        options.env,
+        EnvSelector::Specs(_) | EnvSelector::EnvironmentFile(_)
+    );
+    let early_base = if solving {
+        let subdir = solve.platform.unwrap_or(Subdir::Linux64);
+        let platform = Platform::from_subdir(subdir)
+            .ok_or_else(|| BuildError::NotLinux(subdir.to_string()))?;
+        let base = open_base(&platform)?;
+        if solve.glibc.is_none() {
+            solve.glibc = glibc_version(&base);
+            match &solve.glibc {
+                Some(v) => tracing::info!("the base image has glibc {v}"),
+                None => tracing::info!(
+                    "no glibc found in the base image; solving for glibc {DEFAULT_GLIBC}"
+                ),
+            }
+        }
+        Some(base)
+    } else {
+        None
     };
     let mut env = Environment::load(&options.env, &solve)?;
     if let Some(path) = &options.lock_file {
@@ -338,10 +369,10 @@ pub fn build(
     }
     let (os, arch) = (platform.os(), platform.architecture());
 
-    let mut image = options.base.open_with(&OpenOptions {
-        platform: platform.clone(),
-        registry: options.registry.clone(),
-    })?;
+    let mut image = match early_base {
+        Some(base) => base,
+        None => open_base(&platform)?,
+    };
     if image.layers().is_empty() {
         image
             .config_mut()
@@ -498,12 +529,10 @@ pub fn build(
     for (source, destination) in &options.add {
         image.add_layer_path(source, destination, None)?;
     }
-    // An explicit spec has no installed prefix to activate.
-    let activation = env
-        .prefix
-        .as_deref()
-        .map(|prefix| activation(prefix, &options.image_prefix, env.platform))
-        .unwrap_or_default();
+    let activation = match env.prefix.as_deref() {
+        Some(prefix) => activation(prefix, &options.image_prefix, env.platform),
+        None => package_activation(&package_dirs),
+    };
     for warning in &activation.warnings {
         tracing::warn!("{warning}");
     }
@@ -644,4 +673,31 @@ fn configure(
         config.set_label(key, value);
     }
     image.set_name(&options.name)
+}
+
+/// The original conda-docker's one call: solves `packages` (from
+/// `channels`, else `.condarc`'s, else conda-forge) for linux-64, builds
+/// them on `base_image` (a reference or any image source), names the image
+/// `output_image` and writes a `docker load`-able archive to
+/// `output_filename`.
+pub fn build_docker_environment(
+    base_image: &str,
+    output_image: &str,
+    packages: &[&str],
+    output_filename: impl AsRef<Path>,
+    channels: &[&str],
+) -> Result<Image, BuildError> {
+    let options = BuildOptions {
+        env: EnvSelector::Specs(packages.iter().map(|p| p.to_string()).collect()),
+        base: base_image.parse()?,
+        name: output_image.to_owned(),
+        solve: SolveOptions {
+            channels: channels.iter().map(|c| c.to_string()).collect(),
+            ..SolveOptions::default()
+        },
+        ..BuildOptions::default()
+    };
+    let (image, _) = build(&options, &Silent)?;
+    image.write_file(output_filename)?;
+    Ok(image)
 }

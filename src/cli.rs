@@ -175,8 +175,9 @@ pub struct BuildArgs {
     /// The environment called NAME (found in conda's envs dirs).
     #[arg(short = 'n', long = "name", value_name = "NAME")]
     pub name: Option<String>,
-    /// An environment file: `environment.yml` (solved), or an `@EXPLICIT`
-    /// spec (`conda list --explicit --md5`, `--lock-file` output).
+    /// An environment file: `environment.yml` (solved), `pixi.lock` or
+    /// `conda-lock.yml`, or an `@EXPLICIT` spec (`conda list --explicit
+    /// --md5`, `--lock-file` output).
     #[arg(long = "file", value_name = "PATH")]
     pub file: Option<PathBuf>,
     /// Packages to solve for and install, as match specs (`numpy`,
@@ -196,6 +197,12 @@ pub struct BuildArgs {
     /// Leave out the `pip:` section of an environment.yml.
     #[arg(long)]
     pub ignore_pip: bool,
+    /// Leave out the PyPI packages of a pixi.lock.
+    #[arg(long)]
+    pub ignore_pypi: bool,
+    /// The environment of a pixi.lock to build (default `default`).
+    #[arg(long, value_name = "NAME")]
+    pub pixi_env: Option<String>,
     /// Write the environment as an `@EXPLICIT` spec with sha256 hashes,
     /// to build the same image later with `--file` and no solve.
     #[arg(long, value_name = "PATH")]
@@ -358,6 +365,8 @@ fn run_build(args: BuildArgs) -> Result<(), CliError> {
             override_channels: args.override_channels,
             virtual_packages: args.virtual_packages,
             ignore_pip: args.ignore_pip,
+            ignore_pypi: args.ignore_pypi,
+            lock_environment: args.pixi_env,
             ..SolveOptions::default()
         },
         lock_file: args.lock_file,

@@ -2,6 +2,8 @@
 //! config: `conda-meta/state` and `etc/conda/env_vars.d` always, and what
 //! the `etc/conda/activate.d` scripts export, found by activating the host
 //! prefix in a clean bash and rewriting the host prefix to the image's.
+//! An environment that is not installed (solved, locked, explicit) has
+//! only its packages' `env_vars.d` files; its scripts are named in warnings.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
@@ -85,5 +87,53 @@ pub fn activation(prefix: &Path, image_prefix: &str, platform: Subdir) -> Activa
         }
     }
     result.vars = vars;
+    result
+}
+
+/// The activation variables of an environment that is not installed: the
+/// `etc/conda/env_vars.d/*.json` files of its packages (in file-name order,
+/// as conda applies them); `etc/conda/activate.d` scripts cannot be run
+/// without an installed prefix, so each is named in a warning.
+pub fn package_activation(package_dirs: &[std::path::PathBuf]) -> Activation {
+    let mut result = Activation::default();
+    let mut files: BTreeMap<std::ffi::OsString, std::path::PathBuf> = BTreeMap::new();
+    for dir in package_dirs {
+        let list = |sub: &str| -> Vec<std::path::PathBuf> {
+            std::fs::read_dir(dir.join(sub))
+                .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+                .unwrap_or_default()
+        };
+        for path in list("etc/conda/env_vars.d") {
+            if path.extension().is_some_and(|e| e == "json")
+                && let Some(name) = path.file_name()
+            {
+                files.insert(name.to_owned(), path);
+            }
+        }
+        let mut scripts = list("etc/conda/activate.d");
+        scripts.sort();
+        for script in scripts {
+            if let Some(name) = script.file_name() {
+                result.warnings.push(format!(
+                    "activation script etc/conda/activate.d/{} is not run for an environment that is not installed; set what it exports with --env",
+                    name.to_string_lossy()
+                ));
+            }
+        }
+    }
+    let mut vars: BTreeMap<String, String> = BTreeMap::new();
+    for path in files.values() {
+        let parsed = std::fs::read(path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<BTreeMap<String, String>>(&bytes).ok());
+        match parsed {
+            Some(found) => vars.extend(found),
+            None => result.warnings.push(format!(
+                "{} is not a JSON object of strings; its variables are not in the image",
+                path.display()
+            )),
+        }
+    }
+    result.vars = vars.into_iter().collect();
     result
 }

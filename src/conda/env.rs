@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use rattler_conda_types::{PrefixRecord, Subdir};
 
 use super::CondaError;
-use super::envfile::{FileKind, kind_of, read_environment_yaml};
+use super::envfile::{FileKind, kind_of, read_environment_yaml, read_lock_file};
 use super::explicit::read_explicit;
 use super::solve::{self, SolveRequest};
 
@@ -22,6 +22,8 @@ pub enum EnvSelector {
     Explicit(PathBuf),
     /// `--file environment.yml`: specs and channels to solve.
     EnvironmentFile(PathBuf),
+    /// `--file pixi.lock` or `conda-lock.yml`: locked packages.
+    LockFile(PathBuf),
     /// Match specs on the command line, solved.
     Specs(Vec<String>),
     /// Nothing given: `CONDA_PREFIX`.
@@ -33,6 +35,7 @@ impl EnvSelector {
     pub fn file(path: PathBuf) -> Self {
         match kind_of(&path) {
             FileKind::EnvironmentYaml => EnvSelector::EnvironmentFile(path),
+            FileKind::LockFile => EnvSelector::LockFile(path),
             FileKind::Explicit => EnvSelector::Explicit(path),
         }
     }
@@ -49,6 +52,10 @@ pub struct SolveOptions {
     pub virtual_packages: Vec<String>,
     /// Leave out an environment file's `pip:` section instead of failing.
     pub ignore_pip: bool,
+    /// Leave out a lock file's PyPI packages instead of failing.
+    pub ignore_pypi: bool,
+    /// The environment of a lock file to build (default `default`).
+    pub lock_environment: Option<String>,
     /// The platform to solve for (default linux-64, whatever the host).
     pub platform: Option<Subdir>,
     /// The base image's glibc, for `__glibc`.
@@ -125,7 +132,9 @@ impl EnvSelector {
         let prefix = match self {
             EnvSelector::Prefix(path) => path.clone(),
             EnvSelector::Name(name) => find_named(name)?,
-            EnvSelector::Explicit(path) | EnvSelector::EnvironmentFile(path) => {
+            EnvSelector::Explicit(path)
+            | EnvSelector::EnvironmentFile(path)
+            | EnvSelector::LockFile(path) => {
                 return Err(CondaError::NoSuchPrefix(path.clone()));
             }
             EnvSelector::Specs(_) => return Err(CondaError::NoEnvironment),
@@ -188,6 +197,19 @@ impl Environment {
                 let file = read_environment_yaml(path, solve.ignore_pip)?;
                 solved(file.specs, file.channels)?
             }
+            EnvSelector::LockFile(path) => {
+                let platform = solve.platform.unwrap_or(Subdir::Linux64);
+                let records = read_lock_file(
+                    path,
+                    solve.lock_environment.as_deref(),
+                    platform,
+                    solve.ignore_pypi,
+                )?
+                .into_iter()
+                .map(|r| PrefixRecord::from_repodata_record(r, Vec::new()))
+                .collect();
+                (None, records, Some(platform))
+            }
             other => {
                 let prefix = other.prefix()?;
                 let records = PrefixRecord::collect_from_prefix::<PrefixRecord>(&prefix).map_err(
@@ -201,9 +223,12 @@ impl Environment {
         };
         let origin = match (&prefix, selector) {
             (Some(prefix), _) => prefix.clone(),
-            (None, EnvSelector::Explicit(path) | EnvSelector::EnvironmentFile(path)) => {
-                path.clone()
-            }
+            (
+                None,
+                EnvSelector::Explicit(path)
+                | EnvSelector::EnvironmentFile(path)
+                | EnvSelector::LockFile(path),
+            ) => path.clone(),
             (None, _) => PathBuf::new(),
         };
         if records.is_empty() {

@@ -1,11 +1,13 @@
-//! Environment files: `environment.yml` (specs and channels to solve).
+//! Environment files: `environment.yml` (specs and channels to solve) and
+//! lock files, `pixi.lock` and `conda-lock.yml` (packages, no solve).
 //!
 //! `--file` takes either kind of file this tool reads; which one is judged
 //! from its name and contents, so users need not say.
 
 use std::path::{Path, PathBuf};
 
-use rattler_conda_types::EnvironmentYaml;
+use rattler_conda_types::{EnvironmentYaml, RepoDataRecord, Subdir};
+use rattler_lock::LockFile;
 
 use super::CondaError;
 use super::explicit::bad_line;
@@ -17,15 +19,100 @@ pub enum FileKind {
     Explicit,
     /// A conda `environment.yml`: specs and channels, solved.
     EnvironmentYaml,
+    /// A `pixi.lock` or `conda-lock.yml`: locked packages, no solve.
+    LockFile,
 }
 
-/// Tells what `path` holds: YAML files (`.yml`, `.yaml`) are environment
-/// files, anything else an explicit spec.
+/// Tells what `path` holds: a file with an `@EXPLICIT` line is an explicit
+/// spec (whatever its name: `--lock-file` output is often `*.lock`);
+/// other `*.lock` files are lock files; YAML files
+/// (`.yml`, `.yaml`) are lock files when they state a top-level `version:`
+/// (pixi's and conda-lock's formats do, environment files do not), else
+/// environment files; anything else is an explicit spec.
 pub fn kind_of(path: &Path) -> FileKind {
+    let explicit = std::fs::read_to_string(path)
+        .is_ok_and(|text| text.lines().any(|l| l.trim() == "@EXPLICIT"));
+    if explicit {
+        return FileKind::Explicit;
+    }
     match path.extension().and_then(|e| e.to_str()) {
-        Some("yml" | "yaml") => FileKind::EnvironmentYaml,
+        Some("lock") => FileKind::LockFile,
+        Some("yml" | "yaml") => {
+            let versioned = std::fs::read_to_string(path)
+                .is_ok_and(|text| text.lines().any(|l| l.starts_with("version:")));
+            if versioned {
+                FileKind::LockFile
+            } else {
+                FileKind::EnvironmentYaml
+            }
+        }
         _ => FileKind::Explicit,
     }
+}
+
+/// The conda packages a lock file pins for `platform` in environment
+/// `environment` (default: `default`). PyPI packages in it are an error
+/// naming them, unless `ignore_pypi`.
+pub fn read_lock_file(
+    path: &Path,
+    environment: Option<&str>,
+    platform: Subdir,
+    ignore_pypi: bool,
+) -> Result<Vec<RepoDataRecord>, CondaError> {
+    let bad = |reason: String| bad_line(path, 1, reason);
+    let lock = LockFile::from_path(path).map_err(|e| match &e {
+        rattler_lock::ParseCondaLockError::ParseError(yaml) => bad_line(
+            path,
+            yaml.location().map_or(1, |l| l.line()),
+            format!("not a valid lock file: {e}"),
+        ),
+        _ => bad(format!("not a valid lock file: {e}")),
+    })?;
+    let names = || {
+        lock.environments()
+            .map(|(name, _)| name.to_owned())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let env = match environment {
+        Some(name) => lock.environment(name).ok_or_else(|| {
+            bad(format!(
+                "it has no environment `{name}` (it has: {}); pick one with --pixi-env",
+                names()
+            ))
+        })?,
+        None => lock.default_environment().ok_or_else(|| {
+            bad(format!(
+                "it has no `default` environment (it has: {}); pick one with --pixi-env",
+                names()
+            ))
+        })?,
+    };
+    let subdir = platform.to_string();
+    let Some(locked_platform) = lock.platform(&subdir) else {
+        let platforms: Vec<String> = lock.platforms().map(|p| p.subdir().to_string()).collect();
+        return Err(bad(format!(
+            "it locks nothing for {subdir} (it has: {}); pick one with --platform",
+            platforms.join(", ")
+        )));
+    };
+    if !ignore_pypi && let Some(pypi) = env.pypi_packages(locked_platform) {
+        let pypi: Vec<String> = pypi.map(|p| p.name().to_string()).collect();
+        if !pypi.is_empty() {
+            return Err(bad(format!(
+                "it has PyPI packages ({}), which cannot be installed into an image; pass --ignore-pypi to leave them out",
+                pypi.join(", ")
+            )));
+        }
+    }
+    let records = env
+        .conda_repodata_records(locked_platform)
+        .map_err(|e| bad(format!("a package record cannot be read: {e}")))?
+        .unwrap_or_default();
+    if records.is_empty() {
+        return Err(CondaError::Empty(path.to_owned()));
+    }
+    Ok(records)
 }
 
 /// The specs and channels of an `environment.yml`.

@@ -10,6 +10,7 @@ pub mod condarc;
 pub mod env;
 pub mod envfile;
 pub mod explicit;
+pub mod glibc;
 pub mod order;
 pub mod relocate;
 pub mod solve;

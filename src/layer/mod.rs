@@ -94,6 +94,20 @@ impl Layer {
         self.origin = Some(origin);
     }
 
+    /// The layer's tar, decompressed as its media type says.
+    pub fn uncompressed(&self) -> std::io::Result<Box<dyn std::io::Read + Send>> {
+        let blob = self.blob.open()?;
+        Ok(match self.media_type {
+            MediaType::ImageLayerGzip | MediaType::ImageLayerNonDistributableGzip => {
+                Box::new(flate2::read::GzDecoder::new(blob))
+            }
+            MediaType::ImageLayerZstd | MediaType::ImageLayerNonDistributableZstd => {
+                Box::new(zstd::Decoder::new(blob)?)
+            }
+            _ => blob,
+        })
+    }
+
     /// Whether the blob is compressed with zstd, which old `docker load`
     /// cannot read.
     pub fn is_zstd(&self) -> bool {

@@ -262,3 +262,150 @@ fn bad_solves_and_bad_downloads_fail_cleanly() {
     );
     assert!(out.exists());
 }
+
+#[test]
+fn pixi_and_conda_lock_files_build_without_a_solve() {
+    use rattler_conda_types::Subdir;
+    use rattler_lock::{LockFile, PlatformData};
+
+    let s = setup();
+    let records = s
+        .channel
+        .with_dependencies_in("linux-aarch64", &["cd-arch"]);
+    let mut builder = LockFile::builder()
+        .with_platforms(vec![PlatformData {
+            name: (&Subdir::LinuxAarch64).into(),
+            subdir: Subdir::LinuxAarch64,
+            virtual_packages: Vec::new(),
+        }])
+        .unwrap()
+        .with_channels("default", [s.channel.url()])
+        .with_channels("other", [s.channel.url()]);
+    for record in &records {
+        builder
+            .add_conda_package("default", "linux-aarch64", record.clone().into())
+            .unwrap();
+    }
+    let lock = s.out("pixi.lock");
+    builder.finish().to_path(&lock).unwrap();
+
+    let out = s.out("locked.tar");
+    let report: Value = serde_json::from_slice(
+        &common::run(
+            cd(&s.home)
+                .args(["build", "-q", "--json", "--platform", "linux-aarch64"])
+                .args(["-b", "scratch", "--file"])
+                .arg(&lock)
+                .arg("-o")
+                .arg(&out),
+        )
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(report["architecture"], "arm64");
+    let packages: Vec<String> = report["conda_layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|l| l["packages"].as_array().unwrap().clone())
+        .map(|p| p.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(packages.len(), records.len(), "{packages:?}");
+    assert!(contains(&layer_bytes(&out), "linux-aarch64\n"));
+
+    let fails = |extra: &[&str]| {
+        let mut cmd = cd(&s.home);
+        cmd.args(["build", "-q", "-b", "scratch", "--file"])
+            .arg(&lock)
+            .args(extra)
+            .arg("-o")
+            .arg(s.out("never.tar"));
+        let err = failure(&mut cmd);
+        assert!(!s.out("never.tar").exists());
+        err
+    };
+    let err = fails(&[]);
+    assert!(err.contains("locks nothing for linux-64"), "{err}");
+    assert!(err.contains("linux-aarch64"), "{err}");
+    let err = fails(&["--platform", "linux-aarch64", "--pixi-env", "nope"]);
+    assert!(err.contains("no environment `nope`"), "{err}");
+    assert!(
+        err.contains("default, other") || err.contains("other, default"),
+        "{err}"
+    );
+    std::fs::write(&lock, "version: 6\nenvironments: [\n").unwrap();
+    let err = fails(&["--platform", "linux-aarch64"]);
+    assert!(err.contains("pixi.lock:"), "{err}");
+    assert!(err.contains("not a valid lock file"), "{err}");
+}
+
+#[test]
+fn the_build_env_example_solves_and_writes_an_archive() {
+    let s = setup();
+    let out = s.out("example.tar");
+    let output = common::run(
+        crate::fixtures::example("build_env")
+            .env_clear()
+            .env("HOME", &s.home)
+            .env("RATTLER_CACHE_DIR", s.home.join("rattler"))
+            .env("CONDA_DOCKER_CACHE_DIR", s.home.join("cd-cache"))
+            .args(["-c", &s.server.url()])
+            .arg(format!("docker-archive:{}", s.base.display()))
+            .args(["example-image:123456"])
+            .arg(&out)
+            .args(["cd-arch", "cd-lib<2"]),
+    );
+    assert!(common::stdout(&output).starts_with("example-image:123456 -> "));
+    let image = Image::open(out.to_str().unwrap()).unwrap();
+    assert_eq!(
+        image.name().unwrap().to_string(),
+        "docker.io/library/example-image:123456"
+    );
+    assert!(contains(&layer_bytes(&out), "cd-lib 1.0 linux-64"));
+}
+
+/// A `conda-lock.yml` as conda-lock 2 writes it (format version 1).
+fn conda_lock_yml(records: &[rattler_conda_types::RepoDataRecord], url: &str) -> String {
+    let mut text = format!(
+        "version: 1\nmetadata:\n  content_hash:\n    linux-64: x\n  channels:\n  - url: {url}\n    used_env_vars: []\n  platforms:\n  - linux-64\n  sources:\n  - environment.yml\npackage:\n"
+    );
+    for record in records {
+        let p = &record.package_record;
+        let mut depends = String::new();
+        for spec in &p.depends {
+            let (name, constraint) = spec.split_once(' ').unwrap_or((spec, ""));
+            depends.push_str(&format!("    {name}: '{constraint}'\n"));
+        }
+        text.push_str(&format!(
+            "- name: {}\n  version: '{}'\n  manager: conda\n  platform: linux-64\n  dependencies:{}\n{}  url: {}\n  hash:\n    md5: {}\n    sha256: {}\n  category: main\n  optional: false\n",
+            p.name.as_normalized(),
+            p.version,
+            if depends.is_empty() { " {}" } else { "" },
+            depends,
+            record.url,
+            CondaChannel::md5_of(record),
+            CondaChannel::sha256_of(record),
+        ));
+    }
+    text
+}
+
+#[test]
+fn conda_lock_files_build_too() {
+    let s = setup();
+    let records = s.channel.with_dependencies_in("linux-64", &["cd-arch"]);
+    let lock = s.out("conda-lock.yml");
+    std::fs::write(&lock, conda_lock_yml(&records, &s.channel.url())).unwrap();
+    let out = s.out("conda-lock.tar");
+    let output = common::run(
+        cd(&s.home)
+            .args(["build", "-q", "--json", "-b", "scratch", "--file"])
+            .arg(&lock)
+            .arg("-o")
+            .arg(&out),
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let layers = report["conda_layers"].as_array().unwrap();
+    assert_eq!(layers.len(), records.len(), "{report}");
+    assert!(contains(&layer_bytes(&out), "linux-64\n"));
+}
