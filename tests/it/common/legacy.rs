@@ -1,13 +1,11 @@
 //! Legacy docker v1 tars written by the original Python conda-docker 0.0.3.
 
-use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-use std::time::Duration;
 
-use super::process::{run, run_unchecked_timeout, stdout};
-use super::tools::{skip_or_panic, tool};
+use super::process::run;
+use super::venv::Venv;
 
 /// The release whose tar layout users' old images have.
 const CONDA_DOCKER_REQUIREMENT: &str = "conda-docker==0.0.3";
@@ -58,62 +56,10 @@ pub fn legacy_conda_docker_tar_layers(
 /// per test process (and once across processes, see [`ensure_venv`]).
 fn legacy_python() -> Option<PathBuf> {
     static PYTHON: OnceLock<Option<PathBuf>> = OnceLock::new();
-    let mut fresh = false;
-    let cached = PYTHON.get_or_init(|| {
-        fresh = true;
-        ensure_venv(&Path::new(env!("CARGO_TARGET_TMPDIR")).join(VENV_DIR))
-            .map(|venv| venv.join("bin/python"))
-    });
-    if cached.is_none() && !fresh {
-        // Every test that asks is told why it skips, not just the first.
-        skip_or_panic("no venv with conda-docker 0.0.3 (see the first failure above)");
+    Venv {
+        dir: VENV_DIR,
+        requirement: CONDA_DOCKER_REQUIREMENT,
+        check: "import conda_docker.docker.base",
     }
-    cached.clone()
-}
-
-/// Makes sure `venv` holds a working conda-docker 0.0.3, building it under
-/// an exclusive lock so parallel `cargo test` processes build it only once.
-/// A half-built or stale venv (python moved) fails the import and is rebuilt.
-fn ensure_venv(venv: &Path) -> Option<PathBuf> {
-    let python3 = tool("python3")?;
-    let lock = File::create(venv.with_file_name(format!("{VENV_DIR}.lock"))).expect("venv lock");
-    lock.lock().expect("lock venv");
-    if imports_conda_docker(venv) {
-        return Some(venv.to_path_buf());
-    }
-    let _ = fs::remove_dir_all(venv);
-    let made = step(Command::new(python3).args(["-m", "venv"]).arg(venv), 120)
-        && step(
-            Command::new(venv.join("bin/python"))
-                .args(["-m", "pip", "install", "--disable-pip-version-check", "-q"])
-                .arg(CONDA_DOCKER_REQUIREMENT)
-                .env("PIP_NO_INPUT", "1"),
-            600,
-        );
-    made.then(|| venv.to_path_buf())
-}
-
-fn imports_conda_docker(venv: &Path) -> bool {
-    let python = venv.join("bin/python");
-    python.exists()
-        && run_unchecked_timeout(
-            Command::new(python).args(["-c", "import conda_docker.docker.base"]),
-            Duration::from_secs(60),
-        )
-        .status
-        .success()
-}
-
-/// Runs one set-up step; on failure reports it through the skip policy.
-fn step(cmd: &mut Command, timeout_secs: u64) -> bool {
-    let output = run_unchecked_timeout(cmd, Duration::from_secs(timeout_secs));
-    if !output.status.success() {
-        skip_or_panic(&format!(
-            "cannot set up the conda-docker 0.0.3 venv: {cmd:?} failed ({}): {}{}",
-            output.status,
-            stdout(&output),
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    output.status.success()
+    .python(&PYTHON)
 }

@@ -159,6 +159,7 @@ mod registry;
 mod rootfs;
 mod serve;
 mod tools;
+mod venv;
 
 pub use conda::{
     ALL_PACKAGES, ARCH_SUBDIRS, CD_ARCH, CD_BINARY, CD_DATA, CD_LEAF, CD_LIB, CD_LIB_VERSIONS,

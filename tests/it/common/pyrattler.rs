@@ -2,7 +2,7 @@
 //! a channel by URL (`http://` or `file://`), the way pixi and rattler-build
 //! do, to prove a channel the harness serves is valid.
 
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::process::{run_unchecked_timeout, stdout};
-use super::tools::{skip_or_panic, tool};
+use super::venv::Venv;
 
 /// The release the solve script below is written against.
 pub const PY_RATTLER_REQUIREMENT: &str = "py-rattler==0.28.0";
@@ -173,68 +173,15 @@ fn solved_record(value: &Value) -> SolvedRecord {
     }
 }
 
-/// The venv's python with py-rattler installed, built at most once per test
-/// process (and once across processes, see [`ensure_venv`]). `None` (after
-/// a skip message) without python3/venv/pip or PyPI.
+/// The venv's python with py-rattler installed, built once (see
+/// [`Venv::python`]). `None` (after a skip message) without python3, venv,
+/// pip or PyPI.
 pub fn py_rattler_python() -> Option<PathBuf> {
     static PYTHON: OnceLock<Option<PathBuf>> = OnceLock::new();
-    let mut fresh = false;
-    let cached = PYTHON.get_or_init(|| {
-        fresh = true;
-        ensure_venv(&Path::new(env!("CARGO_TARGET_TMPDIR")).join(VENV_DIR))
-            .map(|venv| venv.join("bin/python"))
-    });
-    if cached.is_none() && !fresh {
-        // Every test that asks is told why it skips, not just the first.
-        skip_or_panic("no venv with py-rattler (see the first failure above)");
+    Venv {
+        dir: VENV_DIR,
+        requirement: PY_RATTLER_REQUIREMENT,
+        check: "import rattler; rattler.solve; rattler.install",
     }
-    cached.clone()
-}
-
-/// Makes sure `venv` holds a working py-rattler, building it under an
-/// exclusive lock so parallel `cargo test` processes build it only once. A
-/// half-built or stale venv (python moved) fails the import and is rebuilt.
-fn ensure_venv(venv: &Path) -> Option<PathBuf> {
-    let python3 = tool("python3")?;
-    fs::create_dir_all(venv.parent().expect("venv has a parent")).expect("create target/tmp");
-    let lock = File::create(venv.with_file_name(format!("{VENV_DIR}.lock"))).expect("venv lock");
-    lock.lock().expect("lock venv");
-    if imports_rattler(venv) {
-        return Some(venv.to_path_buf());
-    }
-    let _ = fs::remove_dir_all(venv);
-    let made = step(Command::new(python3).args(["-m", "venv"]).arg(venv), 120)
-        && step(
-            Command::new(venv.join("bin/python"))
-                .args(["-m", "pip", "install", "--disable-pip-version-check", "-q"])
-                .arg(PY_RATTLER_REQUIREMENT)
-                .env("PIP_NO_INPUT", "1"),
-            600,
-        );
-    (made && imports_rattler(venv)).then(|| venv.to_path_buf())
-}
-
-fn imports_rattler(venv: &Path) -> bool {
-    let python = venv.join("bin/python");
-    python.exists()
-        && run_unchecked_timeout(
-            Command::new(python).args(["-c", "import rattler; rattler.solve; rattler.install"]),
-            Duration::from_secs(60),
-        )
-        .status
-        .success()
-}
-
-/// Runs one set-up step; on failure reports it through the skip policy.
-fn step(cmd: &mut Command, timeout_secs: u64) -> bool {
-    let output = run_unchecked_timeout(cmd, Duration::from_secs(timeout_secs));
-    if !output.status.success() {
-        skip_or_panic(&format!(
-            "cannot set up the py-rattler venv: {cmd:?} failed ({}): {}{}",
-            output.status,
-            stdout(&output),
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    output.status.success()
+    .python(&PYTHON)
 }
