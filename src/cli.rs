@@ -507,20 +507,30 @@ impl Progress {
     }
 }
 
-impl Reporter for Progress {
-    fn fetching(&self, packages: usize) {
-        self.total.store(packages, Ordering::SeqCst);
+impl Progress {
+    /// Starts counting `packages`; on a terminal (and not `-q`), also a bar
+    /// whose label starts with `verb`.
+    fn begin(&self, packages: usize, verb: &str) -> Option<indicatif::ProgressBar> {
         self.done.store(0, Ordering::SeqCst);
+        self.total.store(packages, Ordering::SeqCst);
         if self.quiet || !std::io::stderr().is_terminal() {
-            return;
+            return None;
         }
         let bar = indicatif::ProgressBar::new(packages as u64);
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{spinner} downloading {pos}/{len} packages [{bar:30}] {elapsed} {wide_msg}",
-        ) {
+        if let Ok(style) = indicatif::ProgressStyle::with_template(&format!(
+            "{{spinner}} {verb}{{pos}}/{{len}} packages [{{bar:30}}] {{elapsed}} {{wide_msg}}"
+        )) {
             bar.set_style(style.progress_chars("=> "));
         }
-        let _ = self.fetch_bar.set(bar);
+        Some(bar)
+    }
+}
+
+impl Reporter for Progress {
+    fn fetching(&self, packages: usize) {
+        if let Some(bar) = self.begin(packages, "downloading ") {
+            let _ = self.fetch_bar.set(bar);
+        }
     }
 
     fn fetched(&self, package: &str) {
@@ -542,18 +552,9 @@ impl Reporter for Progress {
     }
 
     fn start(&self, packages: usize) {
-        self.done.store(0, Ordering::SeqCst);
-        self.total.store(packages, Ordering::SeqCst);
-        if self.quiet || !std::io::stderr().is_terminal() {
-            return;
+        if let Some(bar) = self.begin(packages, "") {
+            let _ = self.bar.set(bar);
         }
-        let bar = indicatif::ProgressBar::new(packages as u64);
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{spinner} {pos}/{len} packages [{bar:30}] {elapsed} {wide_msg}",
-        ) {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        let _ = self.bar.set(bar);
     }
 
     fn layer_built(&self, layer: &LayerReport) {

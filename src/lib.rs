@@ -5,6 +5,7 @@
 //! image (config + layers) and reads and writes its formats.
 #![deny(missing_docs)]
 
+pub mod atomic;
 pub mod blob;
 pub mod build;
 pub mod cli;

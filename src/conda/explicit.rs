@@ -140,19 +140,8 @@ pub fn write_explicit(
         };
         text.push_str(&format!("{}#{hash}\n", record.url));
     }
-    let fail = |source| CondaError::Io {
+    crate::atomic::write(path, text.as_bytes(), 0o644).map_err(|source| CondaError::Io {
         path: path.to_owned(),
         source,
-    };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut file = tempfile::Builder::new()
-        .prefix(".conda-docker-")
-        .tempfile_in(dir)
-        .map_err(fail)?;
-    std::io::Write::write_all(&mut file, text.as_bytes()).map_err(fail)?;
-    file.persist(path).map_err(|e| fail(e.error))?;
-    Ok(())
+    })
 }

@@ -4,7 +4,6 @@
 
 use std::fs;
 use std::io::{self, BufWriter, Read, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use tempfile::NamedTempFile;
@@ -33,20 +32,7 @@ pub(crate) trait Sink {
 /// Temp files are created 0600; outputs are meant to be shared like any
 /// file `docker save` or `skopeo` writes.
 fn publish(file: NamedTempFile, path: &Path) -> io::Result<()> {
-    file.as_file()
-        .set_permissions(fs::Permissions::from_mode(0o644))?;
-    file.persist(path).map_err(|e| e.error)?;
-    Ok(())
-}
-
-fn temp_in(path: &Path) -> io::Result<NamedTempFile> {
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    tempfile::Builder::new()
-        .prefix(".conda-docker-")
-        .tempfile_in(parent)
+    crate::atomic::publish(file, path, 0o644)
 }
 
 /// A deterministic tar (same rules as layers), renamed into place on commit.
@@ -57,7 +43,7 @@ pub(crate) struct TarSink {
 
 impl TarSink {
     pub(crate) fn create(path: &Path, mtime: u64) -> io::Result<Self> {
-        let file = temp_in(path)?;
+        let file = crate::atomic::temp_beside(path)?;
         Ok(TarSink {
             tar: LayerTar::new(BufWriter::with_capacity(1 << 20, file), mtime),
             path: path.to_owned(),
@@ -102,7 +88,7 @@ impl Sink for DirSink {
         if let Some(parent) = path.parent() {
             fs_err::create_dir_all(parent)?;
         }
-        let mut file = temp_in(&path)?;
+        let mut file = crate::atomic::temp_beside(&path)?;
         let mut writer = BufWriter::new(file.as_file_mut());
         io::copy(data, &mut writer)?;
         writer.flush()?;

@@ -305,25 +305,19 @@ pub fn login(
     Ok(path.display().to_string())
 }
 
-/// Writes a file only its owner can read, atomically.
+/// Writes a file only its owner can read, atomically, creating its
+/// folder (also private) if needed.
 fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    if !dir.exists() {
+    if let Some(dir) = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
         std::fs::create_dir_all(dir)?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
-    let mut file = tempfile::Builder::new()
-        .prefix(".config.json.")
-        .tempfile_in(dir)?;
-    file.write_all(bytes)?;
-    file.write_all(b"\n")?;
-    file.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    file.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    let mut text = bytes.to_vec();
+    text.push(b'\n');
+    crate::atomic::write(path, &text, 0o600)
 }
 
 #[cfg(test)]
