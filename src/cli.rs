@@ -5,20 +5,21 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
 use crate::build::{BuildError, BuildOptions, DEFAULT_BASE, LayerReport, Reporter, build};
 use crate::conda::CondaError;
 use crate::conda::env::{EnvSelector, SolveOptions};
 use crate::image::{Image, ImageDestination, ImageError, ImageSource, OpenOptions};
+use crate::invocation::Invocation;
 use crate::platform::Platform;
 use crate::reference::Reference;
 use crate::registry::{Credentials, PushReport, RegistryError, RegistryOptions, login, push};
 
 /// Turn a conda environment into a layered container image, without Docker.
 #[derive(Debug, Parser)]
-#[command(name = "conda-docker", version, about, long_about = None)]
+#[command(name = "conda-docker", version, about, long_about = None, after_long_help = ENVIRONMENT_HELP)]
 pub struct Cli {
     /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
     #[arg(short, long, action = ArgAction::Count, global = true)]
@@ -28,6 +29,30 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// The variables read, for `--help` and the man page. The conda plugin
+/// sets the `CONDA_*` ones from conda's resolved configuration.
+const ENVIRONMENT_HELP: &str = "\
+Environment:
+  CONDA_PREFIX              the environment built when none is named
+  CONDA_ROOT_PREFIX, CONDA_ROOT, CONDA_EXE
+                            conda's root prefix (its envs/ and pkgs/ are searched)
+  CONDA_ENVS_DIRS           folders of named environments, `:`-separated, searched first
+  CONDA_PKGS_DIRS           package caches, `,`-separated, searched first
+  CONDA_CHANNELS            channels, `,`-separated, before .condarc's
+  CONDA_CHANNEL_ALIAS       the URL channel names resolve against
+  CONDARC                   one more .condarc to read
+  RATTLER_CACHE_DIR         rattler's cache: downloaded packages go to its pkgs/
+  CONDA_DOCKER_CACHE_DIR    where pulled base image blobs are kept
+  CONDA_DOCKER_REGISTRY_USER, CONDA_DOCKER_REGISTRY_PASSWORD
+                            the login --push uses, before docker's and podman's
+  SOURCE_DATE_EPOCH         the timestamp of every file and history entry (default 0)
+  PIXI_PROJECT_MANIFEST     the pixi project `pixi docker` builds (else found from the
+                            current directory up)
+  RUST_LOG                  log filter, overriding -v
+
+`conda docker ...` (the conda plugin) sets the CONDA_* variables from conda's own
+configuration; `pixi docker ...` runs this binary as pixi-docker.";
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
@@ -91,6 +116,96 @@ pub enum Command {
         #[command(flatten)]
         registry_args: RegistryArgs,
     },
+    /// Print a shell completion script: `source <(conda-docker completions
+    /// bash)`, or save it where your shell looks.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page, or write one page per command into DIR.
+    Man {
+        /// Where to write `conda-docker.1`, `conda-docker-build.1`, ...
+        #[arg(value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+impl Cli {
+    /// Parses the process's arguments for `invocation`: help and usage
+    /// errors show the command the user typed, and a conda flag we do not
+    /// take gets a tip instead of clap's guess. Exits on `--help` or a
+    /// usage error (code 2, as conda's argparse does).
+    pub fn parse_as(invocation: Invocation) -> Self {
+        let mut command = Cli::command_as(invocation);
+        command
+            .try_get_matches_from_mut(std::env::args_os())
+            .and_then(|matches| Cli::from_arg_matches(&matches))
+            .unwrap_or_else(|error| conda_flag_tip(error.format(&mut command)).exit())
+    }
+
+    /// The clap definition under the name of `invocation`.
+    pub fn command_as(invocation: Invocation) -> clap::Command {
+        Cli::command().bin_name(invocation.command())
+    }
+}
+
+/// Flags of conda's `create`/`install` that people type by habit and that
+/// mean nothing here.
+const CONDA_ONLY_FLAGS: &[&str] = &[
+    "-y",
+    "--yes",
+    "-d",
+    "--dry-run",
+    "--offline",
+    "--use-local",
+    "--solver",
+    "--repodata-fn",
+    "-C",
+    "--use-index-cache",
+    "-k",
+    "--no-deps",
+    "--only-deps",
+    "--copy",
+    "--clobber",
+    "--strict-channel-priority",
+    "--no-channel-priority",
+    "--download-only",
+    "--no-plugins",
+    "--console",
+    "--debug",
+    "--subdir",
+];
+
+/// Adds a tip to clap's "unexpected argument" error when the argument is
+/// one of conda's own flags.
+fn conda_flag_tip(mut error: clap::Error) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if error.kind() != ErrorKind::UnknownArgument {
+        return error;
+    }
+    let Some(ContextValue::String(arg)) = error.get(ContextKind::InvalidArg) else {
+        return error;
+    };
+    let flag = arg.split('=').next().unwrap_or_default();
+    if !CONDA_ONLY_FLAGS.contains(&flag) {
+        return error;
+    }
+    let tip = if flag == "--subdir" {
+        "conda's `--subdir` is `--platform` here".to_owned()
+    } else if flag == "--debug" {
+        "for more output use -v, -vv or -vvv".to_owned()
+    } else {
+        format!(
+            "`{flag}` is a flag of conda's own; {} does not take it (see --help)",
+            crate::invocation::command()
+        )
+    };
+    error.insert(
+        ContextKind::Suggested,
+        ContextValue::StyledStrs(vec![tip.into()]),
+    );
+    error
 }
 
 /// TLS and plain-HTTP settings for registries.
@@ -200,7 +315,9 @@ pub struct BuildArgs {
     /// Leave out the PyPI packages of a pixi.lock.
     #[arg(long)]
     pub ignore_pypi: bool,
-    /// The environment of a pixi.lock to build (default `default`).
+    /// The pixi environment to build (default `default`): of the pixi.lock
+    /// given with --file, else of the pixi workspace around the current
+    /// folder (installed by `pixi install`).
     #[arg(long, value_name = "NAME")]
     pub pixi_env: Option<String>,
     /// Write the environment as an `@EXPLICIT` spec with sha256 hashes,
@@ -344,6 +461,9 @@ fn run_build(args: BuildArgs) -> Result<(), CliError> {
         sources.push(("package specs", EnvSelector::Specs(args.specs)));
     }
     let env = match sources.len() {
+        0 if Invocation::current() == Invocation::Pixi || args.pixi_env.is_some() => {
+            EnvSelector::Pixi(args.pixi_env.clone())
+        }
         0 => EnvSelector::Active,
         1 => sources.remove(0).1,
         _ => {
@@ -643,13 +763,67 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             })?;
             let password = password.trim_end_matches(['\n', '\r']);
             if password.is_empty() {
-                return Err(CliError::Usage(
-                    "no password on stdin: pipe it in, e.g. `echo \"$TOKEN\" | conda-docker login REGISTRY -u USER --password-stdin`".into(),
-                ));
+                return Err(CliError::Usage(format!(
+                    "no password on stdin: pipe it in, e.g. `echo \"$TOKEN\" | {} login REGISTRY -u USER --password-stdin`",
+                    crate::invocation::command()
+                )));
             }
             let stored = login(&registry, &username, password, &registry_args.into())?;
             eprintln!("logged in to {registry}; the login is stored in {stored}");
             Ok(())
+        }
+        Command::Completions { shell } => {
+            let script = completions(shell, Invocation::current().executable());
+            std::io::Write::write_all(&mut std::io::stdout(), script.as_bytes())
+                .map_err(|e| CliError::Usage(format!("cannot write the completions: {e}")))
+        }
+        Command::Man { dir } => write_man(dir),
+    }
+}
+
+/// The completion script for `shell`, keyed on `executable` (what shells
+/// look up, whatever name the user typed).
+fn completions(shell: clap_complete::Shell, executable: &str) -> String {
+    let mut script = Vec::new();
+    if shell != clap_complete::Shell::Bash {
+        clap_complete::generate(shell, &mut Cli::command(), executable, &mut script);
+        return String::from_utf8_lossy(&script).into_owned();
+    }
+    // clap_complete's bash script never completes a subcommand's options
+    // when the name has a hyphen (clap-rs/clap#6421): generate it for a
+    // name without one, then register that function for the real name.
+    let plain = executable.replace('-', "_");
+    clap_complete::generate(shell, &mut Cli::command(), &plain, &mut script);
+    String::from_utf8_lossy(&script)
+        .lines()
+        .map(|line| match line.trim_start().starts_with("complete -F") {
+            true => match line.strip_suffix(plain.as_str()) {
+                Some(head) => format!("{head}{executable}\n"),
+                None => format!("{line}\n"),
+            },
+            false => format!("{line}\n"),
+        })
+        .collect()
+}
+
+/// The man page on stdout, or every command's page into `dir`. Pages are
+/// named after the executable (`conda-docker-build.1`), which is what
+/// `man` looks up.
+fn write_man(dir: Option<PathBuf>) -> Result<(), CliError> {
+    let command = Cli::command();
+    let failed = |e: std::io::Error| CliError::Usage(format!("cannot write the man page: {e}"));
+    match dir {
+        None => clap_mangen::Man::new(command)
+            .render(&mut std::io::stdout())
+            .map_err(failed),
+        Some(dir) => {
+            if !dir.is_dir() {
+                return Err(CliError::Usage(format!(
+                    "cannot write man pages into {}: not a directory",
+                    dir.display()
+                )));
+            }
+            clap_mangen::generate_to(command, &dir).map_err(failed)
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod conda;
 pub mod digest;
 pub mod dirs;
 pub mod image;
+pub mod invocation;
 pub mod layer;
 pub mod parallel;
 pub mod platform;

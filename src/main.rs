@@ -2,12 +2,14 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use conda_docker::cli::{self, Cli};
+use conda_docker::invocation::Invocation;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let invocation = Invocation::detect();
+    invocation.set_current();
+    let cli = Cli::parse_as(invocation);
     let level = match cli.verbose {
         0 => "warn",
         1 => "info",

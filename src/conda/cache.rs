@@ -32,23 +32,14 @@ impl PackageCaches {
     /// `~/.conda/pkgs`; `RATTLER_CACHE_DIR` (else `~/.cache/rattler/cache`)
     /// `/pkgs`.
     pub fn discover() -> Self {
-        let mut conda: Vec<PathBuf> = std::env::var_os("CONDA_PKGS_DIRS")
-            .map(|v| {
-                v.to_string_lossy()
-                    .split([',', ':'])
-                    .filter(|s| !s.is_empty())
-                    .map(PathBuf::from)
-                    .collect()
-            })
-            .unwrap_or_default();
-        conda.extend(super::condarc::CondaRc::load().pkgs_dirs);
+        let mut conda = super::condarc::CondaRc::load().pkgs_dirs;
         conda.extend(conda_root().map(|r| r.join("pkgs")));
         conda.extend(home().map(|h| h.join(".conda/pkgs")));
         let rattler_root = std::env::var_os("RATTLER_CACHE_DIR")
             .map(PathBuf::from)
             .or_else(|| home().map(|h| h.join(".cache/rattler/cache")));
         PackageCaches {
-            conda,
+            conda: super::condarc::unique(conda),
             rattler: rattler_root.map(|r| r.join("pkgs")).into_iter().collect(),
             staging: cache_dir().join("pkgs"),
         }

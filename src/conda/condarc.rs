@@ -1,6 +1,8 @@
 //! The parts of conda's configuration this tool needs: `pkgs_dirs`,
-//! `envs_dirs`, `channels`, `channel_alias` and `custom_channels` from the
-//! `.condarc` files conda reads, in conda's order.
+//! `envs_dirs`, `channels`, `channel_alias` and `custom_channels`, from the
+//! `.condarc` files conda reads, in conda's order, and from the `CONDA_*`
+//! variables that override them (which the conda plugin sets from conda's
+//! own resolved configuration).
 
 use crate::dirs::home;
 use std::path::{Path, PathBuf};
@@ -103,8 +105,12 @@ fn expand(text: &str) -> PathBuf {
 }
 
 impl CondaRc {
-    /// Reads every `.condarc` conda would. A file that is not valid YAML is
-    /// named in a warning and skipped.
+    /// Reads every `.condarc` conda would, then the variables conda lets
+    /// override them: `CONDA_PKGS_DIRS` and `CONDA_CHANNELS` (`,`-separated),
+    /// `CONDA_ENVS_DIRS` (or the older `CONDA_ENVS_PATH`, `:`-separated),
+    /// `CONDA_CHANNEL_ALIAS`. As in conda, a variable's entries come first
+    /// and the files' follow. A file that is not valid YAML is named in a
+    /// warning and skipped.
     pub fn load() -> Self {
         let mut rc = CondaRc::default();
         for path in search_path().iter().rev() {
@@ -129,17 +135,86 @@ impl CondaRc {
                 Err(e) => tracing::warn!("ignoring {}: not a valid condarc ({e})", path.display()),
             }
         }
-        rc.pkgs_dirs.dedup();
-        rc.envs_dirs.dedup();
-        let mut seen = std::collections::HashSet::new();
-        rc.channels.retain(|c| seen.insert(c.clone()));
+        rc.apply_variables(|name| std::env::var(name).ok());
+        rc.pkgs_dirs = unique(rc.pkgs_dirs);
+        rc.envs_dirs = unique(rc.envs_dirs);
+        rc.channels = unique(rc.channels);
         rc
     }
+
+    /// Puts the `CONDA_*` overrides in front of what the files said.
+    fn apply_variables(&mut self, var: impl Fn(&str) -> Option<String>) {
+        let list = |name: &str, separators: &[char]| -> Vec<String> {
+            var(name)
+                .map(|v| {
+                    v.split(separators)
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let front = |list: Vec<String>, rest: &mut Vec<PathBuf>| {
+            let mut dirs: Vec<PathBuf> = list.iter().map(|p| expand(p)).collect();
+            dirs.append(rest);
+            *rest = dirs;
+        };
+        // conda splits pkgs_dirs on `,`; a `:`-separated value is
+        // accepted too, as people write it like PATH.
+        front(list("CONDA_PKGS_DIRS", &[',', ':']), &mut self.pkgs_dirs);
+        let envs = match var("CONDA_ENVS_DIRS") {
+            Some(_) => list("CONDA_ENVS_DIRS", &[':']),
+            None => list("CONDA_ENVS_PATH", &[':']),
+        };
+        front(envs, &mut self.envs_dirs);
+        let mut channels = list("CONDA_CHANNELS", &[',']);
+        channels.append(&mut self.channels);
+        self.channels = channels;
+        if let Some(alias) = var("CONDA_CHANNEL_ALIAS").filter(|a| !a.is_empty()) {
+            self.channel_alias = Some(alias);
+        }
+    }
+}
+
+/// The list with later repeats removed, order kept.
+pub(crate) fn unique<T: Clone + Eq + std::hash::Hash>(items: Vec<T>) -> Vec<T> {
+    let mut seen = std::collections::HashSet::new();
+    items
+        .into_iter()
+        .filter(|i| seen.insert(i.clone()))
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::expand;
+    use super::{CondaRc, expand};
+    use std::path::PathBuf;
+
+    #[test]
+    fn variables_come_before_files() {
+        let mut rc = CondaRc {
+            pkgs_dirs: vec!["/rc/pkgs".into()],
+            envs_dirs: vec!["/rc/envs".into()],
+            channels: vec!["bioconda".into()],
+            channel_alias: Some("https://rc.example/".into()),
+            ..CondaRc::default()
+        };
+        rc.apply_variables(|name| {
+            Some(match name {
+                "CONDA_PKGS_DIRS" => "/a/pkgs,/b/pkgs".into(),
+                "CONDA_ENVS_PATH" => "/a/envs:/b/envs".into(),
+                "CONDA_CHANNELS" => "conda-forge, bioconda".into(),
+                "CONDA_CHANNEL_ALIAS" => "https://mirror.example/".into(),
+                _ => return None,
+            })
+        });
+        let paths = |v: &[&str]| v.iter().map(PathBuf::from).collect::<Vec<_>>();
+        assert_eq!(rc.pkgs_dirs, paths(&["/a/pkgs", "/b/pkgs", "/rc/pkgs"]));
+        assert_eq!(rc.envs_dirs, paths(&["/a/envs", "/b/envs", "/rc/envs"]));
+        assert_eq!(rc.channels, ["conda-forge", "bioconda", "bioconda"]);
+        assert_eq!(rc.channel_alias.as_deref(), Some("https://mirror.example/"));
+    }
 
     #[test]
     fn expands_variables() {

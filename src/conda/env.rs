@@ -26,6 +26,10 @@ pub enum EnvSelector {
     LockFile(PathBuf),
     /// Match specs on the command line, solved.
     Specs(Vec<String>),
+    /// An environment of the pixi workspace around the current folder
+    /// (`pixi docker` with no source, or `--pixi-env NAME` alone); `None`
+    /// is the one `pixi shell` activated, else `default`.
+    Pixi(Option<String>),
     /// Nothing given: `CONDA_PREFIX`.
     Active,
 }
@@ -62,11 +66,14 @@ pub struct SolveOptions {
     pub glibc: Option<String>,
 }
 
-/// The root of the conda installation: `CONDA_ROOT`, else the one
-/// `CONDA_EXE` (`<root>/bin/conda`) or `MAMBA_ROOT_PREFIX` points at.
+/// The root of the conda installation: conda's `CONDA_ROOT_PREFIX`
+/// setting, else `CONDA_ROOT` (which conda and the plugin set), else the
+/// one `CONDA_EXE` (`<root>/bin/conda`) or `MAMBA_ROOT_PREFIX` points at.
 pub fn conda_root() -> Option<PathBuf> {
-    if let Some(root) = std::env::var_os("CONDA_ROOT") {
-        return Some(root.into());
+    for name in ["CONDA_ROOT_PREFIX", "CONDA_ROOT"] {
+        if let Some(root) = std::env::var_os(name).filter(|r| !r.is_empty()) {
+            return Some(root.into());
+        }
     }
     if let Some(exe) = std::env::var_os("CONDA_EXE") {
         let exe = PathBuf::from(exe);
@@ -81,14 +88,10 @@ pub fn conda_root() -> Option<PathBuf> {
 /// `CONDA_ENVS_DIRS` (or the older `CONDA_ENVS_PATH`), `envs_dirs` from the
 /// condarc files, `<root>/envs`, `~/.conda/envs`.
 pub fn envs_dirs() -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("CONDA_ENVS_DIRS")
-        .or_else(|| std::env::var_os("CONDA_ENVS_PATH"))
-        .map(|v| std::env::split_paths(&v).collect())
-        .unwrap_or_default();
-    dirs.extend(super::condarc::CondaRc::load().envs_dirs);
+    let mut dirs = super::condarc::CondaRc::load().envs_dirs;
     dirs.extend(conda_root().map(|r| r.join("envs")));
     dirs.extend(home().map(|h| h.join(".conda/envs")));
-    dirs
+    super::condarc::unique(dirs)
 }
 
 /// Finds the prefix of environment `name`: in the envs dirs, then among the
@@ -138,6 +141,10 @@ impl EnvSelector {
                 return Err(CondaError::NoSuchPrefix(path.clone()));
             }
             EnvSelector::Specs(_) => return Err(CondaError::NoEnvironment),
+            EnvSelector::Pixi(name) => {
+                let here = std::env::current_dir().unwrap_or_default();
+                super::pixi::Workspace::find(&here)?.environment(name.as_deref())?
+            }
             EnvSelector::Active => std::env::var_os("CONDA_PREFIX")
                 .filter(|p| !p.is_empty())
                 .map(PathBuf::from)

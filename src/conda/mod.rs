@@ -12,6 +12,7 @@ pub mod envfile;
 pub mod explicit;
 pub mod glibc;
 pub mod order;
+pub mod pixi;
 pub mod relocate;
 pub mod solve;
 pub mod unrelocate;
@@ -28,6 +29,23 @@ pub enum CondaError {
         "no environment given and none is active: pass package specs, -p/--prefix PATH, -n/--name NAME or --file environment.yml/EXPLICIT.txt, or activate one"
     )]
     NoEnvironment,
+    /// `pixi docker` outside any pixi workspace.
+    #[error(
+        "no pixi workspace in {} or above it (no pixi.toml with [workspace], or pyproject.toml with [tool.pixi.workspace]): run this inside a pixi project, or name the environment with -p, -n, --file or package specs",
+        .0.display()
+    )]
+    NoPixiWorkspace(PathBuf),
+    /// A pixi environment that `pixi install` has not installed.
+    #[error(
+        "the pixi environment `{name}` of {} is not installed: run `pixi install -e {name}` first, or build from the lock with --file pixi.lock --pixi-env {name}",
+        manifest.display()
+    )]
+    PixiNotInstalled {
+        /// The environment.
+        name: String,
+        /// The workspace's manifest.
+        manifest: PathBuf,
+    },
     /// More than one way of naming the environment.
     #[error("give only one of -p/--prefix, -n/--name, --file and package specs (got {0})")]
     TwoSources(String),

@@ -408,8 +408,9 @@ impl Client {
         let (repository, action) = scope.main();
         let hint = match (&self.credentials, action) {
             (None, _) => format!(
-                ": no login found for {}; log in with `conda-docker login {}`{}",
+                ": no login found for {}; log in with `{} login {}`{}",
                 self.registry,
+                crate::invocation::command(),
                 self.registry,
                 if action == Action::Push {
                     " or set CONDA_DOCKER_REGISTRY_USER and CONDA_DOCKER_REGISTRY_PASSWORD"

@@ -58,7 +58,7 @@ fn legacy_python() -> Option<PathBuf> {
     static PYTHON: OnceLock<Option<PathBuf>> = OnceLock::new();
     Venv {
         dir: VENV_DIR,
-        requirement: CONDA_DOCKER_REQUIREMENT,
+        requirements: &[CONDA_DOCKER_REQUIREMENT],
         check: "import conda_docker.docker.base",
     }
     .python(&PYTHON)

@@ -160,6 +160,7 @@ mod rootfs;
 mod serve;
 mod tools;
 mod venv;
+pub use venv::Venv;
 
 pub use conda::{
     ALL_PACKAGES, ARCH_SUBDIRS, CD_ARCH, CD_BINARY, CD_DATA, CD_LEAF, CD_LIB, CD_LIB_VERSIONS,

@@ -180,7 +180,7 @@ pub fn py_rattler_python() -> Option<PathBuf> {
     static PYTHON: OnceLock<Option<PathBuf>> = OnceLock::new();
     Venv {
         dir: VENV_DIR,
-        requirement: PY_RATTLER_REQUIREMENT,
+        requirements: &[PY_RATTLER_REQUIREMENT],
         check: "import rattler; rattler.solve; rattler.install",
     }
     .python(&PYTHON)

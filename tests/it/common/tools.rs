@@ -102,6 +102,8 @@ fn apt_package(name: &str) -> &str {
         "python3" => "python3 + python3-venv",
         "unshare" => "util-linux",
         "cc" => "gcc",
+        "ldd" => "libc-bin",
+        "man" => "man-db",
         other => other,
     }
 }

@@ -15,8 +15,8 @@ use super::tools::{skip_or_panic, tool};
 pub struct Venv {
     /// Folder name under `target/tmp` (`.lock` beside it).
     pub dir: &'static str,
-    /// The pip requirement.
-    pub requirement: &'static str,
+    /// The pip requirements.
+    pub requirements: &'static [&'static str],
     /// Run with `python -c` to check the venv.
     pub check: &'static str,
 }
@@ -35,7 +35,7 @@ impl Venv {
         if cached.is_none() && !fresh {
             skip_or_panic(&format!(
                 "no venv with {} (see the first failure above)",
-                self.requirement
+                self.requirements.join(" ")
             ));
         }
         cached.clone()
@@ -58,7 +58,7 @@ impl Venv {
             && self.step(
                 Command::new(venv.join("bin/python"))
                     .args(["-m", "pip", "install", "--disable-pip-version-check", "-q"])
-                    .arg(self.requirement)
+                    .args(self.requirements)
                     .env("PIP_NO_INPUT", "1"),
                 600,
             );
@@ -82,7 +82,7 @@ impl Venv {
         if !output.status.success() {
             skip_or_panic(&format!(
                 "cannot set up the {} venv: {cmd:?} failed ({}): {}{}",
-                self.requirement,
+                self.requirements.join(" "),
                 output.status,
                 stdout(&output),
                 String::from_utf8_lossy(&output.stderr)
