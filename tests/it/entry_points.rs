@@ -349,3 +349,56 @@ fn the_binary_links_only_glibc_and_libgcc() {
         );
     }
 }
+
+/// The README's flag reference: the top-level and every command's
+/// `--help`, as the binary prints them.
+fn flag_reference() -> String {
+    let command = conda_docker::cli::Cli::command_as(conda_docker::invocation::Invocation::Direct);
+    let mut names = vec![String::new()];
+    names.extend(
+        command
+            .get_subcommands()
+            .map(|c| c.get_name().to_owned())
+            .filter(|n| n != "help"),
+    );
+    let mut reference = String::new();
+    for name in names {
+        let words: Vec<&str> = [name.as_str(), "--help"]
+            .into_iter()
+            .filter(|w| !w.is_empty())
+            .collect();
+        let help = common::stdout(&common::run(
+            conda_docker()
+                .args(&words)
+                .env_remove("CONDA_DOCKER_INVOKED_AS"),
+        ));
+        reference.push_str(&format!(
+            "<details><summary><code>conda-docker {}</code></summary>\n\n```text\n{}\n```\n\n</details>\n",
+            words.join(" "),
+            help.trim_end()
+        ));
+    }
+    reference
+}
+
+#[test]
+fn readme_flag_reference_is_current() {
+    const BEGIN: &str = "<!-- BEGIN flag reference -->\n";
+    const END: &str = "<!-- END flag reference -->";
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    let readme = std::fs::read_to_string(&path).unwrap();
+    let start = readme.find(BEGIN).expect("README has the BEGIN marker") + BEGIN.len();
+    let end = readme.find(END).expect("README has the END marker");
+    let expected = flag_reference();
+    if readme[start..end] == expected {
+        return;
+    }
+    if std::env::var("CONDA_DOCKER_UPDATE_README").as_deref() == Ok("1") {
+        let updated = format!("{}{expected}{}", &readme[..start], &readme[end..]);
+        conda_docker::atomic::write(&path, updated.as_bytes(), 0o644).unwrap();
+        return;
+    }
+    panic!(
+        "README.md's flag reference differs from --help; run `CONDA_DOCKER_UPDATE_README=1 cargo test readme` and commit the result"
+    );
+}
