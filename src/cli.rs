@@ -471,6 +471,11 @@ fn run_build(args: BuildArgs) -> Result<(), CliError> {
             return Err(BuildError::from(CondaError::TwoSources(given.join(" and "))).into());
         }
     };
+    if args.pixi_env.is_some() && !matches!(env, EnvSelector::Pixi(_) | EnvSelector::LockFile(_)) {
+        return Err(CliError::Usage(
+            "--pixi-env names an environment of a pixi workspace or of a pixi.lock given with --file; leave it out with -p, -n, specs or other files".into(),
+        ));
+    }
     let push_to: Option<Reference> = if args.push {
         Some(args.image.parse().map_err(ImageError::from)?)
     } else {

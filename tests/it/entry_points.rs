@@ -198,6 +198,26 @@ fn pixi_docker_builds_the_pixi_workspace_environment() {
     );
     assert!(!out.exists());
 
+    // --pixi-env with another source is a mistake, not ignored.
+    let line = failure(
+        isolate(conda_docker())
+            .args([
+                "build",
+                "-b",
+                "scratch",
+                "-n",
+                "x",
+                "--pixi-env",
+                "dev",
+                "-o",
+            ])
+            .arg(&out),
+    );
+    assert!(
+        line.contains("--pixi-env names an environment of a pixi workspace"),
+        "{line}"
+    );
+
     // Outside any workspace.
     let outside = dir.path().join("elsewhere");
     std::fs::create_dir_all(&outside).unwrap();
