@@ -210,18 +210,23 @@ fn python_info(records: &[PrefixRecord], platform: Subdir) -> Option<PythonInfo>
 }
 
 /// The channel name written in `conda-meta/history` (`conda-forge` for
-/// `https://conda.anaconda.org/conda-forge`), never a host path.
+/// `https://conda.anaconda.org/conda-forge`), never a host path. conda
+/// records an installed package's channel with its subdir on the end
+/// (`.../conda-forge/linux-64`), a solve without: both name the channel.
 fn channel_name(channel: Option<&str>) -> String {
-    channel
-        .map(|c| {
-            c.trim_end_matches('/')
-                .rsplit('/')
-                .next()
-                .unwrap_or(c)
-                .to_owned()
-        })
-        .filter(|c| !c.is_empty())
-        .unwrap_or_else(|| "<unknown>".into())
+    let mut parts = channel
+        .unwrap_or_default()
+        .trim_end_matches('/')
+        .rsplit('/');
+    let last = parts.next().unwrap_or_default();
+    let name = match last.parse::<rattler_conda_types::Subdir>() {
+        Ok(_) => parts.next().unwrap_or_default(),
+        Err(_) => last,
+    };
+    match name {
+        "" => "<unknown>".into(),
+        name => name.to_owned(),
+    }
 }
 
 /// Hears how a build goes, so a front end can show progress; the library
@@ -700,4 +705,28 @@ pub fn build_docker_environment(
     let (image, _) = build(&options, &Silent)?;
     image.write_file(output_filename)?;
     Ok(image)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::channel_name;
+
+    #[test]
+    fn channel_names_leave_out_the_subdir_and_the_host() {
+        for (channel, name) in [
+            (
+                Some("https://conda.anaconda.org/conda-forge"),
+                "conda-forge",
+            ),
+            (
+                Some("https://conda.anaconda.org/conda-forge/linux-64"),
+                "conda-forge",
+            ),
+            (Some("file:///tmp/e2e/channel/noarch/"), "channel"),
+            (Some("bioconda"), "bioconda"),
+            (None, "<unknown>"),
+        ] {
+            assert_eq!(channel_name(channel), name, "{channel:?}");
+        }
+    }
 }

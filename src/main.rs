@@ -1,5 +1,6 @@
 //! The `conda-docker` binary: parse, run, report.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use conda_docker::cli::{self, Cli};
@@ -22,8 +23,11 @@ fn main() -> ExitCode {
             "{level},rustls_platform_verifier=off,rattler_repodata_gateway=error"
         ))
     });
+    // Colours only for a person at a terminal who has not asked for none.
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .without_time()
         .init();

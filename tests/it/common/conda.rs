@@ -1119,7 +1119,7 @@ fn dist_name(record: &RepoDataRecord) -> String {
 
 /// Turns the `conda-meta` record rattler wrote into the one conda writes
 /// (conda's `CreatePrefixRecordAction`): the full repodata record (with
-/// sha256), `extracted_package_dir`, `package_tarball_full_path` and
+/// sha256; the channel URL ending in the subdir), `extracted_package_dir`, `package_tarball_full_path` and
 /// `link.source` in the pkgs dir, `requested_spec(s)`, and `paths_data`
 /// entries carrying `sha256_in_prefix` as conda's link actions add it.
 fn rewrite_conda_meta(prefix: &Path, pkgs: &Path, record: &RepoDataRecord, names: &[&str]) {
@@ -1136,6 +1136,13 @@ fn rewrite_conda_meta(prefix: &Path, pkgs: &Path, record: &RepoDataRecord, names
     for (key, value) in repodata.as_object().expect("record is an object") {
         meta[key] = value.clone();
     }
+    // conda records the channel with the subdir on the end.
+    let channel = record.channel.as_deref().unwrap_or_default();
+    meta["channel"] = json!(format!(
+        "{}/{}",
+        channel.trim_end_matches('/'),
+        record.package_record.subdir
+    ));
     meta["package_tarball_full_path"] = json!(pkgs.join(record.identifier.to_file_name()));
     meta["link"] = json!({"source": extracted, "type": 1});
     set_requested_spec(&mut meta, record, names);
