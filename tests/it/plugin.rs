@@ -423,7 +423,7 @@ print(json.dumps([v.recipe.to_dict() for v in recipe.render(variants, rb.RenderC
     assert_eq!(plugin["build"]["noarch"], "python");
     let run = plugin["requirements"]["run"].to_string();
     assert!(
-        run.contains("conda >=23.7") && run.contains("\"conda-docker\""),
+        run.contains("conda >=23.1") && run.contains("\"conda-docker\""),
         "{run}"
     );
     let tests = plugin["tests"].to_string();
