@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::common::{self, CacheLayout, CondaChannel, install_env_at};
-use crate::fixtures::{conda_docker, failure};
+use crate::fixtures::{self, conda_docker, failure};
 
 /// The test binary under the name pixi's extension rule runs it by
 /// (`pixi docker ...` execs `pixi-docker` found on PATH, with argv[0] its
@@ -98,18 +98,9 @@ fn help_and_errors_name_the_command_the_user_typed() {
     );
 }
 
-/// The packages (`name-version-build`) in `build --json`'s layers.
+/// The packages of a `build --json` run.
 fn built_packages(output: &std::process::Output) -> Vec<String> {
-    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    let mut names: Vec<String> = summary["conda_layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|l| l["packages"].as_array().unwrap().clone())
-        .map(|p| p.as_str().unwrap().to_owned())
-        .collect();
-    names.sort();
-    names
+    fixtures::built_packages(&serde_json::from_slice(&output.stdout).unwrap())
 }
 
 #[test]

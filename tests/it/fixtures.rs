@@ -62,3 +62,17 @@ pub fn failure(cmd: &mut Command) -> String {
     assert!(stderr.starts_with("error: "), "{stderr}");
     stderr
 }
+
+/// The packages (`name-version-build`) in the layers of `build --json`'s
+/// summary, sorted.
+pub fn built_packages(summary: &serde_json::Value) -> Vec<String> {
+    let mut names: Vec<String> = summary["conda_layers"]
+        .as_array()
+        .expect("conda_layers in the summary")
+        .iter()
+        .flat_map(|l| l["packages"].as_array().unwrap().clone())
+        .map(|p| p.as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    names
+}

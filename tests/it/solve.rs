@@ -303,13 +303,7 @@ fn pixi_and_conda_lock_files_build_without_a_solve() {
     )
     .unwrap();
     assert_eq!(report["architecture"], "arm64");
-    let packages: Vec<String> = report["conda_layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|l| l["packages"].as_array().unwrap().clone())
-        .map(|p| p.as_str().unwrap().to_owned())
-        .collect();
+    let packages = crate::fixtures::built_packages(&report);
     assert_eq!(packages.len(), records.len(), "{packages:?}");
     assert!(contains(&layer_bytes(&out), "linux-aarch64\n"));
 
