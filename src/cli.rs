@@ -134,7 +134,7 @@ pub enum Command {
 impl Cli {
     /// Parses the process's arguments for `invocation`: help and usage
     /// errors show the command the user typed, and a conda flag we do not
-    /// take gets a tip instead of clap's guess. Exits on `--help` or a
+    /// take gets a tip saying so. Exits on `--help` or a
     /// usage error (code 2, as conda's argparse does).
     pub fn parse_as(invocation: Invocation) -> Self {
         let mut command = Cli::command_as(invocation);
