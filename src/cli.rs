@@ -19,7 +19,14 @@ use crate::registry::{Credentials, PushReport, RegistryError, RegistryOptions, l
 
 /// Turn a conda environment into a layered container image, without Docker.
 #[derive(Debug, Parser)]
-#[command(name = "conda-docker", version, about, long_about = None, after_long_help = ENVIRONMENT_HELP)]
+#[command(
+    name = "conda-docker",
+    version,
+    about,
+    long_about = None,
+    after_long_help = ENVIRONMENT_HELP,
+    arg_required_else_help = true
+)]
 pub struct Cli {
     /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
     #[arg(short, long, action = ArgAction::Count, global = true)]

@@ -69,6 +69,13 @@ fn help_and_errors_name_the_command_the_user_typed() {
         error.contains("conda's `--subdir` is `--platform` here"),
         "{error}"
     );
+    // `conda docker` alone shows the commands, as conda and pixi do.
+    let bare = usage_error(&mut as_conda());
+    assert!(
+        bare.contains("Usage: conda docker [OPTIONS] <COMMAND>")
+            && bare.contains("Commands:\n  build"),
+        "{bare}"
+    );
     let error = usage_error(as_conda().arg("biuld"));
     assert!(error.contains("unrecognized subcommand 'biuld'"), "{error}");
     assert!(
