@@ -13,6 +13,13 @@
 
 use std::process::ExitCode;
 
+fn usage() -> ExitCode {
+    eprintln!(
+        "usage: build_env [-c CHANNEL]... BASE_IMAGE OUTPUT_IMAGE OUTPUT_FILENAME PACKAGE..."
+    );
+    ExitCode::from(2)
+}
+
 fn main() -> ExitCode {
     let mut channels = Vec::new();
     let mut rest = Vec::new();
@@ -24,16 +31,10 @@ fn main() -> ExitCode {
         }
     }
     let [base_image, output_image, output_filename, packages @ ..] = rest.as_slice() else {
-        eprintln!(
-            "usage: build_env [-c CHANNEL]... BASE_IMAGE OUTPUT_IMAGE OUTPUT_FILENAME PACKAGE..."
-        );
-        return ExitCode::from(2);
+        return usage();
     };
     if packages.is_empty() {
-        eprintln!(
-            "usage: build_env [-c CHANNEL]... BASE_IMAGE OUTPUT_IMAGE OUTPUT_FILENAME PACKAGE..."
-        );
-        return ExitCode::from(2);
+        return usage();
     }
     let packages: Vec<&str> = packages.iter().map(String::as_str).collect();
     let channels: Vec<&str> = channels.iter().map(String::as_str).collect();

@@ -219,7 +219,7 @@ fn channel_name(channel: Option<&str>) -> String {
         .trim_end_matches('/')
         .rsplit('/');
     let last = parts.next().unwrap_or_default();
-    let name = match last.parse::<rattler_conda_types::Subdir>() {
+    let name = match last.parse::<Subdir>() {
         Ok(_) => parts.next().unwrap_or_default(),
         Err(_) => last,
     };
@@ -330,16 +330,12 @@ pub fn build(
     };
     // A solve needs the base's glibc, so its base is opened first; an
     // installed environment's platform is known only once it is read.
-    let solving = matches!(
-        options.env,
-        EnvSelector::Specs(_) | EnvSelector::EnvironmentFile(_)
-    );
-    let early_base = if solving {
-        let subdir = solve.platform.unwrap_or(Subdir::Linux64);
+    let early_base = if options.env.solves() {
+        let subdir = solve.subdir();
         let platform = Platform::from_subdir(subdir)
             .ok_or_else(|| BuildError::NotLinux(subdir.to_string()))?;
         let base = open_base(&platform)?;
-        if solve.glibc.is_none() {
+        if solve.glibc.is_none() && !solve.glibc_given() {
             solve.glibc = glibc_version(&base);
             match &solve.glibc {
                 Some(v) => tracing::info!("the base image has glibc {v}"),

@@ -144,33 +144,24 @@ impl CondaRc {
 
     /// Puts the `CONDA_*` overrides in front of what the files said.
     fn apply_variables(&mut self, var: impl Fn(&str) -> Option<String>) {
-        let list = |name: &str, separators: &[char]| -> Vec<String> {
-            var(name)
-                .map(|v| {
-                    v.split(separators)
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_owned)
-                        .collect()
-                })
+        let list = |value: Option<String>, separators: &[char]| -> Vec<String> {
+            value
                 .unwrap_or_default()
-        };
-        let front = |list: Vec<String>, rest: &mut Vec<PathBuf>| {
-            let mut dirs: Vec<PathBuf> = list.iter().map(|p| expand(p)).collect();
-            dirs.append(rest);
-            *rest = dirs;
+                .split(separators)
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
         };
         // conda splits pkgs_dirs on `,`; a `:`-separated value is
         // accepted too, as people write it like PATH.
-        front(list("CONDA_PKGS_DIRS", &[',', ':']), &mut self.pkgs_dirs);
-        let envs = match var("CONDA_ENVS_DIRS") {
-            Some(_) => list("CONDA_ENVS_DIRS", &[':']),
-            None => list("CONDA_ENVS_PATH", &[':']),
-        };
-        front(envs, &mut self.envs_dirs);
-        let mut channels = list("CONDA_CHANNELS", &[',']);
-        channels.append(&mut self.channels);
-        self.channels = channels;
+        let pkgs = list(var("CONDA_PKGS_DIRS"), &[',', ':']);
+        self.pkgs_dirs.splice(0..0, pkgs.iter().map(|p| expand(p)));
+        let envs = var("CONDA_ENVS_DIRS").or_else(|| var("CONDA_ENVS_PATH"));
+        self.envs_dirs
+            .splice(0..0, list(envs, &[':']).iter().map(|p| expand(p)));
+        self.channels
+            .splice(0..0, list(var("CONDA_CHANNELS"), &[',']));
         if let Some(alias) = var("CONDA_CHANNEL_ALIAS").filter(|a| !a.is_empty()) {
             self.channel_alias = Some(alias);
         }

@@ -66,6 +66,33 @@ pub struct SolveOptions {
     pub glibc: Option<String>,
 }
 
+impl SolveOptions {
+    /// The platform to solve or read a lock file for: `platform`, else
+    /// linux-64 (an image's default, whatever the host).
+    pub fn subdir(&self) -> Subdir {
+        self.platform.unwrap_or(Subdir::Linux64)
+    }
+
+    /// Whether `--virtual-package __glibc=...` fixes glibc, so the base
+    /// image's need not be read.
+    pub fn glibc_given(&self) -> bool {
+        self.virtual_packages
+            .iter()
+            .any(|v| v.to_ascii_lowercase().starts_with("__glibc="))
+    }
+}
+
+impl EnvSelector {
+    /// Whether this environment is solved (specs, environment.yml), and so
+    /// depends on the base image's glibc.
+    pub fn solves(&self) -> bool {
+        matches!(
+            self,
+            EnvSelector::Specs(_) | EnvSelector::EnvironmentFile(_)
+        )
+    }
+}
+
 /// The root of the conda installation: conda's `CONDA_ROOT_PREFIX`
 /// setting, else `CONDA_ROOT` (which conda and the plugin set), else the
 /// one `CONDA_EXE` (`<root>/bin/conda`) or `MAMBA_ROOT_PREFIX` points at.
@@ -177,7 +204,7 @@ impl Environment {
     /// given as specs.
     pub fn load(selector: &EnvSelector, solve: &SolveOptions) -> Result<Self, CondaError> {
         let solved = |specs: Vec<String>, file_channels: Vec<String>| {
-            let platform = solve.platform.unwrap_or(Subdir::Linux64);
+            let platform = solve.subdir();
             let mut channels = solve.channels.clone();
             channels.extend(file_channels);
             let request = SolveRequest {
@@ -205,7 +232,7 @@ impl Environment {
                 solved(file.specs, file.channels)?
             }
             EnvSelector::LockFile(path) => {
-                let platform = solve.platform.unwrap_or(Subdir::Linux64);
+                let platform = solve.subdir();
                 let records = read_lock_file(
                     path,
                     solve.lock_environment.as_deref(),

@@ -30,22 +30,16 @@ pub enum FileKind {
 /// (pixi's and conda-lock's formats do, environment files do not), else
 /// environment files; anything else is an explicit spec.
 pub fn kind_of(path: &Path) -> FileKind {
-    let explicit = std::fs::read_to_string(path)
-        .is_ok_and(|text| text.lines().any(|l| l.trim() == "@EXPLICIT"));
-    if explicit {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    if text.lines().any(|l| l.trim() == "@EXPLICIT") {
         return FileKind::Explicit;
     }
     match path.extension().and_then(|e| e.to_str()) {
         Some("lock") => FileKind::LockFile,
-        Some("yml" | "yaml") => {
-            let versioned = std::fs::read_to_string(path)
-                .is_ok_and(|text| text.lines().any(|l| l.starts_with("version:")));
-            if versioned {
-                FileKind::LockFile
-            } else {
-                FileKind::EnvironmentYaml
-            }
+        Some("yml" | "yaml") if text.lines().any(|l| l.starts_with("version:")) => {
+            FileKind::LockFile
         }
+        Some("yml" | "yaml") => FileKind::EnvironmentYaml,
         _ => FileKind::Explicit,
     }
 }
