@@ -4,6 +4,13 @@ conda parses nothing after `docker`; the binary does all the work and prints
 its own help and errors (as `conda docker ...`). What conda knows and the
 binary cannot cheaply work out, the resolved configuration, travels in the
 variables that `conda-docker --help` documents.
+
+This module is imported by every conda command, so nothing in it may raise:
+an exception while conda imports a plugin, or inside its hook, fails every
+conda command, not only `conda docker` (conda 23.1 turns the first into a
+PluginError; every version lets the second through). conda's names are
+therefore looked up inside `try`, and a conda that lacks them costs one
+warning and the `docker` subcommand, nothing else.
 """
 
 import os
@@ -11,7 +18,10 @@ import shutil
 import subprocess
 import sys
 
-from conda import plugins
+try:
+    from conda.plugins import hookimpl
+except Exception:  # a conda this plugin does not know: register nothing
+    hookimpl = None
 
 #: The executable this plugin runs.
 BINARY = "conda-docker"
@@ -119,7 +129,59 @@ def run(args):
     os.execve(binary, argv, env)
 
 
-@plugins.hookimpl
+def _conda_version():
+    try:
+        import conda
+
+        return str(conda.__version__)
+    except Exception:
+        return "(version unknown)"
+
+
+def _subcommand_type():
+    """conda's CondaSubcommand, from `conda.plugins.types`: there since
+    conda 22.11 (a NamedTuple in 23.1, a keyword-only dataclass since 26.5),
+    and the only home left once conda 26.9 deleted the `conda.plugins`
+    re-exports (conda/conda#16561)."""
+    from conda.plugins.types import CondaSubcommand
+
+    return CondaSubcommand
+
+
+#: conda may ask for subcommands more than once per command; one warning.
+_warned = []
+
+
+def _warn(reason):
+    if _warned:
+        return
+    _warned.append(reason)
+    from . import __version__
+
+    print(
+        f"warning: `conda docker` is unavailable: conda-docker-plugin "
+        f"{__version__} cannot register it with conda {_conda_version()} "
+        f"({reason}); it needs conda >= 23.1, so upgrade conda or "
+        f"conda-docker-plugin, or remove the plugin; other conda commands "
+        f"are not affected",
+        file=sys.stderr,
+    )
+
+
 def conda_subcommands():
-    """Registers `conda docker`."""
-    yield plugins.CondaSubcommand(name="docker", summary=SUMMARY, action=run)
+    """Registers `conda docker`, or nothing (with a warning) on a conda
+    whose plugin types this plugin cannot use."""
+    try:
+        subcommand = _subcommand_type()
+        # Keyword arguments only: conda >= 26.5 refuses positional ones,
+        # and no configure_parser, since conda 23.3 crashes on it.
+        return [subcommand(name="docker", summary=SUMMARY, action=run)]
+    except Exception as err:
+        _warn(f"{type(err).__name__}: {err}")
+        return []
+
+
+if hookimpl is not None:
+    conda_subcommands = hookimpl(conda_subcommands)
+else:
+    _warn("conda.plugins.hookimpl is missing")

@@ -4,7 +4,9 @@
 //! The plugin is pip-installed for real (so its entry point is what conda
 //! would find) and runs the real binary. conda itself cannot be installed
 //! here, so `python -m conda` is the STAND-IN in `tests/conda-standin/`
-//! (real pluggy, conda's dispatch rules; see its README).
+//! (real pluggy, conda's dispatch rules; see its README), in one of the
+//! condas it mirrors: conda's main branch, 23.1, or a future conda whose
+//! plugin types this plugin cannot find.
 
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
@@ -41,18 +43,41 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Which conda the stand-in mirrors (`CONDA_STANDIN_VERSION`).
+#[derive(Clone, Copy, Debug)]
+enum Mirrors {
+    /// conda's main branch after conda/conda#16561: `conda.plugins`
+    /// exports only `hookimpl`, and the types are keyword-only dataclasses.
+    Main,
+    /// conda 23.1: NamedTuple types, re-exported from `conda.plugins`.
+    V23_1,
+    /// A conda with no `conda.plugins.types`.
+    Future,
+}
+
+impl Mirrors {
+    fn name(self) -> &'static str {
+        match self {
+            Mirrors::Main => "main",
+            Mirrors::V23_1 => "23.1",
+            Mirrors::Future => "future",
+        }
+    }
+}
+
 /// conda's world for one test: the plugin installed by pip into `site`,
 /// and the folders `python -m conda` searches.
 struct Conda {
     python: PathBuf,
     path: String,
     dir: PathBuf,
+    mirrors: Mirrors,
 }
 
 impl Conda {
     /// Installs the plugin from a copy of `plugin/` (pip builds in the
     /// source folder; the repository stays clean).
-    fn new(dir: &Path) -> Option<Self> {
+    fn new(dir: &Path, mirrors: Mirrors) -> Option<Self> {
         let python = pluggy_python()?;
         let source = dir.join("plugin-src");
         copy_tree(&repo().join("plugin"), &source);
@@ -85,6 +110,7 @@ impl Conda {
             python,
             path,
             dir: dir.to_owned(),
+            mirrors,
         })
     }
 
@@ -106,6 +132,7 @@ impl Conda {
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .env("CONDA_DOCKER_CACHE_DIR", self.dir.join("cd-cache"))
             .env("CONDA_STANDIN_CONTEXT", file)
+            .env("CONDA_STANDIN_VERSION", self.mirrors.name())
             .args(["-m", "conda"]);
         cmd
     }
@@ -145,17 +172,28 @@ fn exit_code(output: &Output) -> i32 {
 }
 
 #[test]
-fn conda_docker_runs_the_binary_with_every_argument_and_exit_code() {
+fn conda_docker_runs_the_binary_on_condas_main_branch() {
+    runs_the_binary_with_every_argument_and_exit_code(Mirrors::Main);
+}
+
+#[test]
+fn conda_docker_runs_the_binary_on_conda_23_1() {
+    runs_the_binary_with_every_argument_and_exit_code(Mirrors::V23_1);
+}
+
+fn runs_the_binary_with_every_argument_and_exit_code(mirrors: Mirrors) {
     let dir = tempfile::tempdir().unwrap();
-    let Some(conda) = Conda::new(dir.path()) else {
+    let Some(conda) = Conda::new(dir.path(), mirrors) else {
         return;
     };
     let bin = bin_dir(dir.path());
     let none = serde_json::json!({});
     let run = |args: &[&str]| common::run_unchecked(conda.command(&bin, &none).args(args));
 
-    // The hook registered `docker`, with its summary for `conda --help`.
+    // The hook registered `docker`, with its summary for `conda --help`,
+    // and touched no name this conda lacks: not a word on stderr.
     let help = run(&["--help"]);
+    assert_eq!(text(&help.stderr), "", "{mirrors:?}");
     assert!(
         text(&help.stdout).contains(
             "docker            Build a container image from a conda environment, without Docker."
@@ -222,7 +260,7 @@ fn conda_docker_runs_the_binary_with_every_argument_and_exit_code() {
 #[test]
 fn conda_settings_reach_the_binary() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(conda) = Conda::new(dir.path()) else {
+    let Some(conda) = Conda::new(dir.path(), Mirrors::Main) else {
         return;
     };
     let bin = bin_dir(dir.path());
@@ -301,7 +339,7 @@ fn conda_settings_reach_the_binary() {
 #[test]
 fn the_plugin_runs_the_binary_beside_it_or_names_where_it_looked() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(conda) = Conda::new(dir.path()) else {
+    let Some(conda) = Conda::new(dir.path(), Mirrors::Main) else {
         return;
     };
     // A prefix of its own for conda (sys.prefix), whose bin/ holds a
@@ -361,6 +399,46 @@ fn the_plugin_runs_the_binary_beside_it_or_names_where_it_looked() {
             prefix.join("bin").display()
         )
     );
+}
+
+#[test]
+fn a_conda_without_the_plugin_types_loses_only_conda_docker() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(conda) = Conda::new(dir.path(), Mirrors::Future) else {
+        return;
+    };
+    let bin = bin_dir(dir.path());
+    let none = serde_json::json!({});
+    let run = |args: &[&str]| common::run_unchecked(conda.command(&bin, &none).args(args));
+    let warning = format!(
+        "warning: `conda docker` is unavailable: conda-docker-plugin {} \
+        cannot register it with conda 99.0.0 (ModuleNotFoundError: No module named \
+        'conda.plugins.types'); it needs conda >= 23.1, so upgrade conda or \
+        conda-docker-plugin, or remove the plugin; other conda commands are not affected\n",
+        env!("CARGO_PKG_VERSION")
+    );
+
+    // conda's own commands work, with one warning line.
+    let list = run(&["list"]);
+    assert_eq!(exit_code(&list), 0, "{}", text(&list.stderr));
+    assert!(text(&list.stdout).starts_with("# packages in environment at "));
+    assert_eq!(text(&list.stderr), warning);
+    let help = run(&["--help"]);
+    assert_eq!(exit_code(&help), 0);
+    assert!(
+        !text(&help.stdout).contains("docker"),
+        "{}",
+        text(&help.stdout)
+    );
+    // `conda docker` is conda's unknown command, after the same warning.
+    let docker = run(&["docker", "--version"]);
+    assert_eq!(exit_code(&docker), 2);
+    assert!(
+        text(&docker.stderr).starts_with(&warning),
+        "{}",
+        text(&docker.stderr)
+    );
+    assert!(text(&docker.stderr).contains("invalid choice: 'docker'"));
 }
 
 #[test]
