@@ -11,7 +11,7 @@ use rattler_conda_types::{PrefixRecord, Subdir};
 
 use crate::conda::CondaError;
 use crate::conda::activation::{activation, package_activation};
-use crate::conda::cache::{PackageCaches, dist_name};
+use crate::conda::cache::{PackageCaches, dist_folder, dist_name};
 use crate::conda::env::{EnvSelector, Environment, SolveOptions};
 use crate::conda::explicit::write_explicit;
 use crate::conda::glibc::glibc_version;
@@ -336,7 +336,7 @@ pub fn build(
             .ok_or_else(|| BuildError::NotLinux(subdir.to_string()))?;
         let base = open_base(&platform)?;
         if solve.glibc.is_none() && !solve.glibc_given() {
-            solve.glibc = glibc_version(&base);
+            solve.glibc = glibc_version(&base, &options.base)?;
             match &solve.glibc {
                 Some(v) => tracing::info!("the base image has glibc {v}"),
                 None => tracing::info!(
@@ -482,12 +482,12 @@ pub fn build(
         let mut packages = Vec::new();
         for &i in group {
             let record = &env.records[i];
-            let dist = dist_name(&record.repodata_record);
+            let dist = dist_folder(record)?;
             tracing::info!("relocating {dist}");
             let staging = staging_root.path().join(&dist);
             relocate(&package_dirs[i], &record.repodata_record, &staging, &target)?;
             staged.push(staging);
-            packages.push(dist);
+            packages.push(dist.to_string());
         }
         let what = packages.join(" ");
         let mut layer = factory

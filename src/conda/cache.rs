@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use rattler_conda_types::{PrefixRecord, RepoDataRecord};
 
 use super::CondaError;
+use super::contained::{DistName, check_record, file_name};
 use super::env::conda_root;
 use crate::dirs::{cache_dir, home};
 
@@ -59,12 +60,13 @@ impl PackageCaches {
     /// extracted from a matching archive into the staging cache.
     pub fn locate(&self, record: &PrefixRecord) -> Result<PathBuf, CondaError> {
         let repodata = &record.repodata_record;
-        let dist = dist_name(repodata);
+        let folder_name = dist_folder(record)?;
+        let dist = folder_name.to_string();
         let folders = record
             .extracted_package_dir
             .iter()
             .cloned()
-            .chain(self.conda.iter().map(|d| d.join(&dist)));
+            .chain(self.conda.iter().map(|d| d.join(&folder_name)));
         for folder in folders {
             if conda_folder_matches(&folder, repodata) {
                 return Ok(folder);
@@ -78,12 +80,13 @@ impl PackageCaches {
         if let Some(staged) = self.staged(repodata) {
             return Ok(staged);
         }
-        let file_name = repodata.identifier.to_string();
+        let archive_name = repodata.identifier.to_string();
+        let archive_name = file_name(&archive_name).map_err(|_| unchecked(record))?;
         let archives = record
             .package_tarball_full_path
             .iter()
             .cloned()
-            .chain(self.conda.iter().map(|d| d.join(&file_name)));
+            .chain(self.conda.iter().map(|d| d.join(archive_name)));
         let mut mismatched = None;
         for archive in archives {
             if !archive.is_file() {
@@ -134,7 +137,7 @@ impl PackageCaches {
         let Some(prefix) = prefix.filter(|_| !record.paths_data.paths.is_empty()) else {
             return Err(missing);
         };
-        let dist = dist_name(&record.repodata_record);
+        let dist = dist_folder(record)?;
         tracing::info!("rebuilding {dist} from {}", prefix.display());
         let target = scratch.join("rebuilt").join(&dist);
         super::unrelocate::unrelocate(record, prefix, python, &target)?;
@@ -156,7 +159,15 @@ impl PackageCaches {
     fn extract(&self, archive: &Path, record: &RepoDataRecord) -> Result<PathBuf, CondaError> {
         let target = match self.staging_folder(record) {
             Some(t) => t,
-            None => self.staging.join(dist_name(record)),
+            None => self
+                .staging
+                .join(
+                    DistName::of(&record.package_record).map_err(|_| CondaError::Extract {
+                        archive: archive.to_owned(),
+                        into: self.staging.clone(),
+                        source: "the record's name, version or build cannot name a folder".into(),
+                    })?,
+                ),
         };
         let fail = |source: Box<dyn std::error::Error + Send + Sync>| CondaError::Extract {
             archive: archive.to_owned(),
@@ -179,7 +190,18 @@ impl PackageCaches {
     }
 }
 
-/// `name-version-build`, the folder name every cache uses.
+/// The folder name of `record`'s package. Records are checked when an
+/// environment is loaded; this is the one way to turn one into a path.
+pub fn dist_folder(record: &PrefixRecord) -> Result<DistName, CondaError> {
+    check_record(record).map_err(|_| unchecked(record))
+}
+
+fn unchecked(record: &PrefixRecord) -> CondaError {
+    CondaError::NotContained(dist_name(&record.repodata_record))
+}
+
+/// `name-version-build`, for messages; [`dist_folder`] is the checked form
+/// for paths.
 pub fn dist_name(record: &RepoDataRecord) -> String {
     let p = &record.package_record;
     format!("{}-{}-{}", p.name.as_normalized(), p.version, p.build)

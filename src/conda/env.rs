@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use rattler_conda_types::{PrefixRecord, Subdir};
 
 use super::CondaError;
+use super::contained::{check_record, shown};
 use super::envfile::{FileKind, kind_of, read_environment_yaml, read_lock_file};
 use super::explicit::read_explicit;
 use super::solve::{self, SolveRequest};
@@ -267,6 +268,26 @@ impl Environment {
         };
         if records.is_empty() {
             return Err(CondaError::Empty(origin));
+        }
+        // The one place records enter: every field that later names a file
+        // or folder is checked here, whatever the source.
+        for record in &records {
+            check_record(record).map_err(|bad| {
+                let p = &record.repodata_record.package_record;
+                CondaError::UnsafeRecord {
+                    origin: match origin.as_os_str().is_empty() {
+                        true => "the solved environment".into(),
+                        false => origin.display().to_string(),
+                    },
+                    package: shown(&format!(
+                        "{}-{}-{}",
+                        p.name.as_source(),
+                        p.version,
+                        p.build.as_str()
+                    )),
+                    field: Box::new(bad),
+                }
+            })?;
         }
         records.sort_by(|a, b| {
             let (a, b) = (

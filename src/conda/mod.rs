@@ -7,6 +7,7 @@
 pub mod activation;
 pub mod cache;
 pub mod condarc;
+pub mod contained;
 pub mod env;
 pub mod envfile;
 pub mod explicit;
@@ -120,6 +121,34 @@ pub enum CondaError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A package whose metadata would read or write outside the package
+    /// or the staging folder.
+    #[error("refusing package {package}: its {what} `{path}` {reason}")]
+    UnsafePackage {
+        /// The package.
+        package: String,
+        /// Which part of the package.
+        what: String,
+        /// The path, as shown.
+        path: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// A record (from an environment, a lock or explicit file, a solve)
+    /// with a field that cannot safely name a file or folder.
+    #[error("{origin}: refusing the record of {package}: its {} `{}`", .field.field, .field.value)]
+    UnsafeRecord {
+        /// Where the record came from.
+        origin: String,
+        /// The package, as shown.
+        package: String,
+        /// The field, its value, and why.
+        #[source]
+        field: Box<contained::UnsafeField>,
+    },
+    /// A record that reached the build without the check at load time.
+    #[error("the record of {0} names a path outside its folder")]
+    NotContained(String),
     /// A noarch python package with no python in the environment.
     #[error("{0} is a noarch python package, but the environment has no usable python")]
     NoPython(String),

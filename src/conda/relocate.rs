@@ -7,16 +7,31 @@
 //! package's `conda-meta` record is written fresh from its own metadata, so
 //! a layer depends only on the package, the image prefix and the python
 //! version: never on the host, its paths or how the package was installed.
+//!
+//! rattler trusts a package's `info/paths.json`; we do not. Before linking,
+//! [`checked_package`] reads the package's metadata (bounded in size) and
+//! refuses any entry that would read or write outside the package folder
+//! or the staging folder; rattler then links exactly what was checked.
 
-use std::path::Path;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 
 use rattler::install::{InstallOptions, PythonInfo, link_package_sync};
-use rattler_conda_types::package::{IndexJson, PackageFile};
+use rattler_conda_types::package::{
+    IndexJson, LinkJson, NoArchLinks, PackageFile, PathType, PathsJson,
+};
 use rattler_conda_types::prefix::Prefix;
 use rattler_conda_types::{PackageRecord, PrefixRecord, RepoDataRecord, Subdir};
 
 use super::CondaError;
 use super::cache::dist_name;
+use super::contained::{ContainedPath, DistName, RealDirs, Unsafe, shown};
+
+/// The largest `info/paths.json` (or legacy `info/files`) read: the biggest
+/// packages on conda-forge list tens of thousands of files in a few MB.
+const MAX_PATHS_JSON: u64 = 64 << 20;
+/// The largest `info/index.json` or `info/link.json` read.
+const MAX_INFO_JSON: u64 = 4 << 20;
 
 /// Where a package is linked and what for.
 pub struct Target<'a> {
@@ -41,7 +56,7 @@ pub fn fresh_record(
         package: dist.clone(),
         source: cause,
     };
-    let index = IndexJson::from_package_directory(package_dir).map_err(|e| fail(e.into()))?;
+    let index = read_index(package_dir, &dist)?;
     // One identity for the package, whichever way the environment was
     // named (an explicit spec knows one hash and no size; a solve knows
     // all three), so the layer is the same either way: the sha256 if
@@ -102,6 +117,7 @@ pub fn relocate(
     if source.package_record.noarch.is_python() && target.python.is_none() {
         return Err(CondaError::NoPython(dist.clone()));
     }
+    let checked = checked_package(package_dir, &dist, target.python)?;
     let prefix = Prefix::create(staging).map_err(|e| fail(e.into()))?;
     let options = InstallOptions {
         target_prefix: Some(target.image_prefix.into()),
@@ -109,6 +125,11 @@ pub fn relocate(
         python_info: target.python.cloned(),
         allow_hard_links: Some(false),
         allow_ref_links: Some(false),
+        // Symlinks stay symlinks: copying one's target would read the host.
+        allow_symbolic_links: Some(true),
+        paths_json: Some(checked.paths),
+        index_json: Some(checked.index),
+        link_json: Some(checked.link),
         ..InstallOptions::default()
     };
     let (paths, _) = link_package_sync(package_dir, &prefix, Default::default(), options)
@@ -132,6 +153,188 @@ pub fn relocate(
     let json = serde_json::to_value(&record).map_err(|e| fail(e.into()))?;
     let mut text = serde_json::to_vec_pretty(&json).map_err(|e| fail(e.into()))?;
     text.push(b'\n');
-    fs_err::write(conda_meta.join(format!("{dist}.json")), text).map_err(io)?;
+    let folder =
+        DistName::of(&source.package_record).map_err(|_| CondaError::NotContained(dist.clone()))?;
+    fs_err::write(conda_meta.join(format!("{folder}.json")), text).map_err(io)?;
     Ok(record)
+}
+
+/// A package's metadata, checked: what rattler is given to link.
+struct CheckedPackage {
+    index: IndexJson,
+    paths: PathsJson,
+    link: Option<LinkJson>,
+}
+
+fn too_big(dist: &str, path: &Path, max: u64) -> Result<(), CondaError> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.len() > max => Err(CondaError::UnsafePackage {
+            package: dist.to_owned(),
+            what: "file".into(),
+            path: path.display().to_string(),
+            reason: format!(
+                "is {} bytes, over the {} MiB this tool reads",
+                meta.len(),
+                max >> 20
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The package's `info/index.json`, refused when over [`MAX_INFO_JSON`].
+pub fn read_index(package_dir: &Path, dist: &str) -> Result<IndexJson, CondaError> {
+    too_big(dist, &package_dir.join("info/index.json"), MAX_INFO_JSON)?;
+    IndexJson::from_package_directory(package_dir).map_err(|e| CondaError::Relocate {
+        package: dist.to_owned(),
+        source: e.into(),
+    })
+}
+
+/// Reads and checks what rattler will link from `package_dir`: every path
+/// is plain and relative; no two entries land on one path; nothing lands
+/// in `conda-meta/` or under a symlink the package itself makes; on the
+/// package side no entry is read through a symlink, and a file is a file
+/// (a symlink listed as a file, or a copied symlink whose target is outside
+/// the package, would copy a host file into the image).
+fn checked_package(
+    package_dir: &Path,
+    dist: &str,
+    python: Option<&PythonInfo>,
+) -> Result<CheckedPackage, CondaError> {
+    let fail = |source: std::io::Error| CondaError::Relocate {
+        package: dist.to_owned(),
+        source: source.into(),
+    };
+    let refuse = |what: &str, path: &Path, reason: String| CondaError::UnsafePackage {
+        package: dist.to_owned(),
+        what: what.to_owned(),
+        path: shown(&path.to_string_lossy()),
+        reason,
+    };
+    let index = read_index(package_dir, dist)?;
+    for legacy in [
+        "info/paths.json",
+        "info/files",
+        "info/has_prefix",
+        "info/no_link",
+    ] {
+        too_big(dist, &package_dir.join(legacy), MAX_PATHS_JSON)?;
+    }
+    let paths =
+        PathsJson::from_package_directory_with_deprecated_fallback(package_dir).map_err(fail)?;
+    let noarch_python = index.noarch.is_python();
+    let python = match (noarch_python, python) {
+        (true, Some(python)) => Some(python),
+        (true, None) => return Err(CondaError::NoPython(dist.to_owned())),
+        (false, _) => None,
+    };
+    let link = if noarch_python {
+        too_big(dist, &package_dir.join("info/link.json"), MAX_INFO_JSON)?;
+        match LinkJson::from_package_directory(package_dir) {
+            Ok(link) => Some(link),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(fail(e)),
+        }
+    } else {
+        None
+    };
+
+    // Where each entry lands in the staging prefix.
+    let mut landing: Vec<(ContainedPath, &'static str)> = Vec::new();
+    let mut links: HashSet<PathBuf> = HashSet::new();
+    let mut source = RealDirs::new(package_dir);
+    let canonical_package = std::fs::canonicalize(package_dir).map_err(fail)?;
+    for entry in &paths.paths {
+        let rel = ContainedPath::new(&entry.relative_path)
+            .map_err(|why| refuse("paths.json entry", &entry.relative_path, why.to_string()))?;
+        let lands = match python {
+            Some(python) => python
+                .get_python_noarch_target_path(rel.as_path())
+                .into_owned(),
+            None => rel.as_path().to_owned(),
+        };
+        let lands = ContainedPath::new(&lands)
+            .map_err(|why| refuse("paths.json entry", &lands, why.to_string()))?;
+        if entry.path_type == PathType::SoftLink {
+            links.insert(lands.as_path().to_owned());
+        }
+        landing.push((lands, "paths.json entry"));
+
+        let from = source
+            .join(&rel)
+            .map_err(|why| refuse("paths.json entry", rel.as_path(), why.to_string()))?;
+        let Ok(meta) = std::fs::symlink_metadata(&from) else {
+            continue;
+        };
+        let is_link = meta.file_type().is_symlink();
+        let read_as_file =
+            entry.path_type == PathType::HardLink || entry.prefix_placeholder.is_some();
+        if read_as_file && is_link {
+            return Err(refuse(
+                "paths.json entry",
+                rel.as_path(),
+                "is listed as a file but is a symlink in the package".into(),
+            ));
+        }
+        // rattler copies the target of a `no_link` symlink instead of
+        // making the link: that target must be inside the package.
+        if entry.path_type == PathType::SoftLink && entry.no_link && is_link {
+            let inside = std::fs::canonicalize(&from)
+                .is_ok_and(|target| target.starts_with(&canonical_package));
+            if !inside {
+                return Err(refuse(
+                    "paths.json entry",
+                    rel.as_path(),
+                    "is a no_link symlink to a file outside the package".into(),
+                ));
+            }
+        }
+    }
+    if let (Some(link), Some(python)) = (&link, python) {
+        let NoArchLinks::Python(entry_points) = &link.noarch else {
+            // rattler would reach an `unreachable!` on this.
+            return Err(refuse(
+                "file",
+                Path::new("info/link.json"),
+                "says noarch generic, but index.json says noarch python".into(),
+            ));
+        };
+        for entry_point in &entry_points.entry_points {
+            let command = Path::new(&entry_point.command);
+            let lands = ContainedPath::new(command)
+                .and_then(|c| match c.as_path().components().count() {
+                    1 => ContainedPath::new(&python.bin_dir.join(c.as_path())),
+                    _ => Err(Unsafe::Character('/')),
+                })
+                .map_err(|why| refuse("link.json entry point", command, why.to_string()))?;
+            landing.push((lands, "link.json entry point"));
+        }
+    }
+
+    let mut seen = HashSet::new();
+    for (lands, what) in &landing {
+        let path = lands.as_path();
+        if path.starts_with("conda-meta") {
+            return Err(refuse(
+                what,
+                path,
+                "is in conda-meta/, which is conda's, not a package's".into(),
+            ));
+        }
+        if !seen.insert(path) {
+            return Err(refuse(what, path, "is listed twice".into()));
+        }
+        if let Some(link) = lands.ancestors().find(|a| links.contains(*a)) {
+            return Err(refuse(
+                what,
+                path,
+                format!(
+                    "would be written through {}, a symlink of the package",
+                    link.display()
+                ),
+            ));
+        }
+    }
+    Ok(CheckedPackage { index, paths, link })
 }

@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 
 use super::CondaError;
 use super::cache::dist_name;
+use super::contained::{ContainedPath, RealDirs, Unsafe};
 
 /// Undoes conda's (and rattler's) C-string replacement: each string that
 /// starts with `host` and runs to a NUL got the placeholder swapped for the
@@ -102,15 +103,6 @@ pub fn restore_long_shebang(bytes: &[u8], placeholder: &str) -> Option<Vec<u8>> 
     Some(restored)
 }
 
-/// Whether a path from a record stays inside the folder it is joined to:
-/// relative, with normal components only (no `..`, no root).
-pub fn is_contained(path: &Path) -> bool {
-    !path.as_os_str().is_empty()
-        && path
-            .components()
-            .all(|c| matches!(c, std::path::Component::Normal(_)))
-}
-
 /// Where an installed path lives inside the package: noarch python files
 /// move back from `lib/pythonX.Y/site-packages/` and `bin/`.
 fn package_path(installed: &Path, noarch_python: bool, python: Option<&PythonInfo>) -> PathBuf {
@@ -155,21 +147,32 @@ pub fn unrelocate(
     let noarch_python = record.repodata_record.package_record.noarch.is_python();
     let mut paths = Vec::new();
     let mut entry_points = Vec::new();
+    // Records are checked at load; these also make sure that nothing is read
+    // from the prefix, or written into the package, through a symlink.
+    fs_err::create_dir_all(into).map_err(io(into))?;
+    let mut installed_dirs = RealDirs::new(prefix);
+    let mut package_dirs = RealDirs::new(into);
+    let unsafe_path = |path: &Path, why: Unsafe| CondaError::Unrelocatable {
+        file: path.to_owned(),
+        package: dist.clone(),
+        reason: format!("is not a plain path inside the environment: it {why}"),
+    };
     for entry in &record.paths_data.paths {
-        let unsafe_path = |path: &Path| CondaError::Unrelocatable {
-            file: path.to_owned(),
-            package: dist.clone(),
-            reason: "is not a plain relative path inside the environment".into(),
-        };
-        for path in [Some(&entry.relative_path), entry.original_path.as_ref()]
-            .into_iter()
-            .flatten()
+        let relative = ContainedPath::new(&entry.relative_path)
+            .map_err(|why| unsafe_path(&entry.relative_path, why))?;
+        let installed = installed_dirs
+            .join(&relative)
+            .map_err(|why| unsafe_path(&entry.relative_path, why))?;
+        // Only a symlink entry may be a symlink: reading any other through
+        // one would take a host file into the image.
+        if entry.path_type != InstalledType::SoftLink
+            && std::fs::symlink_metadata(&installed).is_ok_and(|m| m.file_type().is_symlink())
         {
-            if !is_contained(path) {
-                return Err(unsafe_path(path));
-            }
+            return Err(unsafe_path(
+                &entry.relative_path,
+                Unsafe::ThroughSymlink(entry.relative_path.display().to_string()),
+            ));
         }
-        let installed = prefix.join(&entry.relative_path);
         match entry.path_type {
             InstalledType::UnixPythonEntryPoint => {
                 let script = std::fs::read_to_string(&installed).map_err(io(&installed))?;
@@ -196,10 +199,10 @@ pub fn unrelocate(
             .as_deref()
             .unwrap_or(&entry.relative_path);
         let inner = package_path(inner, noarch_python, python);
-        let target = into.join(&inner);
-        if let Some(parent) = target.parent() {
-            fs_err::create_dir_all(parent).map_err(io(parent))?;
-        }
+        let inner_checked = ContainedPath::new(&inner).map_err(|why| unsafe_path(&inner, why))?;
+        let target = package_dirs
+            .create_parents(&inner_checked)
+            .map_err(io(into))?;
         let path_type = match entry.path_type {
             InstalledType::SoftLink => {
                 let link = std::fs::read_link(&installed).map_err(io(&installed))?;
@@ -249,7 +252,14 @@ pub fn unrelocate(
                         .filter(|restored| matches(restored))
                         .ok_or_else(modified)?;
                 }
-                fs_err::write(&target, &original).map_err(io(&target))?;
+                // A new file, never one already there: a path listed twice
+                // could otherwise write through the symlink the first made.
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&target)
+                    .and_then(|mut file| std::io::Write::write_all(&mut file, &original))
+                    .map_err(io(&target))?;
                 let mode = std::fs::metadata(&installed)
                     .map_err(io(&installed))?
                     .permissions();
@@ -332,14 +342,6 @@ mod tests {
         );
         // Missing padding: not a relocated binary.
         assert!(unreplace_binary(b"/tmp/env/x\0zz", host, placeholder).is_none());
-    }
-
-    #[test]
-    fn record_paths_must_stay_inside() {
-        assert!(is_contained(Path::new("lib/x.so")));
-        for bad in ["../x", "/etc/passwd", "a/../../b", ""] {
-            assert!(!is_contained(Path::new(bad)), "{bad}");
-        }
     }
 
     #[test]

@@ -16,4 +16,5 @@ mod plugin;
 mod registry;
 mod registry_selftest;
 mod roundtrip;
+mod security;
 mod solve;

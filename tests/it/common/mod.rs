@@ -72,6 +72,12 @@
 //!   conda-style `conda-meta/`); [`install_env_at`] picks both paths.
 //! - [`explicit_file`]`(records, path)`: an `@EXPLICIT` file as
 //!   `conda list --explicit --md5` writes it.
+//! - [`HostilePackage`]`::new(work, name)`: a package folder whose files,
+//!   symlinks and `paths.json`/`index.json`/`link.json` the test writes as
+//!   it likes; [`hostile_channel`]`(dir, packages)` archives and
+//!   indexes them with true hashes. [`Canary`]: a folder outside the build
+//!   whose `assert_untouched()` proves nothing was written, changed or
+//!   removed there; `climb(file)` is a `../…` path that lands in it.
 //! - [`CondaChannel`]`::build_multi_platform(dir) -> CondaChannel` (no tool
 //!   needed): `linux-64/`, `linux-aarch64/` and `noarch/`, each with a
 //!   `repodata.json` ([`MULTI_PLATFORM_SUBDIRS`]). Each arch subdir holds
@@ -150,6 +156,7 @@
 #![allow(dead_code, unused_imports)]
 
 mod conda;
+mod hostile;
 mod legacy;
 mod oci;
 mod podman;
@@ -169,6 +176,7 @@ pub use conda::{
     cd_binary_output, cd_lib_version_text, cd_show_output, explicit_file, install_env,
     install_env_at, sha256_file_hex, sha256_hex,
 };
+pub use hostile::{Canary, HostilePackage, hostile_channel};
 pub use legacy::{legacy_conda_docker_tar, legacy_conda_docker_tar_layers};
 pub use oci::{skopeo_copy, skopeo_inspect, umoci_layout_from_rootfs, umoci_unpack};
 pub use podman::{DockerService, Podman};
