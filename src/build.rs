@@ -140,6 +140,9 @@ pub struct BuildOptions {
     pub single_layer: bool,
     /// Whether files no package owns go into the image.
     pub untracked: bool,
+    /// Whether an installed environment's `activate.d` scripts are run
+    /// (in bash, on the build machine) to read what they export.
+    pub activation_scripts: bool,
     /// Host files or folders added as a layer each, above the environment:
     /// `(source, destination inside the image)`.
     pub add: Vec<(PathBuf, String)>,
@@ -170,6 +173,7 @@ impl Default for BuildOptions {
             max_layers: 100,
             single_layer: false,
             untracked: true,
+            activation_scripts: true,
             add: Vec::new(),
         }
     }
@@ -531,7 +535,12 @@ pub fn build(
         image.add_layer_path(source, destination, None)?;
     }
     let activation = match env.prefix.as_deref() {
-        Some(prefix) => activation(prefix, &options.image_prefix, env.platform),
+        Some(prefix) => activation(
+            prefix,
+            &options.image_prefix,
+            env.platform,
+            options.activation_scripts,
+        ),
         None => package_activation(&package_dirs),
     };
     for warning in &activation.warnings {

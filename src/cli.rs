@@ -393,6 +393,12 @@ pub struct BuildArgs {
     /// Leave out files no package owns (pip installs, your own files).
     #[arg(long)]
     pub no_untracked: bool,
+    /// Do not run the environment's `etc/conda/activate.d/*.sh` scripts.
+    /// An installed environment's scripts run in bash on this machine to
+    /// read the variables they export; environments from a lock or
+    /// explicit file or a solve never run any.
+    #[arg(long)]
+    pub no_activation_scripts: bool,
     /// Add a host file or folder as a layer of its own, above the
     /// environment: `SRC:DEST` (repeatable).
     #[arg(long = "add", value_name = "SRC:DEST", value_parser = source_destination)]
@@ -514,6 +520,7 @@ fn run_build(args: BuildArgs) -> Result<(), CliError> {
         max_layers: args.max_layers,
         single_layer: matches!(args.layering, Layering::Single),
         untracked: !args.no_untracked,
+        activation_scripts: !args.no_activation_scripts,
         add: args.add,
         ..BuildOptions::default()
     };

@@ -3,7 +3,9 @@
 //! the `etc/conda/activate.d` scripts export, found by activating the host
 //! prefix in a clean bash and rewriting the host prefix to the image's.
 //! An environment that is not installed (solved, locked, explicit) has
-//! only its packages' `env_vars.d` files; its scripts are named in warnings.
+//! only its packages' `env_vars.d` files; its scripts are named in warnings,
+//! never run. Running scripts is code from the environment running on the
+//! build machine, so the caller can turn it off (`--no-activation-scripts`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
@@ -31,8 +33,14 @@ fn is_bookkeeping(name: &str) -> bool {
         || name.starts_with("BASH")
 }
 
-/// Collects the activation variables of the environment at `prefix`.
-pub fn activation(prefix: &Path, image_prefix: &str, platform: Subdir) -> Activation {
+/// Collects the activation variables of the environment at `prefix`,
+/// running its `activate.d` scripts when `run_scripts`.
+pub fn activation(
+    prefix: &Path,
+    image_prefix: &str,
+    platform: Subdir,
+    run_scripts: bool,
+) -> Activation {
     let mut result = Activation::default();
     let activator = match Activator::from_path(prefix, Bash::default(), platform) {
         Ok(a) => a,
@@ -52,7 +60,14 @@ pub fn activation(prefix: &Path, image_prefix: &str, platform: Subdir) -> Activa
         .chain(&activator.post_activation_env_vars)
         .map(|(k, v)| (k.clone(), relocate(v)))
         .collect();
-    if !activator.activation_scripts.is_empty() {
+    if !run_scripts {
+        for script in &activator.activation_scripts {
+            result.warnings.push(format!(
+                "not running activation script {} (--no-activation-scripts); set what it exports with --env",
+                script.display()
+            ));
+        }
+    } else if !activator.activation_scripts.is_empty() {
         let clean: HashMap<String, String> = [("PATH".to_owned(), "/usr/bin:/bin".to_owned())]
             .into_iter()
             .collect();
@@ -60,8 +75,11 @@ pub fn activation(prefix: &Path, image_prefix: &str, platform: Subdir) -> Activa
             .iter()
             .map(|(k, v)| (OsStr::new(k), OsStr::new(v)))
             .collect();
+        // rattler puts the prefix's bin/ in front of `path`, not of
+        // current_env's PATH: without it, scripts find no system tools.
         let variables = ActivationVariables {
             current_env: clean.clone(),
+            path: Some(vec!["/usr/bin".into(), "/bin".into()]),
             ..ActivationVariables::default()
         };
         match activator.run_activation(variables, Some(env)) {

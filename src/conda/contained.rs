@@ -235,13 +235,19 @@ pub fn file_name(name: &str) -> Result<&OsStr, Unsafe> {
 /// `value` fit for an error message: control characters escaped and at most
 /// 120 characters, so a hostile field cannot flood or garble the terminal.
 pub fn shown(value: &str) -> String {
-    const MAX: usize = 120;
     let escaped: String = value.chars().flat_map(char::escape_debug).collect();
-    if escaped.chars().count() <= MAX {
+    if escaped.chars().count() <= 120 {
         return escaped;
     }
-    let cut: String = escaped.chars().take(MAX).collect();
-    format!("{cut}… ({} bytes)", value.len())
+    format!("{} ({} bytes)", cut(&escaped, 120), value.len())
+}
+
+/// `text` cut to at most `max` characters, with `…` where it was cut.
+pub fn cut(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
 }
 
 /// The folders under a root known to be real directories, not symlinks.

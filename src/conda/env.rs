@@ -247,6 +247,7 @@ impl Environment {
             }
             other => {
                 let prefix = other.prefix()?;
+                super::input::check_records(&prefix)?;
                 let records = PrefixRecord::collect_from_prefix::<PrefixRecord>(&prefix).map_err(
                     |source| CondaError::BadRecords {
                         path: prefix.join("conda-meta"),

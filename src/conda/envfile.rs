@@ -11,6 +11,7 @@ use rattler_lock::LockFile;
 
 use super::CondaError;
 use super::explicit::bad_line;
+use super::input::{read_text, read_yaml};
 
 /// What a `--file` holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,7 +31,7 @@ pub enum FileKind {
 /// (pixi's and conda-lock's formats do, environment files do not), else
 /// environment files; anything else is an explicit spec.
 pub fn kind_of(path: &Path) -> FileKind {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let text = read_text(path).unwrap_or_default();
     if text.lines().any(|l| l.trim() == "@EXPLICIT") {
         return FileKind::Explicit;
     }
@@ -54,14 +55,16 @@ pub fn read_lock_file(
     ignore_pypi: bool,
 ) -> Result<Vec<RepoDataRecord>, CondaError> {
     let bad = |reason: String| bad_line(path, 1, reason);
-    let lock = LockFile::from_path(path).map_err(|e| match &e {
-        rattler_lock::ParseCondaLockError::ParseError(yaml) => bad_line(
-            path,
-            yaml.location().map_or(1, |l| l.line()),
-            format!("not a valid lock file: {e}"),
-        ),
-        _ => bad(format!("not a valid lock file: {e}")),
-    })?;
+    let text = read_yaml(path)?;
+    let lock =
+        LockFile::from_str_with_base_directory(&text, path.parent()).map_err(|e| match &e {
+            rattler_lock::ParseCondaLockError::ParseError(yaml) => bad_line(
+                path,
+                yaml.location().map_or(1, |l| l.line()),
+                format!("not a valid lock file: {e}"),
+            ),
+            _ => bad(format!("not a valid lock file: {e}")),
+        })?;
     let names = || {
         lock.environments()
             .map(|(name, _)| name.to_owned())
@@ -123,10 +126,7 @@ pub struct EnvironmentFile {
 /// Reads an `environment.yml`. A `pip:` section is an error naming it,
 /// unless `ignore_pip` (conda-docker installs conda packages only).
 pub fn read_environment_yaml(path: &Path, ignore_pip: bool) -> Result<EnvironmentFile, CondaError> {
-    let text = std::fs::read_to_string(path).map_err(|source| CondaError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
+    let text = read_yaml(path)?;
     let yaml = EnvironmentYaml::from_yaml_str(&text).map_err(|e| {
         let line = e.location().map_or(1, |l| l.line());
         let reason = e.to_string();

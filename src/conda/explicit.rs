@@ -12,13 +12,16 @@ use rattler_conda_types::{
 use url::Url;
 
 use super::CondaError;
+use super::contained::cut;
+use super::input::read_text;
 
 /// A line of an explicit file that cannot be used.
 pub(crate) fn bad_line(path: &Path, line: usize, reason: impl Into<String>) -> CondaError {
     CondaError::BadExplicit {
         path: path.to_owned(),
         line,
-        reason: reason.into(),
+        // A reason may quote the line, and a line may be megabytes long.
+        reason: cut(&reason.into(), 400),
     }
 }
 
@@ -27,10 +30,7 @@ pub(crate) fn bad_line(path: &Path, line: usize, reason: impl Into<String>) -> C
 /// the package itself when it is linked. Returns the records and the
 /// platform named in a `# platform:` line, if any.
 pub fn read_explicit(path: &Path) -> Result<(Vec<PrefixRecord>, Option<Subdir>), CondaError> {
-    let text = std::fs::read_to_string(path).map_err(|source| CondaError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
+    let text = read_text(path)?;
     let mut platform = None;
     let mut explicit = false;
     let mut records = Vec::new();

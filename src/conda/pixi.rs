@@ -38,7 +38,7 @@ impl Workspace {
         for folder in start.ancestors() {
             for (file, tables) in MANIFESTS {
                 let manifest = folder.join(file);
-                if let Ok(text) = std::fs::read_to_string(&manifest) {
+                if let Ok(text) = super::input::read_text(&manifest) {
                     if declares_any(&text, tables) {
                         return Ok(Workspace {
                             manifest,

@@ -308,3 +308,79 @@ fn a_lock_file_cannot_name_folders_outside() {
         "{line}"
     );
 }
+
+#[test]
+fn activation_scripts_run_only_when_allowed() {
+    let scene = Scene::new();
+    let channel = common::CondaChannel::build_without_binary(&scene.path("channel"));
+    let env = install_env(
+        &channel,
+        &["cd-leaf"],
+        CacheLayout::Conda,
+        &scene.path("env"),
+    );
+    let script = env.prefix.join("etc/conda/activate.d/cd.sh");
+    std::fs::create_dir_all(script.parent().unwrap()).unwrap();
+    let ran = scene.path("ran");
+    std::fs::write(
+        &script,
+        format!("touch {}\nexport CD_FROM_SCRIPT=1\n", ran.display()),
+    )
+    .unwrap();
+    let build = |extra: &[&str]| {
+        let out = scene.path("out.tar");
+        let output = common::run(
+            scene
+                .command()
+                .args(["build", "-b", "scratch", "-o"])
+                .arg(&out)
+                .arg("-p")
+                .arg(&env.prefix)
+                .args(extra),
+        );
+        let image =
+            conda_docker::Image::open(&format!("docker-archive:{}", out.display())).unwrap();
+        let set = image.config().env_var("CD_FROM_SCRIPT").is_some();
+        (String::from_utf8_lossy(&output.stderr).into_owned(), set)
+    };
+    let (warnings, set) = build(&["--no-activation-scripts"]);
+    assert!(!ran.exists(), "the script ran");
+    assert!(!set);
+    assert!(
+        warnings.contains("not running activation script")
+            && warnings.contains("etc/conda/activate.d/cd.sh"),
+        "{warnings}"
+    );
+    // By default an installed environment's scripts run, on this machine.
+    let (warnings, set) = build(&[]);
+    assert!(ran.exists(), "the script did not run: {warnings}");
+    assert!(set, "{warnings}");
+}
+
+#[test]
+fn long_lines_are_cut_in_errors() {
+    let scene = Scene::new();
+    let file = scene.path("explicit.txt");
+    let line = format!("https://example.invalid/{}.conda", "x".repeat(10 << 20));
+    std::fs::write(&file, format!("@EXPLICIT\n{line}\n")).unwrap();
+    let error = scene.refused(&["--file", &file.display().to_string()]);
+    assert!(error.len() < 1000, "{} bytes", error.len());
+    assert!(error.contains("explicit.txt:2:"), "{error}");
+}
+
+#[test]
+fn deeply_nested_yaml_is_refused_before_parsing() {
+    let scene = Scene::new();
+    let file = scene.path("environment.yml");
+    let depth = 100_000;
+    std::fs::write(
+        &file,
+        format!("dependencies: {}{}\n", "[".repeat(depth), "]".repeat(depth)),
+    )
+    .unwrap();
+    let error = scene.refused(&["--file", &file.display().to_string()]);
+    assert!(
+        error.contains("environment.yml:1: nested deeper than 64 brackets"),
+        "{error}"
+    );
+}
