@@ -12,6 +12,92 @@ use tempfile::TempDir;
 
 use crate::digest::{Digest, Hasher};
 
+/// The largest manifest or image index read, 4 MiB: the registry of the
+/// distribution project refuses larger ones (`maxManifestBodySize`), and
+/// containers/image (skopeo, podman) and oras read no more, so no image
+/// anyone can pull has one. Also the bound for a docker-archive's
+/// `manifest.json` and an OCI layout's `index.json`.
+pub const MAX_MANIFEST_SIZE: u64 = 4 << 20;
+
+/// The largest image config read, 8 MiB. Configs grow with history entries,
+/// labels and environment (a few hundred KB for images of hundreds of
+/// layers), and containers/image refuses configs over 4 MB; twice that
+/// leaves room for any real image while a hostile one cannot make us parse
+/// (and hold) more than a few times this in memory.
+pub const MAX_CONFIG_SIZE: u64 = 8 << 20;
+
+/// `8 GiB`, `4 MiB` for a size that is a whole number of those, else
+/// `N bytes`.
+pub(crate) fn size_text(bytes: u64) -> String {
+    if bytes >= 1 << 30 && bytes.is_multiple_of(1 << 30) {
+        format!("{} GiB", bytes >> 30)
+    } else if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
+/// Reads all of `reader` if it holds at most `cap` bytes: `None` when it
+/// holds more. Never reads more than `cap + 1` bytes, so a stream that does
+/// not end costs no more than that.
+pub(crate) fn read_capped(reader: impl Read, cap: u64) -> io::Result<Option<Vec<u8>>> {
+    let mut bytes = Vec::new();
+    reader.take(cap.saturating_add(1)).read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= cap).then_some(bytes))
+}
+
+/// A reader that passes on at most `limit` bytes and fails as soon as its
+/// source has more: a download stops at the size its descriptor declares
+/// instead of filling the disk.
+pub(crate) struct Capped<R> {
+    inner: R,
+    left: u64,
+    overflowed: bool,
+}
+
+impl<R: Read> Capped<R> {
+    /// Wraps `inner`, allowing `limit` bytes.
+    pub(crate) fn new(inner: R, limit: u64) -> Self {
+        Capped {
+            inner,
+            left: limit,
+            overflowed: false,
+        }
+    }
+
+    /// Whether the source had more than the limit.
+    pub(crate) fn overflowed(&self) -> bool {
+        self.overflowed
+    }
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.left == 0 {
+            // At the limit, the stream must end here: one more byte is over.
+            let mut probe = [0u8; 1];
+            if self.inner.read(&mut probe)? == 0 {
+                return Ok(0);
+            }
+            self.overflowed = true;
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "more bytes than its descriptor declares",
+            ));
+        }
+        let max = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..max])?;
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
 /// A readable blob on disk.
 #[derive(Clone)]
 pub struct Blob {
@@ -101,11 +187,23 @@ impl Blob {
         Ok((digest, size, head))
     }
 
-    /// Reads the whole blob; only for small blobs such as configs.
-    pub fn read_all(&self) -> io::Result<Vec<u8>> {
-        let mut bytes = Vec::new();
-        self.open()?.read_to_end(&mut bytes)?;
-        Ok(bytes)
+    /// The size of the blob as it is now.
+    pub fn size(&self) -> io::Result<u64> {
+        match &self.location {
+            Location::File(path) => Ok(fs_err::metadata(path)?.len()),
+            Location::Range { len, .. } => Ok(*len),
+        }
+    }
+
+    /// Reads the whole blob if it has at most `cap` bytes (`None` if more):
+    /// for manifests and configs, which are read into memory. A blob over
+    /// the cap is refused before it is read, and reading stops at `cap + 1`
+    /// bytes should it grow meanwhile.
+    pub fn read_capped(&self, cap: u64) -> io::Result<Option<Vec<u8>>> {
+        if self.size()? > cap {
+            return Ok(None);
+        }
+        read_capped(self.open()?, cap)
     }
 }
 

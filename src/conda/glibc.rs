@@ -5,24 +5,140 @@
 //! version (glibc before 2.34); a newer `libc.so.6` says
 //! `release version 2.41` in its banner.
 
-use std::io::Read;
+use std::cell::Cell;
+use std::fmt::Display;
+use std::io::{self, Read};
 
-use crate::image::Image;
+use crate::blob::size_text;
+use crate::image::{Image, ImageError};
+use crate::layer::Layer;
 
 /// The most of `libc.so.6` read to find its banner (it sits in .rodata,
 /// well inside the first megabytes).
 const BANNER_WINDOW: u64 = 4 << 20;
 
+/// The most decompressed layer data the scan reads from one base, 8 GiB.
+/// The scan reads every layer above the one holding libc in full (a tar
+/// in a compressed stream cannot be skipped through), so the bound must
+/// exceed what real bases stack on their OS layer: a few hundred MB for
+/// language images, a few GB for CUDA runtime images. It stops a
+/// decompression bomb (a few MB of zstd can claim hundreds of GB) after
+/// seconds of CPU instead of minutes.
+const MAX_SCAN_BYTES: u64 = 8 << 30;
+
+/// The most tar entries the scan looks at in one base, 1,000,000: a
+/// distribution's base has tens of thousands of files, a large one with
+/// a conda environment a few hundred thousand. Bounds the per-entry work
+/// of a bomb made of empty entries, which costs little of the byte bound.
+const MAX_SCAN_ENTRIES: u64 = 1_000_000;
+
+/// The most of a long-name or PAX extension entry kept in memory (a path
+/// is at most a few KB; anything longer is not a name we look for).
+const MAX_EXTENSION: u64 = 1 << 20;
+
 /// The glibc version of `image`, if it has one (musl images do not).
-pub fn glibc_version(image: &Image) -> Option<String> {
-    image.layers().iter().rev().find_map(|layer| {
-        let reader = layer.uncompressed().ok()?;
+/// `base` names the image in errors. Fails, rather than guessing, when a
+/// layer cannot be read or decompressed, and when the base is larger
+/// than the scan's bounds (8 GiB of decompressed data, 1,000,000 entries):
+/// the error says to give the version with `--virtual-package __glibc=X`.
+pub fn glibc_version(image: &Image, base: &dyn Display) -> Result<Option<String>, ImageError> {
+    scan(image, base, MAX_SCAN_BYTES, MAX_SCAN_ENTRIES)
+}
+
+/// A reader that takes from a budget shared by all layers, and fails once
+/// it is spent.
+struct Budgeted<'a, R> {
+    inner: R,
+    left: &'a Cell<u64>,
+    spent: &'a Cell<bool>,
+}
+
+impl<R: Read> Read for Budgeted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.left.get();
+        if left == 0 && !buf.is_empty() {
+            self.spent.set(true);
+            return Err(io::Error::other("the glibc scan's byte budget is spent"));
+        }
+        let max = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..max])?;
+        self.left.set(left - n as u64);
+        Ok(n)
+    }
+}
+
+fn scan(
+    image: &Image,
+    base: &dyn Display,
+    max_bytes: u64,
+    max_entries: u64,
+) -> Result<Option<String>, ImageError> {
+    let bytes_left = Cell::new(max_bytes);
+    let spent = Cell::new(false);
+    let mut entries_left = max_entries;
+    let bounded = |what: String| ImageError::Bounded {
+        input: base.to_string(),
+        reason: format!(
+            "stopped looking for glibc after {what} (a bound against decompression bombs); give the base's glibc version with --virtual-package __glibc=VERSION, e.g. __glibc=2.36"
+        ),
+    };
+    let too_many_bytes = || {
+        bounded(format!(
+            "{} of decompressed layer data",
+            size_text(max_bytes)
+        ))
+    };
+    for layer in image.layers().iter().rev() {
+        let fail = |source: io::Error| {
+            if spent.get() {
+                too_many_bytes()
+            } else {
+                layer_error(base, layer, source)
+            }
+        };
+        let reader = Budgeted {
+            inner: layer.uncompressed().map_err(fail)?,
+            left: &bytes_left,
+            spent: &spent,
+        };
         let mut archive = tar::Archive::new(reader);
-        let entries = archive.entries().ok()?;
-        for entry in entries {
-            let Ok(mut entry) = entry else { return None };
-            let Ok(path) = entry.path() else { continue };
-            let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+        // Raw entries: the tar crate would read long names and PAX
+        // extensions whole into memory, whatever their size.
+        let mut long_name: Option<Vec<u8>> = None;
+        for entry in archive.entries().map_err(fail)?.raw(true) {
+            let mut entry = entry.map_err(fail)?;
+            if entries_left == 0 {
+                return Err(bounded(format!("{max_entries} tar entries")));
+            }
+            entries_left -= 1;
+            let kind = entry.header().entry_type();
+            if kind.is_gnu_longname() || kind.is_pax_local_extensions() {
+                let mut data = Vec::new();
+                (&mut entry)
+                    .take(MAX_EXTENSION)
+                    .read_to_end(&mut data)
+                    .map_err(fail)?;
+                long_name = if kind.is_gnu_longname() {
+                    Some(data.split(|b| *b == 0).next().unwrap_or_default().to_vec())
+                } else {
+                    tar::PaxExtensions::new(&data)
+                        .filter_map(Result::ok)
+                        .find(|e| e.key_bytes() == b"path")
+                        .map(|e| e.value_bytes().to_vec())
+                };
+                continue;
+            }
+            if kind.is_gnu_longlink() || kind.is_pax_global_extensions() {
+                continue;
+            }
+            let path = long_name
+                .take()
+                .unwrap_or_else(|| entry.path_bytes().into_owned());
+            let name = path
+                .split(|b| *b == b'/')
+                .rfind(|part| !part.is_empty())
+                .unwrap_or_default();
+            let Ok(name) = std::str::from_utf8(name) else {
                 continue;
             };
             if let Some(version) = name
@@ -30,22 +146,29 @@ pub fn glibc_version(image: &Image) -> Option<String> {
                 .and_then(|rest| rest.strip_suffix(".so"))
                 .filter(|v| is_version(v))
             {
-                return Some(version.to_owned());
+                return Ok(Some(version.to_owned()));
             }
-            if name == "libc.so.6" && entry.header().entry_type().is_file() {
+            if name == "libc.so.6" && kind.is_file() {
                 let mut bytes = Vec::new();
-                entry
-                    .by_ref()
+                (&mut entry)
                     .take(BANNER_WINDOW)
                     .read_to_end(&mut bytes)
-                    .ok()?;
+                    .map_err(fail)?;
                 if let Some(version) = banner_version(&bytes) {
-                    return Some(version);
+                    return Ok(Some(version));
                 }
             }
         }
-        None
-    })
+    }
+    Ok(None)
+}
+
+fn layer_error(base: &dyn Display, layer: &Layer, source: io::Error) -> ImageError {
+    ImageError::LayerRead {
+        input: base.to_string(),
+        digest: layer.digest(),
+        source,
+    }
 }
 
 fn is_version(text: &str) -> bool {
@@ -79,7 +202,10 @@ mod tests {
         image
             .add_layer_contents([("usr/lib/x86_64-linux-gnu/libc-2.31.so", b"elf".as_slice())])
             .unwrap();
-        assert_eq!(glibc_version(&image).as_deref(), Some("2.31"));
+        assert_eq!(
+            glibc_version(&image, &"base").unwrap().as_deref(),
+            Some("2.31")
+        );
         image
             .add_layer_contents([(
                 "usr/glibc-compat/lib/libc.so.6",
@@ -87,11 +213,75 @@ mod tests {
             )])
             .unwrap();
         assert_eq!(
-            glibc_version(&image).as_deref(),
+            glibc_version(&image, &"base").unwrap().as_deref(),
             Some("2.41"),
             "top layer wins"
         );
         let musl = Image::scratch().unwrap();
-        assert_eq!(glibc_version(&musl), None);
+        assert_eq!(glibc_version(&musl, &"musl").unwrap(), None);
+    }
+
+    #[test]
+    fn long_names_are_followed_and_bounds_are_errors() {
+        let long = format!("{}/libc-2.28.so", "deep/".repeat(40));
+        let mut image = Image::scratch().unwrap();
+        image
+            .add_layer_contents([(long.as_str(), b"elf".as_slice())])
+            .unwrap();
+        assert_eq!(
+            glibc_version(&image, &"base").unwrap().as_deref(),
+            Some("2.28")
+        );
+
+        let files: Vec<(String, Vec<u8>)> = (0..20)
+            .map(|i| (format!("f{i:02}"), vec![b'x'; 1000]))
+            .collect();
+        let mut big = Image::scratch().unwrap();
+        big.add_layer_contents(files).unwrap();
+        let err = scan(&big, &"docker-archive:big.tar", 5000, 1000).unwrap_err();
+        let line = crate::error_line(&err);
+        assert!(
+            line.starts_with("docker-archive:big.tar: stopped looking for glibc after 5000 bytes of decompressed layer data"),
+            "{line}"
+        );
+        assert!(line.contains("--virtual-package __glibc="), "{line}");
+        let err = scan(&big, &"base", 1 << 30, 10).unwrap_err();
+        assert!(
+            crate::error_line(&err).contains("after 10 tar entries"),
+            "{err}"
+        );
+        assert_eq!(scan(&big, &"base", 1 << 30, 1000).unwrap(), None);
+    }
+
+    #[test]
+    fn an_unreadable_layer_is_an_error_naming_it() {
+        let mut image = Image::scratch().unwrap();
+        image
+            .add_layer_contents([("etc/hostname", b"box".as_slice())])
+            .unwrap();
+        let layer = &image.layers()[0];
+        let dir = tempfile::tempdir().unwrap();
+        let garbage = dir.path().join("garbage");
+        let mut bytes = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3];
+        bytes.extend((0..3000u32).map(|i| (i.wrapping_mul(2654435761) >> 11) as u8));
+        std::fs::write(&garbage, &bytes).unwrap();
+        let bad = Layer::new(
+            layer.media_type().clone(),
+            layer.digest(),
+            bytes.len() as u64,
+            layer.diff_id(),
+            crate::blob::Blob::file(&garbage),
+        );
+        let mut broken = Image::scratch().unwrap();
+        broken.push_layer(bad, "garbage");
+        let err = glibc_version(&broken, &"docker-archive:bad.tar").unwrap_err();
+        let line = crate::error_line(&err);
+        assert!(
+            line.starts_with(&format!(
+                "cannot read layer {} of docker-archive:bad.tar: ",
+                layer.digest()
+            )),
+            "{line}"
+        );
     }
 }

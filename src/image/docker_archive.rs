@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::sink::{Sink, TarSink, put_layer};
 use super::tar_index::TarIndex;
 use super::{Image, ImageConfig, ImageError};
+use crate::blob::{MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE};
 use crate::digest::Digest;
 use crate::layer::{Layer, sniff_media_type};
 use oci_spec::image::MediaType;
@@ -41,12 +42,13 @@ pub(crate) fn read(index: &TarIndex) -> Result<Image, ImageError> {
         path: path.to_owned(),
         reason,
     };
-    let entries: Vec<ManifestEntry> = serde_json::from_slice(&index.read("manifest.json")?)
-        .map_err(|source| ImageError::BadJson {
-            path: path.to_owned(),
-            what: "manifest.json".into(),
-            source,
-        })?;
+    let entries: Vec<ManifestEntry> =
+        serde_json::from_slice(&index.read("manifest.json", "a manifest", MAX_MANIFEST_SIZE)?)
+            .map_err(|source| ImageError::BadJson {
+                path: path.to_owned(),
+                what: "manifest.json".into(),
+                source,
+            })?;
     let entry = match entries.as_slice() {
         [one] => one,
         [] => return Err(not_an_image("manifest.json lists no image".into())),
@@ -64,7 +66,7 @@ pub(crate) fn read(index: &TarIndex) -> Result<Image, ImageError> {
             });
         }
     };
-    let config_bytes = index.read(&entry.config)?;
+    let config_bytes = index.read(&entry.config, "a config", MAX_CONFIG_SIZE)?;
     let actual = Digest::of(&config_bytes);
     if let Some(expected) = digest_in_name(&entry.config).filter(|d| *d != actual) {
         return Err(ImageError::DigestMismatch {

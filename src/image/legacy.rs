@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::tar_index::TarIndex;
 use super::{Image, ImageConfig, ImageError};
+use crate::blob::{MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE};
 use crate::digest::DiffId;
 use crate::layer::{Layer, sniff_media_type};
 use oci_spec::image::MediaType;
@@ -30,7 +31,7 @@ pub(crate) fn read(index: &TarIndex) -> Result<Image, ImageError> {
         }
     };
     let repositories: BTreeMap<String, BTreeMap<String, String>> =
-        serde_json::from_slice(&index.read("repositories")?)
+        serde_json::from_slice(&index.read("repositories", "a manifest", MAX_MANIFEST_SIZE)?)
             .map_err(bad_json("repositories".into()))?;
     let tagged: Vec<(String, String, String)> = repositories
         .iter()
@@ -64,7 +65,8 @@ pub(crate) fn read(index: &TarIndex) -> Result<Image, ImageError> {
         }
         let json_name = format!("{id}/json");
         let json: Map<String, Value> =
-            serde_json::from_slice(&index.read(&json_name)?).map_err(bad_json(json_name))?;
+            serde_json::from_slice(&index.read(&json_name, "a config", MAX_CONFIG_SIZE)?)
+                .map_err(bad_json(json_name))?;
         next = json
             .get("parent")
             .and_then(Value::as_str)

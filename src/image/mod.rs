@@ -120,6 +120,39 @@ pub enum ImageError {
         /// The size of its bytes.
         actual: u64,
     },
+    /// A manifest, index or config larger than any real image has, refused
+    /// before it is read into memory.
+    #[error("{}: {what} is larger than {}, the most {kind} may have", path.display(), crate::blob::size_text(*limit))]
+    TooLarge {
+        /// The input.
+        path: PathBuf,
+        /// Which file or blob.
+        what: String,
+        /// What it is, with its article (`a manifest`, `an image index`).
+        kind: &'static str,
+        /// The cap.
+        limit: u64,
+    },
+    /// A layer whose bytes could not be read or decompressed.
+    #[error("cannot read layer {digest} of {input}")]
+    LayerRead {
+        /// The image it belongs to.
+        input: String,
+        /// The layer's digest.
+        digest: Digest,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// A read of an image that stopped at a bound set against hostile
+    /// input (such as a decompression bomb).
+    #[error("{input}: {reason}")]
+    Bounded {
+        /// The image.
+        input: String,
+        /// Which bound, and what to do instead.
+        reason: String,
+    },
     /// A tag that is not in the layout.
     #[error("{} has no image tagged `{tag}` (tags: {available})", path.display())]
     NoSuchTag {
@@ -196,6 +229,29 @@ pub enum ImageError {
     /// A `SOURCE_DATE_EPOCH` that is not a number of seconds.
     #[error("SOURCE_DATE_EPOCH=`{0}` is not a whole number of seconds since 1970")]
     BadEpoch(String),
+}
+
+/// Reads a small blob (manifest, index, config) whole, refusing it unread
+/// when it is over `cap`: what a file claims about its size is a bound to
+/// enforce, not a promise.
+pub(crate) fn read_capped(
+    input: &Path,
+    blob: &Blob,
+    what: &str,
+    kind: &'static str,
+    cap: u64,
+) -> Result<Vec<u8>, ImageError> {
+    blob.read_capped(cap)
+        .map_err(|source| ImageError::Read {
+            path: input.to_owned(),
+            source,
+        })?
+        .ok_or_else(|| ImageError::TooLarge {
+            path: input.to_owned(),
+            what: what.to_owned(),
+            kind,
+            limit: cap,
+        })
 }
 
 /// The build time from `SOURCE_DATE_EPOCH`, else [`DEFAULT_EPOCH`].

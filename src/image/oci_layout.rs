@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::sink::{DirSink, Sink, TarSink, put_layer};
 use super::tar_index::TarIndex;
 use super::{Image, ImageError};
-use crate::blob::Blob;
+use crate::blob::{Blob, MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE};
 use crate::digest::Digest;
 use crate::platform::Platform;
 
@@ -54,13 +54,9 @@ impl Store {
         }
     }
 
-    fn read(&self, name: &str) -> Result<Vec<u8>, ImageError> {
-        self.blob(name)?
-            .read_all()
-            .map_err(|source| ImageError::Read {
-                path: self.path().to_owned(),
-                source,
-            })
+    /// Reads `name` whole if it has at most `cap` bytes.
+    fn read(&self, name: &str, kind: &'static str, cap: u64) -> Result<Vec<u8>, ImageError> {
+        super::read_capped(self.path(), &self.blob(name)?, name, kind, cap)
     }
 
     /// A descriptor's digest, which must be sha256 to be found in the store.
@@ -72,10 +68,26 @@ impl Store {
             .map_err(|e: crate::digest::DigestParseError| self.unsupported(e.to_string()))
     }
 
-    /// Reads a small blob and checks it against its descriptor.
-    fn read_verified(&self, descriptor: &Descriptor, what: &str) -> Result<Vec<u8>, ImageError> {
+    /// Reads a small blob and checks it against its descriptor. One
+    /// over `cap` (by its descriptor or its file) is refused unread as too
+    /// large for `kind` (`a manifest`).
+    fn read_verified(
+        &self,
+        descriptor: &Descriptor,
+        what: &str,
+        kind: &'static str,
+        cap: u64,
+    ) -> Result<Vec<u8>, ImageError> {
         let expected = self.digest_of(descriptor)?;
-        let bytes = self.read(&blob_name(&expected))?;
+        if descriptor.size() > cap {
+            return Err(ImageError::TooLarge {
+                path: self.path().to_owned(),
+                what: format!("{what} {expected}"),
+                kind,
+                limit: cap,
+            });
+        }
+        let bytes = self.read(&blob_name(&expected), kind, cap)?;
         let actual = Digest::of(&bytes);
         if bytes.len() as u64 != descriptor.size() {
             return Err(ImageError::SizeMismatch {
@@ -148,7 +160,10 @@ pub(crate) fn read(
             reason: "it has no oci-layout file (not an OCI image layout)".into(),
         });
     }
-    let index: ImageIndex = store.parse(&store.read("index.json")?, "index.json")?;
+    let index: ImageIndex = store.parse(
+        &store.read("index.json", "an image index", MAX_MANIFEST_SIZE)?,
+        "index.json",
+    )?;
     let mut descriptor = match tag {
         Some(tag) => index
             .manifests()
@@ -192,7 +207,12 @@ pub(crate) fn read(
             break;
         }
         let nested: ImageIndex = store.parse(
-            &store.read_verified(&descriptor, "image index")?,
+            &store.read_verified(
+                &descriptor,
+                "image index",
+                "an image index",
+                MAX_MANIFEST_SIZE,
+            )?,
             "image index",
         )?;
         descriptor = platform
@@ -208,9 +228,12 @@ pub(crate) fn read(
     if media_type != MediaType::ImageManifest.to_string() && media_type != DOCKER_MANIFEST {
         return Err(store.unsupported(format!("unsupported manifest type {media_type}")));
     }
-    let manifest: ImageManifest =
-        store.parse(&store.read_verified(&descriptor, "manifest")?, "manifest")?;
-    let config_bytes = store.read_verified(manifest.config(), "config")?;
+    let manifest: ImageManifest = store.parse(
+        &store.read_verified(&descriptor, "manifest", "a manifest", MAX_MANIFEST_SIZE)?,
+        "manifest",
+    )?;
+    let config_bytes =
+        store.read_verified(manifest.config(), "config", "a config", MAX_CONFIG_SIZE)?;
     let name = descriptor_name
         .as_deref()
         .and_then(|name| name.parse().ok());
@@ -296,9 +319,13 @@ pub(crate) fn write_dir(image: &Image, dir: &Path, tag: Option<&str>) -> Result<
     };
     let mut manifests = Vec::new();
     if dir.join("index.json").is_file() {
-        let existing: Value = serde_json::from_slice(
-            &fs_err::read(dir.join("index.json")).map_err(fail)?,
-        )
+        let existing: Value = serde_json::from_slice(&super::read_capped(
+            dir,
+            &Blob::file(dir.join("index.json")),
+            "index.json",
+            "an image index",
+            MAX_MANIFEST_SIZE,
+        )?)
         .map_err(|source| ImageError::BadJson {
             path: dir.to_owned(),
             what: "index.json".into(),

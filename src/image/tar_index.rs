@@ -126,13 +126,14 @@ impl TarIndex {
         Ok(Blob::range(&self.path, member, offset, len))
     }
 
-    /// Reads member `name` whole (small metadata files only).
-    pub(crate) fn read(&self, name: &str) -> Result<Vec<u8>, ImageError> {
-        self.blob(name)?
-            .read_all()
-            .map_err(|source| ImageError::Read {
-                path: self.path.clone(),
-                source,
-            })
+    /// Reads member `name` whole if it has at most `cap` bytes (metadata
+    /// files); a larger one is refused unread as too large for a `kind`.
+    pub(crate) fn read(
+        &self,
+        name: &str,
+        kind: &'static str,
+        cap: u64,
+    ) -> Result<Vec<u8>, ImageError> {
+        super::read_capped(&self.path, &self.blob(name)?, name, kind, cap)
     }
 }

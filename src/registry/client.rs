@@ -28,6 +28,18 @@ const MAX_WAIT: Duration = Duration::from_secs(30);
 /// Small requests (manifests, HEADs, tokens) that take longer have hung.
 const SMALL_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// The most of an error answer or a token answer read: both are small
+/// JSON documents, and a hostile server must not make us hold more
+/// (containers/image uses the same bound).
+const MAX_SMALL_ANSWER: u64 = 1 << 20;
+
+/// The JSON of a small answer, read up to [`MAX_SMALL_ANSWER`] bytes:
+/// `None` when it is longer or not JSON.
+fn small_json(response: Response) -> Option<serde_json::Value> {
+    let bytes = crate::blob::read_capped(response, MAX_SMALL_ANSWER).ok()??;
+    serde_json::from_slice(&bytes).ok()
+}
+
 /// What a request does to a repository; decides the token scope.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Action {
@@ -511,9 +523,12 @@ impl Client {
             }
             _ => return Err(self.status_error("getting a token", response)),
         }
-        let body: serde_json::Value = response.json().map_err(|e| RegistryError::Status {
+        let body = small_json(response).ok_or_else(|| RegistryError::Status {
             host: self.registry.clone(),
-            what: format!("the token service answered something other than JSON ({e})"),
+            what: format!(
+                "the token service answered something other than a JSON document of at most {}",
+                crate::blob::size_text(MAX_SMALL_ANSWER)
+            ),
             status: 200,
             detail: String::new(),
         })?;
@@ -559,7 +574,7 @@ impl Client {
     /// An error for an unexpected answer, with the registry's own message.
     pub(crate) fn status_error(&self, what: &str, response: Response) -> RegistryError {
         let status = response.status().as_u16();
-        let body: serde_json::Value = response.json().unwrap_or_default();
+        let body = small_json(response).unwrap_or_default();
         let detail = body["errors"][0]["message"]
             .as_str()
             .map(|m| format!(" ({m})"))

@@ -111,6 +111,18 @@ pub enum RegistryError {
         /// What arrived.
         actual: String,
     },
+    /// A manifest or blob larger than it may be: refused before it is read
+    /// whole, or stopped as soon as it grew past its bound.
+    #[error("{what} from {reference} is larger than {limit}; refused")]
+    TooLarge {
+        /// Which manifest or blob.
+        what: String,
+        /// The image, `registry/repository:tag`.
+        reference: String,
+        /// The bound: the cap for its kind, or the size its descriptor
+        /// declares.
+        limit: String,
+    },
     /// A valid image that cannot be used here.
     #[error("{reference}: {reason}")]
     Unsupported {

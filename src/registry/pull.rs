@@ -13,7 +13,7 @@ use super::client::{Action, Client, Scope, content_digest};
 use super::credentials::lookup;
 use super::store::BlobStore;
 use super::{RegistryError, RegistryOptions};
-use crate::blob::Blob;
+use crate::blob::{Blob, Capped, MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE, read_capped, size_text};
 use crate::digest::Digest;
 use crate::image::Image;
 use crate::parallel::in_parallel;
@@ -102,12 +102,18 @@ impl Puller<'_> {
         };
         let parsed: ImageManifest = self.parse(&manifest.bytes, "manifest")?;
         let config_digest = self.digest_of(parsed.config().digest().as_ref())?;
-        let config = match self.store.read_small(&config_digest) {
+        if parsed.config().size() > MAX_CONFIG_SIZE {
+            return Err(self.too_large(
+                format!("config {config_digest}"),
+                format!("{}, the most a config may have", size_text(MAX_CONFIG_SIZE)),
+            ));
+        }
+        let config = match self.store.read_small(&config_digest, MAX_CONFIG_SIZE) {
             Some(bytes) => bytes,
             None => {
                 self.blob(&config_digest, parsed.config().size(), "config")?;
                 self.store
-                    .read_small(&config_digest)
+                    .read_small(&config_digest, MAX_CONFIG_SIZE)
                     .ok_or_else(|| self.cache_error(&config_digest))?
             }
         };
@@ -165,7 +171,7 @@ impl Puller<'_> {
             None => self.head_manifest(rev)?,
         };
         if let Some(digest) = known
-            && let Some(bytes) = self.store.read_small(&digest)
+            && let Some(bytes) = self.store.read_small(&digest, MAX_MANIFEST_SIZE)
         {
             tracing::debug!("manifest {digest} from the blob store");
             let media_type = media_type_of(&bytes, "");
@@ -192,10 +198,29 @@ impl Puller<'_> {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_owned();
-        let bytes = response
-            .bytes()
-            .map_err(|e| self.transfer("reading the manifest", std::io::Error::other(e)))?
-            .to_vec();
+        // Refused before it is read whole: by its Content-Length when it
+        // has one, else once the stream passes the cap.
+        let too_large = || {
+            self.too_large(
+                match pinned {
+                    Some(d) => format!("manifest {d}"),
+                    None => format!("the manifest of tag `{rev}`"),
+                },
+                format!(
+                    "{}, the most a manifest may have",
+                    size_text(MAX_MANIFEST_SIZE)
+                ),
+            )
+        };
+        if response
+            .content_length()
+            .is_some_and(|len| len > MAX_MANIFEST_SIZE)
+        {
+            return Err(too_large());
+        }
+        let bytes = read_capped(response, MAX_MANIFEST_SIZE)
+            .map_err(|e| self.transfer("reading the manifest", e))?
+            .ok_or_else(too_large)?;
         let digest = Digest::of(&bytes);
         for expected in [pinned, header_digest].into_iter().flatten() {
             if expected != digest {
@@ -257,7 +282,9 @@ impl Puller<'_> {
     }
 
     /// Downloads a blob into the store, verifying digest and size as it
-    /// streams; a broken transfer is tried again from the start.
+    /// streams; a broken transfer is tried again from the start. The
+    /// download stops as soon as it passes `size`, the size its descriptor
+    /// declares, so a registry cannot fill the disk.
     fn blob(&self, digest: &Digest, size: u64, what: &str) -> Result<(), RegistryError> {
         let client = self.client()?;
         let url = client.url(&format!(
@@ -279,7 +306,16 @@ impl Puller<'_> {
             if !response.status().is_success() {
                 return Err(client.status_error("fetching a blob", response));
             }
-            let mut body = response;
+            let oversized = || {
+                self.too_large(
+                    format!("{what} blob {digest}"),
+                    format!("the {size} bytes its descriptor declares"),
+                )
+            };
+            if response.content_length().is_some_and(|len| len > size) {
+                return Err(oversized());
+            }
+            let mut body = Capped::new(response, size);
             match self.store.put(digest, &mut body) {
                 Ok(Ok(path)) => {
                     let stored = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
@@ -302,6 +338,7 @@ impl Puller<'_> {
                         actual: mismatch.actual.to_string(),
                     });
                 }
+                Err(_) if body.overflowed() => return Err(oversized()),
                 Err(e) if attempt < 3 => {
                     tracing::info!(
                         "{}: {what} {digest} broke off ({e}); trying again",
@@ -331,6 +368,14 @@ impl Puller<'_> {
         RegistryError::Unsupported {
             reference: self.reference.to_string(),
             reason,
+        }
+    }
+
+    fn too_large(&self, what: String, limit: String) -> RegistryError {
+        RegistryError::TooLarge {
+            what,
+            reference: self.reference.to_string(),
+            limit,
         }
     }
 

@@ -8,6 +8,7 @@
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
+use crate::blob::Blob;
 use crate::digest::{Digest, HashingWriter};
 use crate::dirs::cache_dir;
 
@@ -43,9 +44,11 @@ impl BlobStore {
     }
 
     /// A small blob (manifest, config) read back and checked again, since
-    /// it decides what else is read.
-    pub(crate) fn read_small(&self, digest: &Digest) -> Option<Vec<u8>> {
-        let bytes = std::fs::read(self.path(digest)).ok()?;
+    /// it decides what else is read. `None` when it is not there, or has
+    /// more than `cap` bytes (the same digest may name a large layer a
+    /// hostile manifest points at as its config).
+    pub(crate) fn read_small(&self, digest: &Digest, cap: u64) -> Option<Vec<u8>> {
+        let bytes = Blob::file(self.path(digest)).read_capped(cap).ok()??;
         (Digest::of(&bytes) == *digest).then_some(bytes)
     }
 
