@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 
 use tempfile::NamedTempFile;
 
-use crate::digest::VerifyingReader;
 use crate::layer::Layer;
 use crate::layer::tar::LayerTar;
 
@@ -97,17 +96,17 @@ impl Sink for DirSink {
     }
 }
 
-/// Copies a blob into a sink, checking its digest and size on the way.
+/// Copies a layer's blob into a sink, checking its digest, size and diff id
+/// on the way (see [`Layer::open_verified`]). A blob the sink already has
+/// is not copied again, but one whose diff id was never checked is still
+/// read once to check it: the config written beside it vouches for it.
 pub(crate) fn put_layer(sink: &mut dyn Sink, layer: &Layer) -> io::Result<()> {
     let name = format!("blobs/sha256/{}", layer.digest().hex());
     if sink.has(&name, layer.size()) {
+        if !layer.diff_id_checked() {
+            io::copy(&mut layer.open_verified()?, &mut io::sink())?;
+        }
         return Ok(());
     }
-    let mut reader = VerifyingReader::new(
-        layer.blob().open()?,
-        layer.digest(),
-        layer.size(),
-        format!("layer {}", layer.blob()),
-    );
-    sink.put(&name, layer.size(), &mut reader)
+    sink.put(&name, layer.size(), &mut layer.open_verified()?)
 }

@@ -125,7 +125,8 @@ impl LayerWriter {
             size,
             DiffId(diff_id),
             blob,
-        ))
+        )
+        .with_checked_diff_id())
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod encode;
 pub mod tar;
+mod verify;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ pub use encode::{Compression, LayerFactory, LayerWriter};
 use oci_spec::image::MediaType;
 
 use crate::blob::Blob;
-use crate::digest::{DiffId, Digest};
+use crate::digest::{DiffId, Digest, VerifyingReader};
 use crate::reference::Reference;
 
 /// One layer of an image: its blob (compressed or not) and what describes it.
@@ -24,6 +25,10 @@ pub struct Layer {
     blob: Blob,
     annotations: BTreeMap<String, String>,
     origin: Option<Arc<Reference>>,
+    /// Whether the diff id is known to be that of the blob's tar (this
+    /// tool computed it while building the layer), so copies need not
+    /// decompress the blob to check it.
+    diff_id_checked: bool,
 }
 
 impl Layer {
@@ -45,7 +50,48 @@ impl Layer {
             blob,
             annotations: BTreeMap::new(),
             origin: None,
+            diff_id_checked: false,
         }
+    }
+
+    /// Marks the diff id as computed from the blob itself (by the layer
+    /// writer), so [`Layer::open_verified`] need not check it again.
+    pub(crate) fn with_checked_diff_id(mut self) -> Self {
+        self.diff_id_checked = true;
+        self
+    }
+
+    /// Whether copying the layer must decompress it to check its diff id.
+    pub(crate) fn diff_id_checked(&self) -> bool {
+        self.diff_id_checked
+    }
+
+    /// The layer in messages: its digest and where it comes from (the
+    /// image it was pulled from, else its file or archive member).
+    pub fn describe(&self) -> String {
+        match &self.origin {
+            Some(origin) => format!("layer {} of {origin}", self.digest),
+            None => format!("layer {} ({})", self.digest, self.blob),
+        }
+    }
+
+    /// The blob, to copy it: the stream fails at its end unless the bytes
+    /// have the layer's digest and size and, once decompressed, its diff
+    /// id (hashed in the same pass, so the blob is read once). A stream
+    /// that runs past the size fails as soon as it does.
+    pub fn open_verified(&self) -> std::io::Result<Box<dyn std::io::Read + Send>> {
+        let what = self.describe();
+        let checked = VerifyingReader::new(self.blob.open()?, self.digest, self.size, what.clone());
+        if self.diff_id_checked {
+            return Ok(Box::new(checked));
+        }
+        Ok(Box::new(verify::DiffIdReader::new(
+            checked,
+            &self.media_type,
+            self.digest,
+            self.diff_id,
+            what,
+        )?))
     }
 
     /// The media type of the blob (always an OCI layer type).
@@ -99,7 +145,7 @@ impl Layer {
         let blob = self.blob.open()?;
         Ok(match self.media_type {
             MediaType::ImageLayerGzip | MediaType::ImageLayerNonDistributableGzip => {
-                Box::new(flate2::read::GzDecoder::new(blob))
+                Box::new(flate2::read::MultiGzDecoder::new(blob))
             }
             MediaType::ImageLayerZstd | MediaType::ImageLayerNonDistributableZstd => {
                 Box::new(zstd::Decoder::new(blob)?)

@@ -73,19 +73,21 @@ impl Item<'_> {
         }
     }
 
-    /// The whole blob as a request body, opened afresh for each try.
-    fn body(&self) -> std::io::Result<Body> {
-        match self {
-            Item::Config(bytes, _) => Ok(Body::from(bytes.to_vec())),
-            Item::Layer(layer) => Ok(Body::sized(layer.blob().open()?, layer.size())),
-        }
-    }
-
+    /// The blob for sending, checked as it is read: a layer against its
+    /// digest, size and diff id (the registry checks only the digest).
     fn open(&self) -> std::io::Result<Box<dyn Read + Send + '_>> {
         match self {
             Item::Config(bytes, _) => Ok(Box::new(*bytes)),
-            Item::Layer(layer) => layer.blob().open().map(|r| r as Box<dyn Read + Send>),
+            Item::Layer(layer) => layer.open_verified().map(|r| r as Box<dyn Read + Send>),
         }
+    }
+
+    /// The whole blob (at most [`CHUNK`] bytes), read and checked once, so
+    /// a retry sends the same bytes and a bad layer fails before its upload.
+    fn read_whole(&self) -> std::io::Result<Vec<u8>> {
+        let mut bytes = Vec::with_capacity(usize::try_from(self.size()).unwrap_or(0));
+        self.open()?.read_to_end(&mut bytes)?;
+        Ok(bytes)
     }
 }
 
@@ -271,17 +273,17 @@ impl Pusher<'_> {
         };
         url.query_pairs_mut()
             .append_pair("digest", &digest.to_string());
+        let bytes = if whole {
+            item.read_whole().map_err(|e| self.read_error(item, e))?
+        } else {
+            Vec::new()
+        };
         let response = client.send(&self.scope(), "finishing an upload", &|| {
-            let body = if whole {
-                item.body().map_err(|e| self.read_error(item, e))?
-            } else {
-                Body::from(Vec::new())
-            };
             Ok(client
                 .http()
                 .put(url.clone())
                 .header(CONTENT_TYPE, OCTET_STREAM)
-                .body(body))
+                .body(Body::from(bytes.clone())))
         })?;
         if response.status() != StatusCode::CREATED {
             return Err(client.status_error(&format!("uploading blob {digest}"), response));
