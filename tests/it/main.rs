@@ -12,6 +12,7 @@ mod entry_points;
 mod errors;
 mod fixtures;
 mod harness_selftest;
+mod hostile;
 mod plugin;
 mod registry;
 mod registry_selftest;
