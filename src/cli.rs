@@ -67,7 +67,9 @@ pub enum Command {
     /// Build an image from a conda environment: one layer per package, from
     /// the package caches you already have.
     Build(Box<BuildArgs>),
-    /// Print an image's id, manifest digest and layers as JSON.
+    /// Print an image's id, manifest digest and layers as JSON, from its
+    /// metadata: layers are not read or checked against their diff ids
+    /// (`copy` does that).
     Inspect {
         /// The image: a reference (`debian:stable-slim`, `docker://REF`),
         /// `scratch`, `docker-archive:PATH`, `oci:DIR[:TAG]`,
