@@ -1,6 +1,7 @@
 //! Hostile packages, records and lock files: each is refused with one line
 //! naming it, and nothing outside the build's own folders is written,
-//! changed or removed (a [`Canary`] folder proves it).
+//! changed or removed (a [`Canary`] folder proves it). Hostile registries
+//! and image archives are covered by `security_images.rs`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -276,32 +277,19 @@ fn record_fields_cannot_name_folders_outside() {
 
 #[test]
 fn a_lock_file_cannot_name_folders_outside() {
-    use rattler_conda_types::Subdir;
     use rattler_conda_types::package::BuildString;
-    use rattler_lock::{LockFile, PlatformData};
 
     let scene = Scene::new();
     let channel = common::CondaChannel::build_without_binary(&scene.path("channel"));
-    let mut builder = LockFile::builder()
-        .with_platforms(vec![PlatformData {
-            name: (&Subdir::Linux64).into(),
-            subdir: Subdir::Linux64,
-            virtual_packages: Vec::new(),
-        }])
-        .unwrap()
-        .with_channels("default", [channel.url()]);
-    for record in channel.with_dependencies(&["cd-leaf"]) {
-        let mut record = record.clone();
+    let mut records = channel.with_dependencies(&["cd-leaf"]);
+    for record in &mut records {
         if record.package_record.name.as_normalized() == "cd-leaf" {
             record.package_record.build =
                 BuildString::new_unchecked(format!("0/{}", scene.canary.climb("victim")));
         }
-        builder
-            .add_conda_package("default", "linux-64", record.into())
-            .unwrap();
     }
     let lock = scene.path("pixi.lock");
-    builder.finish().to_path(&lock).unwrap();
+    common::write_pixi_lock(&lock, "linux-64", &["default"], &channel.url(), &records);
     let line = scene.refused(&["--file", &lock.display().to_string()]);
     assert!(
         line.contains("pixi.lock: refusing the record of cd-leaf-1.0-0/"),

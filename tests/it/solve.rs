@@ -265,29 +265,18 @@ fn bad_solves_and_bad_downloads_fail_cleanly() {
 
 #[test]
 fn pixi_and_conda_lock_files_build_without_a_solve() {
-    use rattler_conda_types::Subdir;
-    use rattler_lock::{LockFile, PlatformData};
-
     let s = setup();
     let records = s
         .channel
         .with_dependencies_in("linux-aarch64", &["cd-arch"]);
-    let mut builder = LockFile::builder()
-        .with_platforms(vec![PlatformData {
-            name: (&Subdir::LinuxAarch64).into(),
-            subdir: Subdir::LinuxAarch64,
-            virtual_packages: Vec::new(),
-        }])
-        .unwrap()
-        .with_channels("default", [s.channel.url()])
-        .with_channels("other", [s.channel.url()]);
-    for record in &records {
-        builder
-            .add_conda_package("default", "linux-aarch64", record.clone().into())
-            .unwrap();
-    }
     let lock = s.out("pixi.lock");
-    builder.finish().to_path(&lock).unwrap();
+    common::write_pixi_lock(
+        &lock,
+        "linux-aarch64",
+        &["default", "other"],
+        &s.channel.url(),
+        &records,
+    );
 
     let out = s.out("locked.tar");
     let report: Value = serde_json::from_slice(

@@ -28,6 +28,7 @@ use rattler_conda_types::{
     Subdir,
 };
 use rattler_digest::{Md5, Sha256, compute_bytes_digest, compute_file_digest};
+use rattler_lock::{LockFile, PlatformData};
 use rattler_package_streaming::write::{write_conda_package, write_tar_bz2_package};
 use serde_json::{Value, json};
 
@@ -1235,6 +1236,40 @@ pub fn explicit_file(records: &[RepoDataRecord], path: &Path) {
         text.push_str(&format!("{}#{}\n", record.url, hex::encode(md5)));
     }
     fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+/// A `pixi.lock` at `path`, written by rattler_lock, for the one platform
+/// `subdir` (e.g. `"linux-64"`): every environment of `environments` uses
+/// the channel `channel_url`; the first locks `records` for `subdir`, the
+/// others lock nothing.
+pub fn write_pixi_lock(
+    path: &Path,
+    subdir: &str,
+    environments: &[&str],
+    channel_url: &str,
+    records: &[RepoDataRecord],
+) {
+    let subdir: Subdir = subdir.parse().expect("a known subdir");
+    let mut builder = LockFile::builder()
+        .with_platforms(vec![PlatformData {
+            name: (&subdir).into(),
+            subdir,
+            virtual_packages: Vec::new(),
+        }])
+        .expect("one platform");
+    for environment in environments {
+        builder = builder.with_channels(*environment, [channel_url]);
+    }
+    let first = environments.first().expect("at least one environment");
+    for record in records {
+        builder
+            .add_conda_package(*first, subdir.as_str(), record.clone().into())
+            .expect("lock a record");
+    }
+    builder
+        .finish()
+        .to_path(path)
+        .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
 
 // ---------------------------------------------------------------------------

@@ -72,6 +72,9 @@
 //!   conda-style `conda-meta/`); [`install_env_at`] picks both paths.
 //! - [`explicit_file`]`(records, path)`: an `@EXPLICIT` file as
 //!   `conda list --explicit --md5` writes it.
+//! - [`write_pixi_lock`]`(path, subdir, environments, channel_url, records)`:
+//!   a `pixi.lock` written by rattler_lock for one platform; each
+//!   environment uses `channel_url`, the first locks `records`.
 //! - [`HostilePackage`]`::new(work, name)`: a package folder whose files,
 //!   symlinks and `paths.json`/`index.json`/`link.json` the test writes as
 //!   it likes; [`hostile_channel`]`(dir, packages)` archives and
@@ -101,6 +104,14 @@
 //!   installing the solution for `platforms[0]`. `None` = skipped (no
 //!   python3/pip), `Err(status, stdout, stderr)` = py-rattler failed (no
 //!   solution, a download failing its sha256 check: `Invalid checksum`).
+//!
+//! # Servers on loopback
+//! - [`LoopbackServer`]`::serve(max_connections, handler)`: binds a free
+//!   127.0.0.1 port and runs `handler(stream, &stop)` on its own thread for
+//!   each connection (at most `max_connections` when `Some`); `port()`,
+//!   `host()`. Drop stops and joins it like a [`ChannelServer`]. The base
+//!   of [`ChannelServer`] and of the hostile registry in
+//!   `security_images.rs`.
 //!
 //! # Serving a channel over HTTP
 //! - [`ChannelServer`]`::serve(root) -> ChannelServer`: a std-only static
@@ -174,7 +185,7 @@ pub use conda::{
     CD_LINK, CD_NOARCH, CD_TEXT, CacheLayout, CondaChannel, CondaEnv, MULTI_PLATFORM_PACKAGES,
     MULTI_PLATFORM_SUBDIRS, PACKAGES_WITHOUT_BINARY, PLACEHOLDER, PYTHON, cd_arch_output,
     cd_binary_output, cd_lib_version_text, cd_show_output, explicit_file, install_env,
-    install_env_at, sha256_file_hex, sha256_hex,
+    install_env_at, sha256_file_hex, sha256_hex, write_pixi_lock,
 };
 pub use hostile::{Canary, HostilePackage, hostile_channel};
 pub use legacy::{legacy_conda_docker_tar, legacy_conda_docker_tar_layers};

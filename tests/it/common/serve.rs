@@ -1,8 +1,13 @@
-//! A tiny static file server on loopback, for serving a conda channel over
-//! HTTP: std only, one thread accepting on `127.0.0.1:0` and one thread per
-//! connection, stopped and joined on drop.
+//! Servers on loopback, std only.
 //!
-//! It speaks just enough HTTP/1.1 for conda clients (rattler/reqwest,
+//! [`LoopbackServer`] is the shared part: it binds `127.0.0.1:0`, accepts
+//! on one thread, runs a handler on its own thread per connection
+//! (optionally up to a number of connections), and stops and joins
+//! everything on drop. The conda channel's [`ChannelServer`] and the
+//! hostile registry of the image security tests are built on it.
+//!
+//! [`ChannelServer`] is a tiny static file server for a conda channel over
+//! HTTP. It speaks just enough HTTP/1.1 for conda clients (rattler/reqwest,
 //! conda's requests, curl): `GET` and `HEAD`, `Content-Length`, 404 for
 //! what is not a file under the root, `Connection: close` on every answer
 //! (one request per connection). No `Range`, no compression, no caching
@@ -18,6 +23,116 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+/// What a [`LoopbackServer`] runs for each connection: the stream, and the
+/// server's stop flag (set once the server is being dropped, so a handler
+/// that sends for long can give up). Its errors are ignored: a client that
+/// hangs up early is its own problem.
+pub type ConnectionHandler = dyn Fn(TcpStream, &AtomicBool) -> std::io::Result<()> + Send + Sync;
+
+/// A handle on each open connection (to shut it down on drop) and its
+/// thread. Finished ones are pruned as new connections come in.
+type Connections = Mutex<Vec<(TcpStream, JoinHandle<()>)>>;
+
+/// A TCP server on a free port of 127.0.0.1 (never another interface) that
+/// runs a handler on its own thread for each connection, at most
+/// `max_connections` of them when bounded (it then stops accepting).
+/// Stopped on drop: a stop flag, a wake-up connection for the blocked
+/// `accept`, open connections shut down, every thread joined.
+pub struct LoopbackServer {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    connections: Arc<Connections>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl LoopbackServer {
+    /// Binds `127.0.0.1:0` and runs `handler` for every connection, or for
+    /// the first `max_connections` when that is `Some`.
+    pub fn serve(
+        max_connections: Option<usize>,
+        handler: impl Fn(TcpStream, &AtomicBool) -> std::io::Result<()> + Send + Sync + 'static,
+    ) -> LoopbackServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback server");
+        let port = listener
+            .local_addr()
+            .expect("loopback server address")
+            .port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let connections = Arc::new(Mutex::new(Vec::new()));
+        let handler: Arc<ConnectionHandler> = Arc::new(handler);
+        let acceptor = {
+            let stop = stop.clone();
+            let connections = connections.clone();
+            std::thread::spawn(move || {
+                let limit = max_connections.unwrap_or(usize::MAX);
+                accept_loop(listener, limit, &stop, &connections, &handler)
+            })
+        };
+        LoopbackServer {
+            port,
+            stop,
+            connections,
+            acceptor: Some(acceptor),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for LoopbackServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the blocked accept(); the loop then sees the flag.
+        if let Ok(stream) = TcpStream::connect(("127.0.0.1", self.port)) {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+        // No new connections now; end the open ones (a client that went
+        // quiet would otherwise hold its thread until the I/O timeout).
+        let connections = std::mem::take(&mut *self.connections.lock().unwrap());
+        for (stream, thread) in connections {
+            let _ = stream.shutdown(Shutdown::Both);
+            let _ = thread.join();
+        }
+    }
+}
+
+fn accept_loop(
+    listener: TcpListener,
+    limit: usize,
+    stop: &Arc<AtomicBool>,
+    connections: &Connections,
+    handler: &Arc<ConnectionHandler>,
+) {
+    for stream in listener.incoming().take(limit) {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let Ok(stream) = stream else { continue };
+        let Ok(handle) = stream.try_clone() else {
+            continue;
+        };
+        let thread = {
+            let (stop, handler) = (stop.clone(), handler.clone());
+            std::thread::spawn(move || {
+                let _ = handler(stream, &stop);
+            })
+        };
+        let mut connections = connections.lock().unwrap();
+        connections.retain(|(_, thread)| !thread.is_finished());
+        connections.push((handle, thread));
+    }
+}
+
 /// Read/write timeout of every served connection.
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a connection is drained after the answer (so closing it does
@@ -26,25 +141,21 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// Largest request head accepted (request line plus headers).
 const MAX_HEAD: usize = 64 * 1024;
 
-/// A static file server for `root` on `http://127.0.0.1:PORT/`; stopped on
-/// drop (stop flag, a wake-up connection for the blocked `accept`, open
-/// connections shut down, every thread joined).
+/// A static file server for `root` on `http://127.0.0.1:PORT/`, a
+/// [`LoopbackServer`] without a bound on connections; stopped on drop (stop
+/// flag, a wake-up connection for the blocked `accept`, open connections
+/// shut down, every thread joined).
 pub struct ChannelServer {
-    port: u16,
+    server: LoopbackServer,
     state: Arc<ServerState>,
-    acceptor: Option<JoinHandle<()>>,
 }
 
 struct ServerState {
     root: PathBuf,
-    stop: AtomicBool,
     /// `(method, path as sent, status)`, in the order answered.
     requests: Mutex<Vec<(String, String, u16)>>,
     /// Path suffixes whose files are served with one byte flipped.
     corrupt: Mutex<Vec<String>>,
-    /// A handle on each open connection (to shut it down on drop) and its
-    /// thread. Finished ones are pruned as new connections come in.
-    connections: Mutex<Vec<(TcpStream, JoinHandle<()>)>>,
 }
 
 impl ChannelServer {
@@ -52,27 +163,16 @@ impl ChannelServer {
     /// `dir`) on a free port of 127.0.0.1.
     pub fn serve(root: &Path) -> ChannelServer {
         let root = std::path::absolute(root).expect("absolute server root");
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind channel server");
-        let port = listener
-            .local_addr()
-            .expect("channel server address")
-            .port();
         let state = Arc::new(ServerState {
             root,
-            stop: AtomicBool::new(false),
             requests: Mutex::new(Vec::new()),
             corrupt: Mutex::new(Vec::new()),
-            connections: Mutex::new(Vec::new()),
         });
-        let acceptor = {
+        let server = {
             let state = state.clone();
-            std::thread::spawn(move || accept_loop(&state, listener))
+            LoopbackServer::serve(None, move |stream, _| serve_connection(&state, stream))
         };
-        ChannelServer {
-            port,
-            state,
-            acceptor: Some(acceptor),
-        }
+        ChannelServer { server, state }
     }
 
     /// `http://127.0.0.1:PORT/` (with a trailing slash): the channel URL.
@@ -82,11 +182,11 @@ impl ChannelServer {
 
     /// `127.0.0.1:PORT` (for [`super::http_request`]).
     pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        self.server.host()
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port()
     }
 
     /// The directory served.
@@ -136,48 +236,6 @@ impl ChannelServer {
             .lock()
             .unwrap()
             .retain(|s| s != path_suffix);
-    }
-}
-
-impl Drop for ChannelServer {
-    fn drop(&mut self) {
-        self.state.stop.store(true, Ordering::SeqCst);
-        // Wake the blocked accept(); the loop then sees the flag.
-        if let Ok(stream) = TcpStream::connect(("127.0.0.1", self.port)) {
-            let _ = stream.shutdown(Shutdown::Both);
-        }
-        if let Some(acceptor) = self.acceptor.take() {
-            let _ = acceptor.join();
-        }
-        // No new connections now; end the open ones (a client that went
-        // quiet would otherwise hold its thread until the I/O timeout).
-        let connections = std::mem::take(&mut *self.state.connections.lock().unwrap());
-        for (stream, thread) in connections {
-            let _ = stream.shutdown(Shutdown::Both);
-            let _ = thread.join();
-        }
-    }
-}
-
-fn accept_loop(state: &Arc<ServerState>, listener: TcpListener) {
-    for stream in listener.incoming() {
-        if state.stop.load(Ordering::SeqCst) {
-            break;
-        }
-        let Ok(stream) = stream else { continue };
-        let Ok(handle) = stream.try_clone() else {
-            continue;
-        };
-        let thread = {
-            let state = state.clone();
-            // A client that hangs up early is its own problem.
-            std::thread::spawn(move || {
-                let _ = serve_connection(&state, stream);
-            })
-        };
-        let mut connections = state.connections.lock().unwrap();
-        connections.retain(|(_, thread)| !thread.is_finished());
-        connections.push((handle, thread));
     }
 }
 

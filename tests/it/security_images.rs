@@ -1,8 +1,9 @@
-//! Issue 12, findings 6, 8 and 9: hostile registries and image archives must
-//! not exhaust memory, disk or CPU, and every layer is checked against its
-//! diff id when it is read.
+//! Hostile registries and image archives (issue 12, findings 6, 8 and 9)
+//! must not exhaust memory, disk or CPU, and every layer is checked against
+//! its diff id when it is read. Hostile packages, records and lock files
+//! are covered by `security.rs`.
 //!
-//! - 6: a registry on 127.0.0.1 (a `TcpListener` thread here) answers with
+//! - 6: a registry on 127.0.0.1 (a [`LoopbackServer`] here) answers with
 //!   an endless or huge manifest, an oversized config, and blobs that run
 //!   past their declared size; on disk, a docker-archive's `manifest.json`
 //!   and an OCI layout's `index.json` and config are over their caps.
@@ -15,17 +16,16 @@
 //! with 1 (not 101: no panic), and leave its cache and output small.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde_json::json;
 
-use crate::common::{self, CondaChannel, sha256_hex};
+use crate::common::{self, CondaChannel, LoopbackServer, sha256_hex};
 use crate::fixtures::conda_docker;
 
 /// The most one connection of the hostile registry sends, whatever it
@@ -57,64 +57,38 @@ enum Framing {
 
 type Routes = dyn Fn(&str, &str) -> Reply + Send + Sync;
 
-/// A registry on a free 127.0.0.1 port that answers as `routes` says, one
-/// request per connection. Bound in connections, bytes sent and time (each
-/// write times out); stopped and joined on drop.
+/// A registry on a free 127.0.0.1 port (a [`LoopbackServer`]) that answers
+/// as `routes` says, one request per connection. Bound in connections,
+/// bytes sent and time (each write times out); stopped and joined on drop.
 struct HostileRegistry {
-    port: u16,
+    server: LoopbackServer,
     state: Arc<ServerState>,
-    acceptor: Option<JoinHandle<()>>,
 }
 
 struct ServerState {
     routes: Box<Routes>,
-    stop: AtomicBool,
     sent: AtomicU64,
     requests: Mutex<Vec<String>>,
-    connections: Mutex<Vec<(TcpStream, JoinHandle<()>)>>,
 }
 
 impl HostileRegistry {
     fn serve(routes: impl Fn(&str, &str) -> Reply + Send + Sync + 'static) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
         let state = Arc::new(ServerState {
             routes: Box::new(routes),
-            stop: AtomicBool::new(false),
             sent: AtomicU64::new(0),
             requests: Mutex::new(Vec::new()),
-            connections: Mutex::new(Vec::new()),
         });
-        let acceptor = {
+        let server = {
             let state = state.clone();
-            std::thread::spawn(move || {
-                for stream in listener.incoming().take(SERVER_MAX_CONNECTIONS) {
-                    if state.stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(stream) = stream else { continue };
-                    let Ok(handle) = stream.try_clone() else {
-                        continue;
-                    };
-                    let thread = {
-                        let state = state.clone();
-                        std::thread::spawn(move || {
-                            let _ = answer(&state, stream);
-                        })
-                    };
-                    state.connections.lock().unwrap().push((handle, thread));
-                }
+            LoopbackServer::serve(Some(SERVER_MAX_CONNECTIONS), move |stream, stop| {
+                answer(&state, stream, stop)
             })
         };
-        HostileRegistry {
-            port,
-            state,
-            acceptor: Some(acceptor),
-        }
+        HostileRegistry { server, state }
     }
 
     fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        self.server.host()
     }
 
     /// `docker://127.0.0.1:PORT/evil:TAG`.
@@ -133,25 +107,8 @@ impl HostileRegistry {
     }
 }
 
-impl Drop for HostileRegistry {
-    fn drop(&mut self) {
-        self.state.stop.store(true, Ordering::SeqCst);
-        if let Ok(stream) = TcpStream::connect(("127.0.0.1", self.port)) {
-            let _ = stream.shutdown(Shutdown::Both);
-        }
-        if let Some(acceptor) = self.acceptor.take() {
-            let _ = acceptor.join();
-        }
-        let connections = std::mem::take(&mut *self.state.connections.lock().unwrap());
-        for (stream, thread) in connections {
-            let _ = stream.shutdown(Shutdown::Both);
-            let _ = thread.join();
-        }
-    }
-}
-
 /// Reads one request head and writes the reply `routes` gives for it.
-fn answer(state: &ServerState, stream: TcpStream) -> std::io::Result<()> {
+fn answer(state: &ServerState, stream: TcpStream, stop: &AtomicBool) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     stream.set_write_timeout(Some(Duration::from_secs(10)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
@@ -213,7 +170,7 @@ fn answer(state: &ServerState, stream: TcpStream) -> std::io::Result<()> {
             if method == "GET" {
                 let chunk = vec![byte; 64 << 10];
                 let mut sent = 0;
-                while sent < SERVER_SEND_CAP && !state.stop.load(Ordering::SeqCst) {
+                while sent < SERVER_SEND_CAP && !stop.load(Ordering::SeqCst) {
                     if matches!(framing, Framing::Chunked) {
                         write!(out, "{:x}\r\n", chunk.len())?;
                     }
@@ -324,7 +281,7 @@ fn manifest_json(
 /// before any of it is read, and a chunked one (no length) once 4 MiB have
 /// arrived; the 2 GB manifest of the report drove RSS to 4.2 GB.
 #[test]
-fn issue_12_manifests_over_the_cap_are_refused_before_being_read_whole() {
+fn manifests_over_the_cap_are_refused_before_being_read_whole() {
     let registry = HostileRegistry::serve(|method, path| match (method, path) {
         ("GET", "/v2/") => json_reply(&json!({}), "application/json"),
         ("GET", "/v2/evil/manifests/long") => Reply::Endless {
@@ -369,7 +326,7 @@ fn issue_12_manifests_over_the_cap_are_refused_before_being_read_whole() {
 /// Content-Length or just keeps sending; a config declared over 8 MiB is
 /// not fetched at all.
 #[test]
-fn issue_12_blobs_stop_at_their_declared_size_and_configs_are_capped() {
+fn blobs_stop_at_their_declared_size_and_configs_are_capped() {
     let layer = format!("sha256:{}", sha256_hex(b"the layer it claims to be"));
     let config = config_json(&[format!("sha256:{}", sha256_hex(b"tar"))]);
     let config_digest = format!("sha256:{}", sha256_hex(&config));
@@ -566,7 +523,7 @@ fn build_on(home: &Path, channel: &CondaChannel, base: &Path, out: &Path) -> Com
 /// hashed while it is copied, by `copy` and by builds, and a mismatch names
 /// the archive, the layer and both diff ids. `inspect` reads metadata only.
 #[test]
-fn issue_12_layers_not_matching_their_diff_id_are_refused_by_copy_and_build() {
+fn layers_not_matching_their_diff_id_are_refused_by_copy_and_build() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
     let channel = CondaChannel::build_multi_platform(&dir.path().join("channel"));
@@ -657,7 +614,7 @@ fn issue_12_layers_not_matching_their_diff_id_are_refused_by_copy_and_build() {
 /// config whose descriptor claims more than 8 MiB are refused before they
 /// are read whole.
 #[test]
-fn issue_12_metadata_files_over_the_cap_are_refused_unread() {
+fn metadata_files_over_the_cap_are_refused_unread() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
     let tar = small_tar();
@@ -748,7 +705,7 @@ fn issue_12_metadata_files_over_the_cap_are_refused_unread() {
 /// the build fails with one line naming the base and the way around it,
 /// instead of solving for a guessed glibc.
 #[test]
-fn issue_12_a_zstd_bomb_base_stops_the_glibc_scan() {
+fn a_zstd_bomb_base_stops_the_glibc_scan() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
     let channel = CondaChannel::build_multi_platform(&dir.path().join("channel"));
