@@ -99,12 +99,13 @@ pub enum Command {
     Pull {
         /// The image: `debian`, `ghcr.io/org/img:tag`, `name@sha256:...`.
         reference: Reference,
-        /// Where to write it.
+        /// Where to write it: `docker-archive:PATH`, `oci:DIR[:TAG]`,
+        /// `oci-archive:PATH[:TAG]`, or a PATH written as --format says.
         #[arg(short = 'o', long = "output", value_name = "PATH")]
-        output: PathBuf,
-        /// The output format.
-        #[arg(long, value_enum, default_value = "docker-archive")]
-        format: Format,
+        output: String,
+        /// How to write a plain -o PATH (default docker-archive).
+        #[arg(long, value_enum)]
+        format: Option<Format>,
         /// How to pick and reach the image.
         #[command(flatten)]
         remote: RemoteArgs,
@@ -268,14 +269,45 @@ pub enum Target {
     Registry(Reference),
 }
 
+/// The prefixes that name an output's transport, as skopeo spells them.
+const TRANSPORTS: [&str; 4] = ["docker://", "docker-archive:", "oci:", "oci-archive:"];
+
 impl std::str::FromStr for Target {
-    type Err = ImageError;
+    type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         match text.strip_prefix("docker://") {
-            Some(reference) => Ok(Target::Registry(reference.parse()?)),
-            None => text.parse().map(Target::File),
+            Some(reference) => reference
+                .parse()
+                .map(Target::Registry)
+                .map_err(|e: crate::reference::ReferenceError| e.to_string()),
+            None => text.parse().map(Target::File).map_err(|_| {
+                format!(
+                    "invalid image destination `{text}`: expected `docker://REF`, `docker-archive:PATH`, `oci:DIR[:TAG]` or `oci-archive:PATH[:TAG]`"
+                )
+            }),
         }
+    }
+}
+
+impl Target {
+    /// An `-o` value: a transport, or a plain path written as `format`
+    /// says (docker-archive by default). Its folder must exist.
+    fn output(text: &str, format: Option<Format>) -> Result<Target, CliError> {
+        if !TRANSPORTS.iter().any(|t| text.starts_with(t)) {
+            let format = format.unwrap_or(Format::DockerArchive);
+            return Ok(Target::File(destination(format, PathBuf::from(text))?));
+        }
+        if format.is_some() {
+            return Err(CliError::Usage(format!(
+                "-o {text} names its own format; leave out --format"
+            )));
+        }
+        let target: Target = text.parse().map_err(CliError::Usage)?;
+        if let Target::File(destination) = &target {
+            check_folder(destination.path())?;
+        }
+        Ok(target)
     }
 }
 
@@ -338,9 +370,11 @@ pub struct BuildArgs {
     /// `oci-archive:PATH[:TAG]` or a path.
     #[arg(short = 'b', long = "base", value_name = "SOURCE", default_value = DEFAULT_BASE)]
     pub base: ImageSource,
-    /// Where to write the image (needed unless --push).
+    /// Where to write the image (needed unless --push): `docker-archive:PATH`,
+    /// `oci:DIR[:TAG]`, `oci-archive:PATH[:TAG]`, `docker://REF` (pushed
+    /// there), or a PATH written as --format says.
     #[arg(short = 'o', long = "output", value_name = "PATH")]
-    pub output: Option<PathBuf>,
+    pub output: Option<String>,
     /// Push the image to the registry of its name (`-i REGISTRY/NAME:TAG`).
     /// Credentials: CONDA_DOCKER_REGISTRY_USER and _PASSWORD, else your
     /// docker or podman login.
@@ -353,9 +387,9 @@ pub struct BuildArgs {
     /// TLS settings for registries.
     #[command(flatten)]
     pub registry: RegistryArgs,
-    /// The output format.
-    #[arg(long, value_enum, default_value = "docker-archive")]
-    pub format: Format,
+    /// How to write a plain -o PATH (default docker-archive).
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
     /// The image's name (and where --push sends it).
     #[arg(
         short = 'i',
@@ -491,10 +525,30 @@ fn run_build(args: BuildArgs) -> Result<(), CliError> {
             "--pixi-env names an environment of a pixi workspace or of a pixi.lock given with --file; leave it out with -p, -n, specs or other files".into(),
         ));
     }
-    let push_to: Option<Reference> = if args.push {
-        Some(args.image.parse().map_err(ImageError::from)?)
-    } else {
-        None
+    let output = args
+        .output
+        .as_deref()
+        .map(|o| Target::output(o, args.format))
+        .transpose()?;
+    let push_to_image = match args.push {
+        true => Some(args.image.parse::<Reference>().map_err(ImageError::from)?),
+        false => None,
+    };
+    let (destination, push_to) = match (output, push_to_image) {
+        (Some(Target::Registry(_)), Some(_)) => {
+            return Err(CliError::Usage(
+                "-o docker://REF pushes already; leave out --push (which pushes to -i)".into(),
+            ));
+        }
+        (Some(Target::Registry(reference)), None) => (None, Some(reference)),
+        (Some(Target::File(destination)), push_to) => (Some(destination), push_to),
+        (None, Some(reference)) => (None, Some(reference)),
+        (None, None) => {
+            return Err(CliError::Usage(
+                "say where the image goes: -o PATH, or --push to push it to the registry of -i"
+                    .into(),
+            ));
+        }
     };
     let options = BuildOptions {
         env,
@@ -525,16 +579,6 @@ fn run_build(args: BuildArgs) -> Result<(), CliError> {
         activation_scripts: !args.no_activation_scripts,
         add: args.add,
         ..BuildOptions::default()
-    };
-    let destination = match args.output {
-        Some(output) => Some(destination(args.format, output)?),
-        None if args.push => None,
-        None => {
-            return Err(CliError::Usage(
-                "say where the image goes: -o PATH, or --push to push it to the registry of -i"
-                    .into(),
-            ));
-        }
     };
     let progress = Progress::new(args.quiet);
     let (image, layers) = build(&options, &progress)?;
@@ -580,17 +624,7 @@ fn run_build(args: BuildArgs) -> Result<(), CliError> {
 
 /// The output of `--format FORMAT -o PATH`, after checking its folder.
 fn destination(format: Format, output: PathBuf) -> Result<ImageDestination, CliError> {
-    let parent = match output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => std::path::Path::new("."),
-    };
-    if !parent.is_dir() {
-        return Err(CliError::Usage(format!(
-            "cannot write {}: {} is not a directory",
-            output.display(),
-            parent.display()
-        )));
-    }
+    check_folder(&output)?;
     Ok(match format {
         Format::DockerArchive => ImageDestination::DockerArchive(output),
         Format::Oci => ImageDestination::Oci {
@@ -602,6 +636,28 @@ fn destination(format: Format, output: PathBuf) -> Result<ImageDestination, CliE
             tag: None,
         },
     })
+}
+
+/// Refuses an output whose folder is missing or not a folder, before any
+/// work is done.
+fn check_folder(output: &std::path::Path) -> Result<(), CliError> {
+    let parent = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    match std::fs::metadata(parent) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(CliError::Usage(format!(
+            "cannot write {}: {} is not a directory",
+            output.display(),
+            parent.display()
+        ))),
+        Err(_) => Err(CliError::Usage(format!(
+            "cannot write {}: the folder {} does not exist",
+            output.display(),
+            parent.display()
+        ))),
+    }
 }
 
 /// The push login from `CONDA_DOCKER_REGISTRY_USER`/`_PASSWORD`, for CI.
@@ -761,7 +817,14 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             format,
             remote,
         } => {
-            let destination = destination(format, output)?;
+            let destination = match Target::output(&output, format)? {
+                Target::File(destination) => destination,
+                Target::Registry(_) => {
+                    return Err(CliError::Usage(
+                        "pull writes a file; to copy between registries use `copy`".into(),
+                    ));
+                }
+            };
             let options: OpenOptions = remote.into();
             let image = ImageSource::Registry(reference).open_with(&options)?;
             image.write_to(&destination)?;

@@ -70,6 +70,17 @@ pub enum ImageDestination {
     },
 }
 
+impl ImageDestination {
+    /// The file or directory written.
+    pub fn path(&self) -> &Path {
+        match self {
+            ImageDestination::DockerArchive(path) => path,
+            ImageDestination::Oci { dir, .. } => dir,
+            ImageDestination::OciArchive { path, .. } => path,
+        }
+    }
+}
+
 fn with_tag(
     f: &mut fmt::Formatter<'_>,
     kind: &str,
