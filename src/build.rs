@@ -15,9 +15,10 @@ use crate::conda::cache::{PackageCaches, dist_folder, dist_name};
 use crate::conda::env::{EnvSelector, Environment, SolveOptions};
 use crate::conda::explicit::write_explicit;
 use crate::conda::glibc::glibc_version;
+use crate::conda::glibc_needs::GlibcNeeds;
 use crate::conda::order::{dependency_order, fit_budget};
 use crate::conda::relocate::{Target, relocate};
-use crate::conda::solve::{self, DEFAULT_GLIBC};
+use crate::conda::solve::{self, SolveError};
 use crate::conda::unrelocate::replace;
 use crate::conda::untracked::{Untracked, path_of as untracked_path, untracked};
 use crate::digest::Digest;
@@ -83,6 +84,20 @@ pub enum BuildError {
         base: usize,
         /// Layers besides the packages'.
         extra: usize,
+    },
+    /// An environment that needs a glibc the base does not have.
+    #[error(
+        "the base image {base} {has}, but the environment needs {needs} ({why}); build on a base with glibc such as {DEFAULT_BASE}, or pass --virtual-package __glibc=VERSION to build anyway"
+    )]
+    Glibc {
+        /// The base, as given.
+        base: String,
+        /// `has no glibc` or `has glibc X`.
+        has: String,
+        /// `glibc` or `a newer glibc`.
+        needs: String,
+        /// Which package or file needs it.
+        why: String,
     },
     /// A bad `--prefix-in-image`.
     #[error("--prefix-in-image `{0}` must be an absolute path such as /opt/conda")]
@@ -343,16 +358,28 @@ pub fn build(
             solve.glibc = glibc_version(&base, &options.base)?;
             match &solve.glibc {
                 Some(v) => tracing::info!("the base image has glibc {v}"),
-                None => tracing::info!(
-                    "no glibc found in the base image; solving for glibc {DEFAULT_GLIBC}"
-                ),
+                None => tracing::info!("the base image has no glibc; solving without __glibc"),
             }
         }
         Some(base)
     } else {
         None
     };
-    let mut env = Environment::load(&options.env, &solve)?;
+    let mut env = Environment::load(&options.env, &solve).map_err(|e| match e {
+        // Without glibc in the base, packages built against it cannot be
+        // solved: say why in the base's terms, not the solver's.
+        CondaError::Solve(SolveError::Unsolvable(text))
+            if solve.glibc.is_none() && !solve.glibc_given() && text.contains("__glibc") =>
+        {
+            BuildError::Glibc {
+                base: options.base.to_string(),
+                has: "has no glibc".into(),
+                needs: "glibc".into(),
+                why: "packages it asks for depend on __glibc".into(),
+            }
+        }
+        other => other.into(),
+    })?;
     if let Some(path) = &options.lock_file {
         let records: Vec<_> = env
             .records
@@ -426,6 +453,7 @@ pub fn build(
         }
     }
     let env = env;
+    check_glibc(&env.records, &package_dirs, &image, options, &solve)?;
     let names: Vec<&str> = env
         .records
         .iter()
@@ -548,6 +576,44 @@ pub fn build(
     }
     configure(&mut image, options, &activation.vars)?;
     Ok((image, reports))
+}
+
+/// Refuses a base whose glibc the environment cannot run on (none, or too
+/// old), unless `--virtual-package __glibc=X` says to go on. The base is
+/// scanned only when something needs glibc, and not again after a solve.
+fn check_glibc(
+    records: &[PrefixRecord],
+    package_dirs: &[PathBuf],
+    base: &Image,
+    options: &BuildOptions,
+    solve: &SolveOptions,
+) -> Result<(), BuildError> {
+    if solve.glibc_given() {
+        return Ok(());
+    }
+    let needs = GlibcNeeds::of(records, package_dirs);
+    if !needs.any() {
+        return Ok(());
+    }
+    let have = match options.env.solves() {
+        true => solve.glibc.clone(),
+        false => glibc_version(base, &options.base)?,
+    };
+    let Some(why) = needs.unmet(have.as_deref()) else {
+        return Ok(());
+    };
+    Err(BuildError::Glibc {
+        base: options.base.to_string(),
+        needs: match have {
+            Some(_) => "a newer glibc".into(),
+            None => "glibc".into(),
+        },
+        has: match &have {
+            Some(version) => format!("has glibc {version}"),
+            None => "has no glibc".into(),
+        },
+        why,
+    })
 }
 
 /// The environment's last layer: `conda-meta/history` and the files no

@@ -63,7 +63,7 @@ pub struct SolveOptions {
     pub lock_environment: Option<String>,
     /// The platform to solve for (default linux-64, whatever the host).
     pub platform: Option<Subdir>,
-    /// The base image's glibc, for `__glibc`.
+    /// The base image's glibc, for `__glibc` (`None`: it has none).
     pub glibc: Option<String>,
 }
 

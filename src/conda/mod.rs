@@ -12,6 +12,7 @@ pub mod env;
 pub mod envfile;
 pub mod explicit;
 pub mod glibc;
+pub mod glibc_needs;
 pub mod input;
 pub mod order;
 pub mod pixi;

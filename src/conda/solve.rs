@@ -22,9 +22,6 @@ use url::Url;
 
 use super::condarc::CondaRc;
 
-/// The glibc the solver assumes when the base image's cannot be read:
-/// conda-forge's current baseline, older than any maintained distribution.
-pub const DEFAULT_GLIBC: &str = "2.28";
 /// The kernel version stated for `__linux` (the host kernel is unknown at
 /// build time; this is what conda-forge packages ask for at most today).
 const LINUX_VERSION: &str = "5.10";
@@ -44,7 +41,7 @@ pub struct SolveRequest {
     pub override_channels: bool,
     /// The image's platform.
     pub platform: Subdir,
-    /// The base image's glibc version, if known.
+    /// The base image's glibc version; `None` when it has no glibc.
     pub glibc: Option<String>,
     /// `__name=version` virtual packages to add or override.
     pub virtual_packages: Vec<String>,
@@ -167,8 +164,9 @@ pub fn channels(
 }
 
 /// The virtual packages of a Linux container on `platform`: `__unix`,
-/// `__linux`, `__glibc` (the base's, else [`DEFAULT_GLIBC`]) and
-/// `__archspec`, then the overrides.
+/// `__linux`, `__glibc` (the base's; none for a base without glibc, so
+/// packages that need it do not solve) and `__archspec`, then the
+/// overrides.
 pub fn virtual_packages(
     platform: Subdir,
     glibc: Option<&str>,
@@ -188,12 +186,15 @@ pub fn virtual_packages(
         _ => "x86",
     };
     let mut packages: BTreeMap<String, GenericVirtualPackage> = BTreeMap::new();
+    let glibc = glibc.map(|version| package("__glibc", version, "0"));
     for p in [
         package("__unix", "0", "0"),
         package("__linux", LINUX_VERSION, "0"),
-        package("__glibc", glibc.unwrap_or(DEFAULT_GLIBC), "0"),
         package("__archspec", "1", arch),
-    ] {
+    ]
+    .into_iter()
+    .chain(glibc)
+    {
         packages.insert(p.name.as_normalized().to_owned(), p);
     }
     for text in overrides {
@@ -372,7 +373,10 @@ mod tests {
         let v = virtual_packages(Subdir::LinuxAarch64, None, &["__cuda=12.4".into()]).unwrap();
         let find = |n: &str| v.iter().find(|p| p.name.as_normalized() == n).unwrap();
         assert_eq!(find("__archspec").build_string, "aarch64");
-        assert_eq!(find("__glibc").version.to_string(), DEFAULT_GLIBC);
+        assert!(
+            !v.iter().any(|p| p.name.as_normalized() == "__glibc"),
+            "no glibc in the base, no __glibc"
+        );
         assert_eq!(find("__cuda").version.to_string(), "12.4");
         let v = virtual_packages(Subdir::Linux64, Some("2.41"), &["__glibc=2.17".into()]).unwrap();
         assert_eq!(

@@ -1,5 +1,6 @@
 //! The integration tests: one binary, so it links once.
 
+mod add;
 mod bench;
 mod build;
 mod channel_selftest;
@@ -11,6 +12,7 @@ mod edits;
 mod entry_points;
 mod errors;
 mod fixtures;
+mod glibc;
 mod harness_selftest;
 mod outputs;
 mod plugin;
