@@ -7,10 +7,12 @@
 //! not copied when an image is opened: they stay byte ranges of their input
 //! until written, and every copy is checked against its digest.
 
+mod add;
 mod config;
 mod docker_archive;
 mod legacy;
 mod oci_layout;
+mod rootfs;
 mod sink;
 mod source;
 mod tar_index;
@@ -27,6 +29,8 @@ use tempfile::TempDir;
 pub use config::{ConfigError, ImageConfig, rfc3339};
 pub use source::{ImageDestination, ImageSource, OpenOptions};
 
+use self::add::{Plan, PlanError};
+use self::rootfs::RootFs;
 use crate::blob::Blob;
 use crate::digest::Digest;
 use crate::layer::tar::{LayerTar, PathFilter, archive_path};
@@ -188,6 +192,18 @@ pub enum ImageError {
         #[source]
         source: io::Error,
     },
+    /// A file or tree that does not fit where it was to be added: a
+    /// directory of the image would become a file or the reverse, or the
+    /// destination's symlinks loop.
+    #[error("--add {}:{dest}: {reason}", src.display())]
+    AddConflict {
+        /// The source on the host.
+        src: PathBuf,
+        /// The destination as given.
+        dest: String,
+        /// The path in the image and what is there.
+        reason: String,
+    },
     /// A layer that could not be built from the given contents.
     #[error("cannot build layer from {what}")]
     BuildLayer {
@@ -276,6 +292,10 @@ pub struct Image {
     epoch: u64,
     scratch: Option<Arc<TempDir>>,
     scratch_parent: Option<PathBuf>,
+    /// The file system of `layers`, once `add_layer_path` needed it; kept
+    /// up to date by `add_layer_path` and dropped by any other change of
+    /// the layers.
+    rootfs: Option<Arc<RootFs>>,
 }
 
 impl Image {
@@ -308,6 +328,7 @@ impl Image {
             epoch: source_date_epoch()?,
             scratch: None,
             scratch_parent: None,
+            rootfs: None,
         })
     }
 
@@ -519,11 +540,22 @@ impl Image {
         self.config
             .push_layer(layer.diff_id(), self.epoch, created_by);
         self.layers.push(layer);
+        self.rootfs = None;
     }
 
-    /// Appends a layer holding the file or directory tree at `path`, mapped
-    /// under `arcpath` inside the image (`/` or `""` for the root).
-    /// Symlinks stay symlinks, hardlinks stay hardlinks, modes are kept,
+    /// Appends a layer holding the file or directory tree at `path`, put at
+    /// `arcpath` inside the image by Docker's `COPY` rules: a directory's
+    /// contents go into `arcpath`; a file goes inside `arcpath` when it ends
+    /// with `/` or is a directory of the image, else it becomes `arcpath`.
+    /// Symlinks of the image on the way are followed inside the image (so
+    /// `/bin/` of a base with `/bin -> usr/bin` means `/usr/bin/`, and the
+    /// link stays), and a directory of the image never becomes a file nor
+    /// the reverse ([`ImageError::AddConflict`]). To know what is there,
+    /// the first call reads the headers of every layer (see
+    /// `image/rootfs.rs`); later calls reuse what it found.
+    ///
+    /// Symlinks inside the tree stay symlinks (a top-level `path` that is a
+    /// symlink is followed), hardlinks stay hardlinks, modes are kept,
     /// owners become 0:0 and times the image's epoch. `filter` sees each
     /// path relative to `path` and leaves it out when it returns `false`.
     pub fn add_layer_path(
@@ -537,13 +569,41 @@ impl Image {
             path: path.to_owned(),
             source,
         };
-        let arcpath = archive_path(arcpath).map_err(fail)?;
-        std::fs::symlink_metadata(path).map_err(fail)?;
-        let created_by = format!("conda-docker add_layer_path /{arcpath}");
-        let layer = self
-            .build_layer(|tar| tar.add_tree(path, &arcpath, filter))
-            .map_err(fail)?;
+        let created_by = format!(
+            "conda-docker add_layer_path /{}",
+            archive_path(arcpath).map_err(fail)?
+        );
+        // A missing source fails before the image's layers are read.
+        std::fs::metadata(path).map_err(fail)?;
+        let mut rootfs = match self.rootfs.take() {
+            Some(rootfs) => rootfs,
+            None => Arc::new(RootFs::of(&self.layers)?),
+        };
+        let plan = match Plan::new(&rootfs, path, arcpath, filter) {
+            Ok(plan) => plan,
+            Err(error) => {
+                self.rootfs = Some(rootfs);
+                return Err(match error {
+                    PlanError::Io(source) => fail(source),
+                    PlanError::Conflict(reason) => ImageError::AddConflict {
+                        src: path.to_owned(),
+                        dest: arcpath.to_owned(),
+                        reason,
+                    },
+                });
+            }
+        };
+        let built = self.build_layer(|tar| plan.write(&rootfs, tar));
+        let layer = match built {
+            Ok(layer) => layer,
+            Err(source) => {
+                self.rootfs = Some(rootfs);
+                return Err(fail(source));
+            }
+        };
         self.push_layer(layer, &created_by);
+        plan.apply(Arc::make_mut(&mut rootfs));
+        self.rootfs = Some(rootfs);
         Ok(self.layers.last().expect("just pushed"))
     }
 
@@ -615,6 +675,7 @@ impl Image {
     pub fn remove_layer(&mut self) -> Result<Layer, ImageError> {
         let layer = self.layers.pop().ok_or(ImageError::NoLayers)?;
         self.config.pop_layer(self.epoch);
+        self.rootfs = None;
         Ok(layer)
     }
 

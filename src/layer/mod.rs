@@ -2,6 +2,7 @@
 //! pass) and describing them (digest, size, diff id, media type, bytes).
 
 mod encode;
+pub(crate) mod headers;
 pub mod tar;
 mod verify;
 

@@ -211,7 +211,7 @@ impl<W: Write> LayerTar<W> {
             self.add_directory(arcpath, self.mode(meta.mode(), true))?;
             self.walk(source, arcpath, Path::new(""), filter)
         } else {
-            self.add_entry(source, &meta, arcpath)
+            self.add_host_entry(source, &meta, arcpath)
         }
     }
 
@@ -249,13 +249,22 @@ impl<W: Write> LayerTar<W> {
                 self.add_directory(&arc_child, self.mode(meta.mode(), true))?;
                 self.walk(&path, &arc_child, &rel_child, filter)?;
             } else {
-                self.add_entry(&path, &meta, &arc_child)?;
+                self.add_host_entry(&path, &meta, &arc_child)?;
             }
         }
         Ok(())
     }
 
-    fn add_entry(&mut self, path: &Path, meta: &fs::Metadata, arcpath: &str) -> io::Result<()> {
+    /// Adds the host's file or symlink at `path` (whose `meta` the caller
+    /// read) as `arcpath`: a symlink stays a symlink, a file that shares
+    /// its inode with one added before becomes a hardlink to it, and
+    /// anything else (devices, sockets) is left out with a warning.
+    pub fn add_host_entry(
+        &mut self,
+        path: &Path,
+        meta: &fs::Metadata,
+        arcpath: &str,
+    ) -> io::Result<()> {
         let kind = meta.file_type();
         if kind.is_symlink() {
             return self.add_symlink(arcpath, &fs::read_link(path)?);
