@@ -11,7 +11,6 @@ pub mod contained;
 pub mod env;
 pub mod envfile;
 pub mod explicit;
-pub mod glibc;
 pub mod glibc_needs;
 pub mod input;
 pub mod order;

@@ -10,6 +10,7 @@
 mod add;
 mod config;
 mod docker_archive;
+mod glibc;
 mod legacy;
 mod oci_layout;
 mod rootfs;
@@ -27,6 +28,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 pub use config::{ConfigError, ImageConfig, rfc3339};
+pub use glibc::glibc_version;
 pub use source::{ImageDestination, ImageSource, OpenOptions};
 
 use self::add::{Plan, PlanError};

@@ -5,13 +5,13 @@
 //! version (glibc before 2.34); a newer `libc.so.6` says
 //! `release version 2.41` in its banner.
 
-use std::cell::Cell;
 use std::fmt::Display;
 use std::io::{self, Read};
+use std::ops::ControlFlow;
 
+use super::{Image, ImageError};
 use crate::blob::size_text;
-use crate::image::{Image, ImageError};
-use crate::layer::Layer;
+use crate::layer::headers::{Budget, EntryHeader, WalkError, walk};
 
 /// The most of `libc.so.6` read to find its banner (it sits in .rodata,
 /// well inside the first megabytes).
@@ -32,10 +32,6 @@ const MAX_SCAN_BYTES: u64 = 8 << 30;
 /// of a bomb made of empty entries, which costs little of the byte bound.
 const MAX_SCAN_ENTRIES: u64 = 1_000_000;
 
-/// The most of a long-name or PAX extension entry kept in memory (a path
-/// is at most a few KB; anything longer is not a name we look for).
-const MAX_EXTENSION: u64 = 1 << 20;
-
 /// The glibc version of `image`, if it has one (musl images do not).
 /// `base` names the image in errors. Fails, rather than guessing, when a
 /// layer cannot be read or decompressed, and when the base is larger
@@ -45,129 +41,78 @@ pub fn glibc_version(image: &Image, base: &dyn Display) -> Result<Option<String>
     scan(image, base, MAX_SCAN_BYTES, MAX_SCAN_ENTRIES)
 }
 
-/// A reader that takes from a budget shared by all layers, and fails once
-/// it is spent.
-struct Budgeted<'a, R> {
-    inner: R,
-    left: &'a Cell<u64>,
-    spent: &'a Cell<bool>,
-}
-
-impl<R: Read> Read for Budgeted<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let left = self.left.get();
-        if left == 0 && !buf.is_empty() {
-            self.spent.set(true);
-            return Err(io::Error::other("the glibc scan's byte budget is spent"));
-        }
-        let max = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let n = self.inner.read(&mut buf[..max])?;
-        self.left.set(left - n as u64);
-        Ok(n)
-    }
-}
-
+/// The scan, within one budget shared by all the base's layers.
 fn scan(
     image: &Image,
     base: &dyn Display,
     max_bytes: u64,
     max_entries: u64,
 ) -> Result<Option<String>, ImageError> {
-    let bytes_left = Cell::new(max_bytes);
-    let spent = Cell::new(false);
-    let mut entries_left = max_entries;
-    let bounded = |what: String| ImageError::Bounded {
-        input: base.to_string(),
-        reason: format!(
-            "stopped looking for glibc after {what} (a bound against decompression bombs); give the base's glibc version with --virtual-package __glibc=VERSION, e.g. __glibc=2.36"
-        ),
-    };
-    let too_many_bytes = || {
-        bounded(format!(
-            "{} of decompressed layer data",
-            size_text(max_bytes)
-        ))
-    };
+    let budget = Budget::new(max_bytes, max_entries);
     for layer in image.layers().iter().rev() {
-        let fail = |source: io::Error| {
-            if spent.get() {
-                too_many_bytes()
-            } else {
-                layer_error(base, layer, source)
-            }
-        };
-        let reader = Budgeted {
-            inner: layer.uncompressed().map_err(fail)?,
-            left: &bytes_left,
-            spent: &spent,
-        };
-        let mut archive = tar::Archive::new(reader);
-        // Raw entries: the tar crate would read long names and PAX
-        // extensions whole into memory, whatever their size.
-        let mut long_name: Option<Vec<u8>> = None;
-        for entry in archive.entries().map_err(fail)?.raw(true) {
-            let mut entry = entry.map_err(fail)?;
-            if entries_left == 0 {
-                return Err(bounded(format!("{max_entries} tar entries")));
-            }
-            entries_left -= 1;
-            let kind = entry.header().entry_type();
-            if kind.is_gnu_longname() || kind.is_pax_local_extensions() {
-                let mut data = Vec::new();
-                (&mut entry)
-                    .take(MAX_EXTENSION)
-                    .read_to_end(&mut data)
-                    .map_err(fail)?;
-                long_name = if kind.is_gnu_longname() {
-                    Some(data.split(|b| *b == 0).next().unwrap_or_default().to_vec())
-                } else {
-                    tar::PaxExtensions::new(&data)
-                        .filter_map(Result::ok)
-                        .find(|e| e.key_bytes() == b"path")
-                        .map(|e| e.value_bytes().to_vec())
-                };
-                continue;
-            }
-            if kind.is_gnu_longlink() || kind.is_pax_global_extensions() {
-                continue;
-            }
-            let path = long_name
-                .take()
-                .unwrap_or_else(|| entry.path_bytes().into_owned());
-            let name = path
-                .split(|b| *b == b'/')
-                .rfind(|part| !part.is_empty())
-                .unwrap_or_default();
-            let Ok(name) = std::str::from_utf8(name) else {
-                continue;
-            };
-            if let Some(version) = name
-                .strip_prefix("libc-")
-                .and_then(|rest| rest.strip_suffix(".so"))
-                .filter(|v| is_version(v))
-            {
-                return Ok(Some(version.to_owned()));
-            }
-            if name == "libc.so.6" && kind.is_file() {
-                let mut bytes = Vec::new();
-                (&mut entry)
-                    .take(BANNER_WINDOW)
-                    .read_to_end(&mut bytes)
-                    .map_err(fail)?;
-                if let Some(version) = banner_version(&bytes) {
-                    return Ok(Some(version));
-                }
-            }
+        let mut found = None;
+        walk(layer, &budget, |entry, data| {
+            found = version_of(entry, data)?;
+            Ok(match found {
+                Some(_) => ControlFlow::Break(()),
+                None => ControlFlow::Continue(()),
+            })
+        })
+        .map_err(|error| scan_error(base, error))?;
+        if found.is_some() {
+            return Ok(found);
         }
     }
     Ok(None)
 }
 
-fn layer_error(base: &dyn Display, layer: &Layer, source: io::Error) -> ImageError {
-    ImageError::LayerRead {
+/// The glibc version `entry` gives: by its name (`libc-2.31.so`), or for
+/// a `libc.so.6` file by the banner in the first [`BANNER_WINDOW`] of
+/// `data`.
+fn version_of(entry: &EntryHeader, data: &mut dyn Read) -> io::Result<Option<String>> {
+    let name = entry
+        .path
+        .split(|b| *b == b'/')
+        .rfind(|part| !part.is_empty())
+        .unwrap_or_default();
+    let Ok(name) = std::str::from_utf8(name) else {
+        return Ok(None);
+    };
+    if let Some(version) = name
+        .strip_prefix("libc-")
+        .and_then(|rest| rest.strip_suffix(".so"))
+        .filter(|v| is_version(v))
+    {
+        return Ok(Some(version.to_owned()));
+    }
+    if name == "libc.so.6" && entry.kind.is_file() {
+        let mut bytes = Vec::new();
+        data.take(BANNER_WINDOW).read_to_end(&mut bytes)?;
+        return Ok(banner_version(&bytes));
+    }
+    Ok(None)
+}
+
+/// A failed walk as the scan reports it: a layer that cannot be read
+/// names the base and the layer; a spent budget says which bound stopped
+/// the scan and how to do without it.
+fn scan_error(base: &dyn Display, error: WalkError) -> ImageError {
+    let what = match error {
+        WalkError::Read { digest, source } => {
+            return ImageError::LayerRead {
+                input: base.to_string(),
+                digest,
+                source,
+            };
+        }
+        WalkError::TooManyBytes(max) => format!("{} of decompressed layer data", size_text(max)),
+        WalkError::TooManyEntries(max) => format!("{max} tar entries"),
+    };
+    ImageError::Bounded {
         input: base.to_string(),
-        digest: layer.digest(),
-        source,
+        reason: format!(
+            "stopped looking for glibc after {what} (a bound against decompression bombs); give the base's glibc version with --virtual-package __glibc=VERSION, e.g. __glibc=2.36"
+        ),
     }
 }
 
@@ -191,10 +136,10 @@ fn banner_version(bytes: &[u8]) -> Option<String> {
     let version = version.trim_end_matches('.').to_owned();
     is_version(&version).then_some(version)
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layer::Layer;
 
     #[test]
     fn versions_from_file_names_and_banners() {
