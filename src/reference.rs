@@ -19,8 +19,6 @@ pub struct Reference {
     repository: String,
     tag: Option<String>,
     digest: Option<Digest>,
-    /// The name as typed, without tag or digest (`ubuntu`, `ghcr.io/a/b`).
-    familiar: String,
 }
 
 /// A string that is not an image reference.
@@ -126,7 +124,6 @@ impl FromStr for Reference {
             repository,
             tag: tag.map(str::to_owned),
             digest,
-            familiar: name.to_owned(),
         })
     }
 }
@@ -156,15 +153,25 @@ impl Reference {
         self.digest
     }
 
-    /// `name:tag` as the user wrote the name (what `docker save` puts in
+    /// `name:tag` in docker's familiar form (what `docker save` puts in
     /// `RepoTags`), or `None` for a digest-only reference.
     pub fn familiar_tagged(&self) -> Option<String> {
-        self.tag().map(|tag| format!("{}:{tag}", self.familiar))
+        self.tag()
+            .map(|tag| format!("{}:{tag}", self.familiar_name()))
     }
 
-    /// The name as typed, without tag or digest.
-    pub fn familiar_name(&self) -> &str {
-        &self.familiar
+    /// The name as docker shows it, without tag or digest: Docker Hub's
+    /// `library/` and host left out (`ubuntu`, `user/app`,
+    /// `ghcr.io/a/b`), however it was typed, as docker's `RepoTags` have it.
+    pub fn familiar_name(&self) -> String {
+        if self.registry != DOCKER_HUB {
+            return format!("{}/{}", self.registry, self.repository);
+        }
+        self.repository
+            .strip_prefix("library/")
+            .filter(|rest| !rest.contains('/'))
+            .unwrap_or(&self.repository)
+            .to_owned()
     }
 }
 
@@ -187,6 +194,20 @@ mod tests {
 
     fn full(s: &str) -> String {
         s.parse::<Reference>().unwrap().to_string()
+    }
+
+    #[test]
+    fn familiar_names_are_dockers_however_typed() {
+        let familiar = |s: &str| s.parse::<Reference>().unwrap().familiar_tagged().unwrap();
+        for (typed, shown) in [
+            ("ubuntu", "ubuntu:latest"),
+            ("docker.io/library/ubuntu:22.04", "ubuntu:22.04"),
+            ("index.docker.io/user/app:1", "user/app:1"),
+            ("ghcr.io/a/b:t", "ghcr.io/a/b:t"),
+            ("localhost:5000/x", "localhost:5000/x:latest"),
+        ] {
+            assert_eq!(familiar(typed), shown, "{typed}");
+        }
     }
 
     #[test]

@@ -1,16 +1,19 @@
 //! `docker save` archives: `manifest.json` naming a config and layer files.
 //!
-//! Written with the same blobs as the OCI outputs (compressed layers under
-//! `blobs/sha256/`, as Docker 25 lays them out), so the image id is the
-//! same in every format. Read from any docker-archive: Docker's old
-//! `<id>/layer.tar` layout, Docker 25's, skopeo's `<hex>.tar`, ours.
+//! Written as Docker 25 writes them: an OCI layout (`blobs/sha256/`,
+//! `index.json`, `oci-layout`) with `manifest.json` beside it. The OCI
+//! manifest is the one this tool pushes, so an archive stands for exactly
+//! that manifest: `build --json`, `inspect`, `copy` and a push all report
+//! the same digest. Read from any docker-archive: Docker's old
+//! `<id>/layer.tar` layout, Docker 25's, skopeo's `<hex>.tar`, ours (whose
+//! OCI part `source` reads first).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::sink::{Sink, TarSink, put_layer};
+use super::sink::{OCI_LAYOUT, Sink, TarSink, index_json, put_image};
 use super::tar_index::TarIndex;
 use super::{Image, ImageConfig, ImageError};
 use crate::blob::{MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE};
@@ -133,15 +136,11 @@ pub(crate) fn write(image: &Image, path: &Path) -> Result<(), ImageError> {
         source,
     };
     let mut sink = TarSink::create(path, image.epoch()).map_err(fail)?;
-    let config = image.config().to_bytes();
-    let config_name = format!("blobs/sha256/{}", Digest::of(&config).hex());
-    sink.put_bytes(&config_name, &config).map_err(fail)?;
-    let mut seen = HashSet::new();
-    for layer in image.layers() {
-        if seen.insert(layer.digest()) {
-            put_layer(&mut sink, layer).map_err(fail)?;
-        }
-    }
+    let entry = put_image(image, &mut sink, None).map_err(fail)?;
+    sink.put_bytes("index.json", &index_json(vec![entry]))
+        .map_err(fail)?;
+    sink.put_bytes("oci-layout", OCI_LAYOUT).map_err(fail)?;
+    let config_name = format!("blobs/sha256/{}", image.config_digest().hex());
     let repo_tags: Vec<String> = image
         .name()
         .and_then(|n| n.familiar_tagged())

@@ -3,20 +3,16 @@
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::sink::{DirSink, Sink, TarSink, put_layer};
+use super::sink::{
+    DirSink, IMAGE_NAME, OCI_LAYOUT, REF_NAME, Sink, TarSink, blob_name, index_json, put_image,
+};
 use super::tar_index::TarIndex;
 use super::{Image, ImageError};
 use crate::blob::{Blob, MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE};
 use crate::digest::Digest;
 use crate::platform::Platform;
-
-/// The annotation that holds a manifest's tag in `index.json`.
-pub(crate) const REF_NAME: &str = "org.opencontainers.image.ref.name";
-/// The annotation containerd and Docker 25 use for the full image name in
-/// `index.json`; it carries the name through an OCI round trip.
-const IMAGE_NAME: &str = "io.containerd.image.name";
 
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
@@ -126,10 +122,6 @@ impl Store {
             source,
         })
     }
-}
-
-fn blob_name(digest: &Digest) -> String {
-    format!("blobs/sha256/{}", digest.hex())
 }
 
 fn tags(index: &ImageIndex) -> String {
@@ -248,50 +240,6 @@ pub(crate) fn read(
 
 /// Writes every blob of `image` into `sink`, then returns the manifest's
 /// entry for `index.json`.
-fn write_blobs(image: &Image, sink: &mut dyn Sink, tag: Option<&str>) -> std::io::Result<Value> {
-    let config = image.config().to_bytes();
-    let config_name = blob_name(&Digest::of(&config));
-    if !sink.has(&config_name, config.len() as u64) {
-        sink.put_bytes(&config_name, &config)?;
-    }
-    let mut seen = std::collections::HashSet::new();
-    for layer in image.layers() {
-        if seen.insert(layer.digest()) {
-            put_layer(sink, layer)?;
-        }
-    }
-    let manifest = image.manifest_bytes();
-    let digest = Digest::of(&manifest);
-    sink.put_bytes(&blob_name(&digest), &manifest)?;
-    let mut entry = json!({
-        "mediaType": MediaType::ImageManifest.to_string(),
-        "digest": digest.to_string(),
-        "size": manifest.len(),
-    });
-    let mut annotations = serde_json::Map::new();
-    if let Some(tag) = tag {
-        annotations.insert(REF_NAME.into(), tag.into());
-    }
-    if let Some(name) = image.name() {
-        annotations.insert(IMAGE_NAME.into(), name.to_string().into());
-    }
-    if !annotations.is_empty() {
-        entry["annotations"] = annotations.into();
-    }
-    Ok(entry)
-}
-
-fn index_json(manifests: Vec<Value>) -> Vec<u8> {
-    let index = json!({
-        "schemaVersion": 2,
-        "mediaType": MediaType::ImageIndex.to_string(),
-        "manifests": manifests,
-    });
-    serde_json::to_vec(&index).unwrap_or_default()
-}
-
-const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
-
 pub(crate) fn write_archive(
     image: &Image,
     path: &Path,
@@ -302,7 +250,7 @@ pub(crate) fn write_archive(
         source,
     };
     let mut sink = TarSink::create(path, image.epoch()).map_err(fail)?;
-    let entry = write_blobs(image, &mut sink, tag).map_err(fail)?;
+    let entry = put_image(image, &mut sink, tag).map_err(fail)?;
     sink.put_bytes("index.json", &index_json(vec![entry]))
         .map_err(fail)?;
     sink.put_bytes("oci-layout", OCI_LAYOUT).map_err(fail)?;
@@ -345,7 +293,7 @@ pub(crate) fn write_dir(image: &Image, dir: &Path, tag: Option<&str>) -> Result<
     let result = (|| {
         fs_err::create_dir_all(dir)?;
         let mut sink = DirSink::new(dir);
-        let entry = write_blobs(image, &mut sink, tag)?;
+        let entry = put_image(image, &mut sink, tag)?;
         // The tag moves to the new manifest; an identical entry is not repeated.
         manifests.retain(|m| {
             let same_tag = tag.is_some() && m["annotations"][REF_NAME].as_str() == tag;

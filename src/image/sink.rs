@@ -8,6 +8,11 @@ use std::path::{Path, PathBuf};
 
 use tempfile::NamedTempFile;
 
+use oci_spec::image::MediaType;
+use serde_json::{Value, json};
+
+use super::Image;
+use crate::digest::Digest;
 use crate::layer::Layer;
 use crate::layer::tar::LayerTar;
 
@@ -110,3 +115,68 @@ pub(crate) fn put_layer(sink: &mut dyn Sink, layer: &Layer) -> io::Result<()> {
     }
     sink.put(&name, layer.size(), &mut layer.open_verified()?)
 }
+
+/// The annotation that holds a manifest's tag in `index.json`.
+pub(crate) const REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// The annotation containerd and Docker 25 use for the full image name in
+/// `index.json`; it carries the name through an OCI round trip.
+pub(crate) const IMAGE_NAME: &str = "io.containerd.image.name";
+
+/// Where a blob lives in a layout: `blobs/sha256/<hex>`.
+pub(crate) fn blob_name(digest: &Digest) -> String {
+    format!("blobs/sha256/{}", digest.hex())
+}
+
+/// Puts an image's config, layers and OCI manifest as `blobs/sha256/`
+/// files, and returns the manifest's entry for `index.json` (with `tag`
+/// and the image's name as annotations). An OCI layout and a
+/// docker-archive both hold these, so each reads back the same manifest.
+pub(crate) fn put_image(
+    image: &Image,
+    sink: &mut dyn Sink,
+    tag: Option<&str>,
+) -> std::io::Result<Value> {
+    let config = image.config().to_bytes();
+    let config_name = blob_name(&Digest::of(&config));
+    if !sink.has(&config_name, config.len() as u64) {
+        sink.put_bytes(&config_name, &config)?;
+    }
+    let mut seen = std::collections::HashSet::new();
+    for layer in image.layers() {
+        if seen.insert(layer.digest()) {
+            put_layer(sink, layer)?;
+        }
+    }
+    let manifest = image.manifest_bytes();
+    let digest = Digest::of(&manifest);
+    sink.put_bytes(&blob_name(&digest), &manifest)?;
+    let mut entry = json!({
+        "mediaType": MediaType::ImageManifest.to_string(),
+        "digest": digest.to_string(),
+        "size": manifest.len(),
+    });
+    let mut annotations = serde_json::Map::new();
+    if let Some(tag) = tag {
+        annotations.insert(REF_NAME.into(), tag.into());
+    }
+    if let Some(name) = image.name() {
+        annotations.insert(IMAGE_NAME.into(), name.to_string().into());
+    }
+    if !annotations.is_empty() {
+        entry["annotations"] = annotations.into();
+    }
+    Ok(entry)
+}
+
+/// `index.json` listing `manifests`.
+pub(crate) fn index_json(manifests: Vec<Value>) -> Vec<u8> {
+    let index = json!({
+        "schemaVersion": 2,
+        "mediaType": MediaType::ImageIndex.to_string(),
+        "manifests": manifests,
+    });
+    serde_json::to_vec(&index).unwrap_or_default()
+}
+
+/// The `oci-layout` file.
+pub(crate) const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;

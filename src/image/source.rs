@@ -202,13 +202,34 @@ fn looks_like_path(text: &str) -> bool {
             .any(|ext| text.ends_with(ext))
 }
 
-/// Opens a tar whose kind is judged from its members.
-fn open_tar(path: &Path, tag: Option<&str>, platform: &Platform) -> Result<Image, ImageError> {
-    let index = TarIndex::open(path)?;
+/// Opens a docker-archive. Docker 25 and this tool put an OCI layout
+/// beside `manifest.json`; its manifest is the image's exact one
+/// (annotations, media types), so it is read when it is whole, else
+/// `manifest.json` is (or a legacy `repositories`).
+fn open_docker_archive(index: TarIndex, platform: &Platform) -> Result<Image, ImageError> {
     if index.contains("manifest.json") {
+        if index.contains("index.json")
+            && index.contains("oci-layout")
+            && let Ok(image) = oci_layout::read(Store::Tar(index.clone()), None, platform)
+        {
+            return Ok(image);
+        }
         docker_archive::read(&index)
     } else if index.contains("repositories") {
         legacy::read(&index)
+    } else {
+        Err(ImageError::NotAnImage {
+            path: index.path().to_owned(),
+            reason: "it has no manifest.json or repositories (not a docker-archive)".into(),
+        })
+    }
+}
+
+/// Opens a tar whose kind is judged from its members.
+fn open_tar(path: &Path, tag: Option<&str>, platform: &Platform) -> Result<Image, ImageError> {
+    let index = TarIndex::open(path)?;
+    if index.contains("manifest.json") || index.contains("repositories") {
+        open_docker_archive(index, platform)
     } else if index.contains("index.json") {
         oci_layout::read(Store::Tar(index), tag, platform)
     } else {
@@ -232,18 +253,7 @@ impl ImageSource {
         match self {
             ImageSource::Scratch => Image::scratch(),
             ImageSource::DockerArchive(path) => {
-                let index = TarIndex::open(path)?;
-                if index.contains("manifest.json") {
-                    docker_archive::read(&index)
-                } else if index.contains("repositories") {
-                    legacy::read(&index)
-                } else {
-                    Err(ImageError::NotAnImage {
-                        path: path.clone(),
-                        reason: "it has no manifest.json or repositories (not a docker-archive)"
-                            .into(),
-                    })
-                }
+                open_docker_archive(TarIndex::open(path)?, platform)
             }
             ImageSource::Oci { dir, tag } => {
                 oci_layout::read(Store::Dir(dir.clone()), tag.as_deref(), platform)

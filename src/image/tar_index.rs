@@ -10,6 +10,7 @@ use super::ImageError;
 use crate::blob::Blob;
 
 /// Byte ranges of the regular files of a tar, and its symlinks.
+#[derive(Clone)]
 pub(crate) struct TarIndex {
     path: PathBuf,
     files: BTreeMap<String, (u64, u64)>,

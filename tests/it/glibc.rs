@@ -57,7 +57,8 @@ impl Scene {
         self.dir.path().join(name)
     }
 
-    /// `conda-docker build -q -o out.tar -c CHANNEL --override-channels ARGS`.
+    /// `conda-docker build -q -o out.tar ARGS`, with `-c CHANNEL
+    /// --override-channels` when `ARGS` are specs to solve.
     fn build(&self, args: &[&str]) -> Command {
         let mut cmd = conda_docker();
         cmd.env("HOME", self.path("home"))
@@ -66,8 +67,10 @@ impl Scene {
             .env("CONDA_DOCKER_CACHE_DIR", self.path("cache"))
             .args(["build", "-q", "-o"])
             .arg(self.path("out.tar"))
-            .args(["-c", &self.channel, "--override-channels"])
             .args(args);
+        if !args.contains(&"--file") {
+            cmd.args(["-c", &self.channel, "--override-channels"]);
+        }
         cmd
     }
 

@@ -116,3 +116,41 @@ fn build_pushes_to_a_docker_reference_given_as_output() {
     ));
     assert!(line.contains("-o docker://REF pushes already"), "{line}");
 }
+
+#[test]
+fn one_manifest_digest_for_build_inspect_copy_and_push() {
+    require_tools!("docker-registry", "skopeo");
+    let dir = tempfile::tempdir().unwrap();
+    let Some(registry) = Registry::plain(&dir.path().join("registry")) else {
+        return;
+    };
+    let channel = CondaChannel::build_without_binary(&dir.path().join("channel"));
+    let env = install_env(&channel, &["cd-leaf"], CacheLayout::Conda, dir.path());
+    let d = dir.path();
+    let json = |cmd: &mut Command| -> serde_json::Value {
+        serde_json::from_slice(&common::run(cmd).stdout).unwrap()
+    };
+    let name = registry.image("pushed:1");
+    let built = json(&mut build(
+        d,
+        &env.prefix,
+        &["--json", "-i", &name, "-o", "image.tar"],
+    ));
+    let digest = built["manifest_digest"].as_str().unwrap().to_owned();
+    let archive = format!("docker-archive:{}", d.join("image.tar").display());
+    let inspected = json(conda_docker().args(["inspect", &archive]));
+    assert_eq!(inspected["manifest_digest"], digest.as_str());
+    // The archive is an OCI layout too (as Docker 25's are): skopeo reads
+    // the very manifest from it.
+    let oci = format!("oci-archive:{}", d.join("image.tar").display());
+    assert_eq!(common::skopeo_inspect(&oci, &[])["Digest"], digest.as_str());
+    // Copied to a registry, and pushed straight from a build: the same.
+    common::run(conda_docker().args(["copy", &archive, &registry.reference("copied:1")]));
+    assert_eq!(registry.inspect("copied:1", &[])["Digest"], digest.as_str());
+    let pushed = json(&mut build(
+        d,
+        &env.prefix,
+        &["--json", "--push", "-i", &name],
+    ));
+    assert_eq!(pushed["pushed"]["digest"], digest.as_str());
+}
