@@ -536,6 +536,47 @@ impl Image {
         Ok(LayerFactory::new(scratch, self.compression, self.epoch))
     }
 
+    /// Compresses with gzip (the image's level, or 6) every layer stored as
+    /// a plain tar, as a `docker save` base's are, so pushes and archives
+    /// carry about a third of the bytes. Those layers' digests change;
+    /// their diff ids, and so the image id, do not. Each layer is checked
+    /// against its digest while it is read. Returns how many it compressed.
+    pub fn compress_plain_layers(&mut self) -> Result<usize, ImageError> {
+        let plain: Vec<usize> = (0..self.layers.len())
+            .filter(|&i| *self.layers[i].media_type() == MediaType::ImageLayer)
+            .collect();
+        if plain.is_empty() {
+            return Ok(0);
+        }
+        let fail = |what: String| move |source| ImageError::BuildLayer { what, source };
+        let level = match self.compression {
+            Compression::Gzip(level) => level,
+            _ => 6,
+        };
+        let factory = LayerFactory::new(
+            self.layer_factory()
+                .map_err(fail("the scratch folder".into()))?
+                .scratch(),
+            Compression::Gzip(level),
+            self.epoch,
+        );
+        let layers = &self.layers;
+        let compressed = crate::parallel::in_parallel(&plain, crate::parallel::cores(), |&i| {
+            let layer = &layers[i];
+            let mut writer = factory.writer()?;
+            io::copy(&mut layer.open_verified()?, &mut writer)?;
+            let mut compressed = writer.finish()?;
+            for (key, value) in layer.annotations() {
+                compressed.set_annotation(key.clone(), value.clone());
+            }
+            Ok::<_, io::Error>(compressed)
+        });
+        for (&i, result) in plain.iter().zip(compressed) {
+            self.layers[i] = result.map_err(fail(self.layers[i].describe()))?;
+        }
+        Ok(plain.len())
+    }
+
     /// Appends a layer already built (its blob, digest and diff id known),
     /// with a history entry saying `created_by`.
     pub fn push_layer(&mut self, layer: Layer, created_by: &str) {

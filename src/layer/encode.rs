@@ -160,6 +160,11 @@ impl LayerFactory {
         }
     }
 
+    /// The folder the layers' blobs are stored in.
+    pub fn scratch(&self) -> Arc<TempDir> {
+        self.scratch.clone()
+    }
+
     /// A writer for a layer whose tar stream the caller makes itself.
     pub fn writer(&self) -> io::Result<LayerWriter> {
         LayerWriter::new(self.scratch.clone(), self.compression)
