@@ -17,7 +17,7 @@ use reqwest::blocking::{RequestBuilder, Response};
 use reqwest::header::{AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
 use url::Url;
 
-use super::credentials::Credentials;
+use super::credentials::{Credentials, Login, Origin};
 use super::{RegistryError, RegistryOptions};
 use crate::reference::DOCKER_HUB;
 
@@ -90,12 +90,21 @@ enum Challenge {
     Bearer { realm: Url, service: Option<String> },
 }
 
+/// Why a registry said no.
+#[derive(Clone, Copy, Debug)]
+enum Refusal {
+    /// The user name and password (or token) themselves.
+    Login,
+    /// The login is valid but may not do this.
+    Rights,
+}
+
 /// A connection to one registry with one login.
 pub(crate) struct Client {
     registry: String,
     base: Url,
     http: reqwest::blocking::Client,
-    credentials: Option<Credentials>,
+    login: Option<Login>,
     challenge: Challenge,
     tokens: Mutex<HashMap<String, (String, Instant)>>,
 }
@@ -188,23 +197,18 @@ fn parse_challenge(header: &str) -> (String, HashMap<String, String>) {
     (scheme.to_lowercase(), params)
 }
 
-fn http_client(options: &RegistryOptions) -> Result<reqwest::blocking::Client, RegistryError> {
+fn http_client(
+    registry: &str,
+    options: &RegistryOptions,
+) -> Result<reqwest::blocking::Client, RegistryError> {
     let mut builder = reqwest::blocking::Client::builder()
         .user_agent(concat!("conda-docker/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(30))
         .timeout(None::<Duration>)
         .tls_danger_accept_invalid_certs(options.insecure);
-    if let Some(dir) = &options.cert_dir
-        && !options.insecure
+    if !options.insecure
+        && let Some(config) = super::tls::config_for(registry, options.cert_dir.as_deref())?
     {
-        let config =
-            super::tls::config_with_cert_dir(dir).map_err(|source| RegistryError::Credentials {
-                what: format!(
-                    "--cert-dir {}: expected a directory of PEM certificates (ca.crt)",
-                    dir.display()
-                ),
-                source,
-            })?;
         builder = builder.tls_backend_preconfigured(config);
     }
     builder.build().map_err(|e| RegistryError::Credentials {
@@ -221,7 +225,7 @@ impl Client {
     pub(crate) fn connect(
         registry: &str,
         options: &RegistryOptions,
-        credentials: Option<Credentials>,
+        login: Option<Login>,
     ) -> Result<Self, RegistryError> {
         let api_host = if registry == DOCKER_HUB {
             "registry-1.docker.io"
@@ -239,8 +243,8 @@ impl Client {
         let mut client = Client {
             registry: registry.to_owned(),
             base: url("https")?,
-            http: http_client(options)?,
-            credentials,
+            http: http_client(registry, options)?,
+            login,
             challenge: Challenge::None,
             tokens: Mutex::new(HashMap::new()),
         };
@@ -389,7 +393,29 @@ impl Client {
         what: &str,
         make: &dyn Fn() -> Result<RequestBuilder, RegistryError>,
     ) -> Result<Response, RegistryError> {
-        let mut renewed = false;
+        self.send_with(scope, what, make, true)
+    }
+
+    /// Like [`Client::send`], but the answer to a request with the token
+    /// at hand, whatever it is: for a request that may be refused without
+    /// harm, which a fresh token would not change.
+    pub(crate) fn send_once(
+        &self,
+        scope: &Scope,
+        what: &str,
+        make: &dyn Fn() -> Result<RequestBuilder, RegistryError>,
+    ) -> Result<Response, RegistryError> {
+        self.send_with(scope, what, make, false)
+    }
+
+    fn send_with(
+        &self,
+        scope: &Scope,
+        what: &str,
+        make: &dyn Fn() -> Result<RequestBuilder, RegistryError>,
+        renew: bool,
+    ) -> Result<Response, RegistryError> {
+        let mut renewed = !renew;
         loop {
             let authorization = self.authorization(scope)?;
             let response = self.retrying(what, &|| {
@@ -408,38 +434,61 @@ impl Client {
                         tokens.remove(&scope.strings().join(" "));
                     }
                 }
+                // Basic auth checks the password on every request; with
+                // tokens the login was accepted when the token was issued,
+                // so a refusal now is about what that token allows.
+                StatusCode::UNAUTHORIZED if matches!(self.challenge, Challenge::Basic) => {
+                    return Err(self.not_authorised(scope, Refusal::Login));
+                }
                 StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                    return Err(self.not_authorised(scope));
+                    return Err(self.not_authorised(scope, Refusal::Rights));
                 }
                 _ => return Ok(response),
             }
         }
     }
 
-    fn not_authorised(&self, scope: &Scope) -> RegistryError {
+    fn not_authorised(&self, scope: &Scope, refusal: Refusal) -> RegistryError {
         let (repository, action) = scope.main();
-        let hint = match (&self.credentials, action) {
+        let verb = match action {
+            Action::Pull => "pull from",
+            Action::Push => "push to",
+        };
+        let command = crate::invocation::command();
+        let registry = &self.registry;
+        let hint = match (&self.login, refusal) {
             (None, _) => format!(
-                ": no login found for {}; log in with `{} login {}`{}",
-                self.registry,
-                crate::invocation::command(),
-                self.registry,
+                ": no login found for {registry}; log in with `{command} login {registry}`{}",
                 if action == Action::Push {
                     " or set CONDA_DOCKER_REGISTRY_USER and CONDA_DOCKER_REGISTRY_PASSWORD"
                 } else {
                     ""
                 }
             ),
-            (Some(_), _) => format!(
-                ": the registry refused the login found for {}; check it, or log in again",
-                self.registry
+            (Some(login), Refusal::Login) => {
+                let fix = match &login.origin {
+                    Origin::Environment => "; check them".to_owned(),
+                    Origin::Given => String::new(),
+                    Origin::File(_) | Origin::Helper(_) => {
+                        format!("; log in again with `{command} login {registry}`")
+                    }
+                };
+                format!(
+                    ": the login {} was refused (wrong user name or password){fix}",
+                    login.origin
+                )
+            }
+            (Some(login), Refusal::Rights) => format!(
+                ": the login {}{} was accepted, but may not {verb} it",
+                login.origin,
+                match &login.credentials {
+                    Credentials::Basic { username, .. } => format!(" (user {username})"),
+                    Credentials::IdentityToken(_) => String::new(),
+                },
             ),
         };
         RegistryError::NotAuthorised {
-            action: match action {
-                Action::Pull => "pull from",
-                Action::Push => "push to",
-            },
+            action: verb,
             target: format!("{}/{repository}", self.registry),
             hint,
         }
@@ -447,7 +496,8 @@ impl Client {
 
     /// The `Authorization` header for `scope`, fetching a token if needed.
     fn authorization(&self, scope: &Scope) -> Result<Option<String>, RegistryError> {
-        match (&self.challenge, &self.credentials) {
+        let credentials = self.login.as_ref().map(|l| &l.credentials);
+        match (&self.challenge, credentials) {
             (Challenge::None, _) => Ok(None),
             (Challenge::Basic, Some(Credentials::Basic { username, password })) => Ok(Some(
                 format!("Basic {}", BASE64.encode(format!("{username}:{password}"))),
@@ -483,7 +533,7 @@ impl Client {
     ) -> Result<(String, Duration), RegistryError> {
         let scopes = scope.strings();
         let response = self.retrying("getting a token", &|| {
-            Ok(match &self.credentials {
+            Ok(match self.login.as_ref().map(|l| &l.credentials) {
                 Some(Credentials::IdentityToken(token)) => {
                     let mut form = vec![
                         ("grant_type", "refresh_token".to_owned()),
@@ -518,8 +568,9 @@ impl Client {
         })?;
         match response.status() {
             status if status.is_success() => {}
+            // The token service checks the login itself.
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                return Err(self.not_authorised(scope));
+                return Err(self.not_authorised(scope, Refusal::Login));
             }
             _ => return Err(self.status_error("getting a token", response)),
         }
@@ -547,21 +598,32 @@ impl Client {
         Ok((token.to_owned(), lifetime))
     }
 
-    /// Checks the login this client has, as `docker login` does.
+    /// Checks the login this client has, as `docker login` does: a token
+    /// with no scope from the token service, or `/v2/` with basic auth. A
+    /// refusal is [`RegistryError::LoginFailed`].
     pub(crate) fn check_login(&self) -> Result<(), RegistryError> {
         let scope = Scope::default();
+        let refused = |e: RegistryError| match e {
+            RegistryError::NotAuthorised { .. } => RegistryError::LoginFailed {
+                host: self.registry.clone(),
+            },
+            other => other,
+        };
         match &self.challenge {
             Challenge::None => Ok(()),
             Challenge::Bearer { realm, service } => self
                 .fetch_token(realm, service.as_deref(), &scope)
-                .map(drop),
+                .map(drop)
+                .map_err(refused),
             Challenge::Basic => {
-                let response = self.send(&scope, "logging in", &|| {
-                    Ok(self
-                        .http
-                        .get(self.url("/v2/"))
-                        .timeout(SMALL_REQUEST_TIMEOUT))
-                })?;
+                let response = self
+                    .send(&scope, "logging in", &|| {
+                        Ok(self
+                            .http
+                            .get(self.url("/v2/"))
+                            .timeout(SMALL_REQUEST_TIMEOUT))
+                    })
+                    .map_err(refused)?;
                 if response.status().is_success() {
                     Ok(())
                 } else {
@@ -679,6 +741,38 @@ mod tests {
             .unwrap();
         assert!(error.to_string().contains("HTTP 429"), "{error}");
         assert_eq!(seen.lock().unwrap().len(), ATTEMPTS as usize);
+    }
+
+    #[test]
+    fn refusals_say_whose_login_and_why() {
+        const BASIC: &str = "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"r\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        const FORBIDDEN: &str =
+            "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        let (address, _) = scripted_server(vec![BASIC, BASIC, FORBIDDEN]);
+        let login = Login {
+            credentials: Credentials::Basic {
+                username: "ci".into(),
+                password: "secret".into(),
+            },
+            origin: Origin::Environment,
+        };
+        let client = Client::connect(&address, &RegistryOptions::default(), Some(login)).unwrap();
+        let scope = Scope::new("a/b", Action::Push);
+        let get = || Ok(client.http().get(client.url("/v2/a/b/tags/list")));
+        let wrong = client.send(&scope, "listing", &get).err().unwrap();
+        assert_eq!(
+            wrong.to_string(),
+            format!(
+                "not authorised to push to {address}/a/b: the login from CONDA_DOCKER_REGISTRY_USER and CONDA_DOCKER_REGISTRY_PASSWORD was refused (wrong user name or password); check them"
+            )
+        );
+        let forbidden = client.send(&scope, "listing", &get).err().unwrap();
+        assert_eq!(
+            forbidden.to_string(),
+            format!(
+                "not authorised to push to {address}/a/b: the login from CONDA_DOCKER_REGISTRY_USER and CONDA_DOCKER_REGISTRY_PASSWORD (user ci) was accepted, but may not push to it"
+            )
+        );
     }
 
     #[test]

@@ -1,16 +1,19 @@
 //! Finding the user's registry logins where docker and podman keep them, so
 //! that an existing `docker login` or `podman login` just works.
 //!
-//! Files, first match wins: `$REGISTRY_AUTH_FILE`, docker's
-//! `$DOCKER_CONFIG/config.json` (else `~/.docker/config.json`), podman's
-//! `$XDG_RUNTIME_DIR/containers/auth.json` and
-//! `$XDG_CONFIG_HOME/containers/auth.json`. In each, docker's order:
-//! `credHelpers[registry]`, then `auths[registry]`, then `credsStore`.
-//! Helpers are the `docker-credential-NAME` executables on `PATH`.
+//! Files, in podman's order (containers-auth.json(5)), first match wins:
+//! `$REGISTRY_AUTH_FILE` alone when it is set; else podman's
+//! `$XDG_RUNTIME_DIR/containers/auth.json` (`/run/containers/$UID/auth.json`
+//! when that variable is unset, where `podman login` as root writes),
+//! `$XDG_CONFIG_HOME/containers/auth.json` (`~/.config/...`), then docker's
+//! `$DOCKER_CONFIG/config.json` (else `~/.docker/config.json`). In each,
+//! docker's order: `credHelpers[registry]`, then `auths[registry]`, then
+//! `credsStore`. Helpers are the `docker-credential-NAME` executables on
+//! `PATH`.
 
 use std::fmt;
 use std::io::{self, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -47,6 +50,57 @@ impl fmt::Debug for Credentials {
     }
 }
 
+/// Where a login came from, so that a refusal names what to fix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// `CONDA_DOCKER_REGISTRY_USER` and `CONDA_DOCKER_REGISTRY_PASSWORD`.
+    Environment,
+    /// The `auths` of a docker or podman login file.
+    File(PathBuf),
+    /// A `docker-credential-NAME` helper (the program's name).
+    Helper(String),
+    /// Given by the caller: to `login`, to be checked and stored, or to
+    /// `push`.
+    Given,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Environment => write!(
+                f,
+                "from CONDA_DOCKER_REGISTRY_USER and CONDA_DOCKER_REGISTRY_PASSWORD"
+            ),
+            Origin::File(path) => write!(f, "stored in {}", path.display()),
+            Origin::Helper(program) => write!(f, "from the credential helper {program}"),
+            Origin::Given => write!(f, "given"),
+        }
+    }
+}
+
+/// A login and where it was found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Login {
+    /// The secret.
+    pub credentials: Credentials,
+    /// Where it came from.
+    pub origin: Origin,
+}
+
+impl Login {
+    /// The login CI gives in `CONDA_DOCKER_REGISTRY_USER` and
+    /// `CONDA_DOCKER_REGISTRY_PASSWORD`, if both are set (for the registry
+    /// pushed to, and only that one).
+    pub fn from_environment() -> Option<Login> {
+        let username = std::env::var("CONDA_DOCKER_REGISTRY_USER").ok()?;
+        let password = std::env::var("CONDA_DOCKER_REGISTRY_PASSWORD").ok()?;
+        (!username.is_empty()).then_some(Login {
+            credentials: Credentials::Basic { username, password },
+            origin: Origin::Environment,
+        })
+    }
+}
+
 /// The key docker files a registry's login under (Docker Hub keeps its
 /// historical v1 URL).
 pub(crate) fn config_key(registry: &str) -> String {
@@ -80,19 +134,35 @@ pub(crate) fn docker_config_path() -> Option<PathBuf> {
     }
 }
 
-fn auth_files() -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    files.extend(std::env::var_os("REGISTRY_AUTH_FILE").map(PathBuf::from));
-    files.extend(docker_config_path());
-    files.extend(
-        std::env::var_os("XDG_RUNTIME_DIR").map(|d| PathBuf::from(d).join("containers/auth.json")),
-    );
+/// podman's primary login file: `$XDG_RUNTIME_DIR/containers/auth.json`,
+/// or `/run/containers/$UID/auth.json` when `XDG_RUNTIME_DIR` is unset
+/// (where `podman login` as root puts it).
+fn podman_runtime_auth_file() -> Option<PathBuf> {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) if !dir.is_empty() => Some(PathBuf::from(dir).join("containers/auth.json")),
+        // `/proc/self` belongs to the process's user (proc(5)).
+        _ => std::fs::metadata("/proc/self")
+            .ok()
+            .map(|proc| PathBuf::from(format!("/run/containers/{}/auth.json", proc.uid()))),
+    }
+}
+
+/// The login files in podman's search order (containers-auth.json(5)):
+/// `REGISTRY_AUTH_FILE` alone when set, else podman's two files, then
+/// docker's.
+pub(crate) fn auth_files() -> Vec<PathBuf> {
+    if let Some(file) = std::env::var_os("REGISTRY_AUTH_FILE").filter(|f| !f.is_empty()) {
+        return vec![PathBuf::from(file)];
+    }
+    let mut files: Vec<PathBuf> = podman_runtime_auth_file().into_iter().collect();
     files.extend(
         std::env::var_os("XDG_CONFIG_HOME")
+            .filter(|d| !d.is_empty())
             .map(PathBuf::from)
             .or_else(|| home().map(|h| h.join(".config")))
             .map(|d| d.join("containers/auth.json")),
     );
+    files.extend(docker_config_path());
     files
 }
 
@@ -124,23 +194,33 @@ fn entry_for<'a>(map: &'a Value, registry: &str) -> Option<&'a Value> {
 }
 
 /// The login for `registry` from the user's files and helpers, or `None`.
-pub(crate) fn lookup(registry: &str) -> Result<Option<Credentials>, RegistryError> {
+pub(crate) fn lookup(registry: &str) -> Result<Option<Login>, RegistryError> {
     for file in auth_files() {
         let Some(config) = read_json(&file)? else {
             continue;
         };
+        let from_helper = |helper: &str| -> Result<Option<Login>, RegistryError> {
+            Ok(helper_get(helper, registry)?.map(|credentials| Login {
+                credentials,
+                origin: Origin::Helper(format!("docker-credential-{helper}")),
+            }))
+        };
         if let Some(helper) = entry_for(&config["credHelpers"], registry).and_then(Value::as_str)
-            && let Some(found) = helper_get(helper, registry)?
+            && let Some(found) = from_helper(helper)?
         {
             return Ok(Some(found));
         }
         if let Some(entry) = entry_for(&config["auths"], registry)
-            && let Some(found) = from_auths_entry(entry, &file)?
+            && let Some(credentials) = from_auths_entry(entry, &file)?
         {
-            return Ok(Some(found));
+            tracing::debug!("the login for {registry} is in {}", file.display());
+            return Ok(Some(Login {
+                credentials,
+                origin: Origin::File(file),
+            }));
         }
         if let Some(helper) = config["credsStore"].as_str().filter(|h| !h.is_empty())
-            && let Some(found) = helper_get(helper, registry)?
+            && let Some(found) = from_helper(helper)?
         {
             return Ok(Some(found));
         }
@@ -242,11 +322,14 @@ pub fn login(
     options: &RegistryOptions,
 ) -> Result<String, RegistryError> {
     let registry = normalise_registry(registry);
-    let credentials = Credentials::Basic {
-        username: username.to_owned(),
-        password: password.to_owned(),
+    let login = Login {
+        credentials: Credentials::Basic {
+            username: username.to_owned(),
+            password: password.to_owned(),
+        },
+        origin: Origin::Given,
     };
-    Client::connect(&registry, options, Some(credentials))?.check_login()?;
+    Client::connect(&registry, options, Some(login))?.check_login()?;
     let path = docker_config_path().ok_or_else(|| RegistryError::Credentials {
         what: "cannot tell where docker's config is: set HOME or DOCKER_CONFIG".into(),
         source: io::Error::new(io::ErrorKind::NotFound, "no home directory"),

@@ -17,9 +17,9 @@ mod tls;
 
 use std::path::PathBuf;
 
-pub use credentials::{Credentials, login};
+pub use credentials::{Credentials, Login, Origin, login};
 pub use pull::pull;
-pub use push::{PushReport, push};
+pub use push::{PushReport, PushTarget, push};
 
 use crate::image::ImageError;
 
@@ -30,7 +30,8 @@ pub struct RegistryOptions {
     /// (`--insecure`).
     pub insecure: bool,
     /// A directory of extra CA certificates (`*.crt`, as skopeo's
-    /// `--cert-dir` has `ca.crt`) to trust besides the system's.
+    /// `--cert-dir` has `ca.crt`) to trust besides the system's and those
+    /// docker and podman keep for the registry in their `certs.d`.
     pub cert_dir: Option<PathBuf>,
 }
 
@@ -49,7 +50,7 @@ pub enum RegistryError {
     },
     /// A TLS certificate that does not verify.
     #[error(
-        "the TLS certificate of {host} is not trusted: add its CA with --cert-dir DIR (a directory holding ca.crt), or use --insecure"
+        "the TLS certificate of {host} is not trusted: add its CA with --cert-dir DIR (a directory holding ca.crt) or as /etc/containers/certs.d/{host}/ca.crt, or use --insecure"
     )]
     Untrusted {
         /// The registry.
@@ -67,6 +68,12 @@ pub enum RegistryError {
         target: String,
         /// What to try.
         hint: String,
+    },
+    /// `login` with a user name and password the registry refused.
+    #[error("login failed for {host}: wrong user name or password")]
+    LoginFailed {
+        /// The registry.
+        host: String,
     },
     /// A manifest or blob the registry does not have.
     #[error("{what} not found in {target}")]

@@ -12,7 +12,7 @@ use serde::Serialize;
 use url::Url;
 
 use super::client::{Action, Client, Scope, content_digest};
-use super::credentials::{Credentials, lookup};
+use super::credentials::{Credentials, Login, Origin, lookup};
 use super::{RegistryError, RegistryOptions};
 use crate::digest::Digest;
 use crate::image::Image;
@@ -91,81 +91,131 @@ impl Item<'_> {
     }
 }
 
-/// Pushes `image` to `reference`. `credentials` (from
-/// `CONDA_DOCKER_REGISTRY_USER`/`_PASSWORD`) win over the user's stored
-/// logins for that registry.
+/// Pushes `image` to `reference`: [`PushTarget::check`], then
+/// [`PushTarget::push`]. `credentials`, if given, win over the user's
+/// stored logins for that registry.
 pub fn push(
     image: &Image,
     reference: &Reference,
     options: &RegistryOptions,
     credentials: Option<Credentials>,
 ) -> Result<PushReport, RegistryError> {
-    let registry = reference.registry();
-    let credentials = match credentials {
-        Some(c) => Some(c),
-        None => lookup(registry)?,
-    };
-    let client = Client::connect(registry, options, credentials)?;
-    let pusher = Pusher {
-        client: &client,
-        repository: reference.repository(),
-        target: format!("{registry}/{}", reference.repository()),
-    };
-    let config = image.config().to_bytes();
-    let mut items = vec![Item::Config(&config, Digest::of(&config))];
-    let mut seen = std::collections::HashSet::new();
-    for layer in image.layers() {
-        if seen.insert(layer.digest()) {
-            items.push(Item::Layer(layer));
+    let login = credentials.map(|credentials| Login {
+        credentials,
+        origin: Origin::Given,
+    });
+    PushTarget::check(reference, options, login)?.push(image)
+}
+
+/// A repository known to take a push: its registry answers, and the login
+/// for it may push there. Made before an image is built, so that a missing
+/// or refused login stops the work before it starts.
+pub struct PushTarget {
+    client: Client,
+    reference: Reference,
+}
+
+impl PushTarget {
+    /// Finds the login for `reference`'s registry (`login` if given, else
+    /// docker's and podman's stored ones), connects, and checks that the
+    /// login may push to the repository, as crane's
+    /// `CheckPushPermission` does: a token for `repository:NAME:pull,push`
+    /// alone does not tell (Docker Hub grants one with fewer actions than
+    /// asked for), so an upload is started, then cancelled. Nothing is
+    /// written to the repository.
+    pub fn check(
+        reference: &Reference,
+        options: &RegistryOptions,
+        login: Option<Login>,
+    ) -> Result<PushTarget, RegistryError> {
+        let registry = reference.registry();
+        let login = match login {
+            Some(login) => Some(login),
+            None => lookup(registry)?,
+        };
+        let target = PushTarget {
+            client: Client::connect(registry, options, login)?,
+            reference: reference.clone(),
+        };
+        let pusher = target.pusher();
+        let location = pusher.start_upload()?;
+        pusher.cancel_upload(location);
+        tracing::info!("{}: the login may push there", pusher.target);
+        Ok(target)
+    }
+
+    fn pusher(&self) -> Pusher<'_> {
+        Pusher {
+            client: &self.client,
+            repository: self.reference.repository(),
+            target: format!(
+                "{}/{}",
+                self.reference.registry(),
+                self.reference.repository()
+            ),
         }
     }
-    let outcomes = in_parallel(&items, PARALLEL_UPLOADS, |item| pusher.blob(item))
-        .into_iter()
-        .collect::<Result<Vec<Outcome>, _>>()?;
-    let manifest = image.manifest_bytes();
-    let digest = Digest::of(&manifest);
-    if let Some(pinned) = reference.digest()
-        && pinned != digest
-    {
-        return Err(RegistryError::Unsupported {
-            reference: reference.to_string(),
-            reason: format!("the image's manifest digest is {digest}; drop @DIGEST to push it"),
-        });
-    }
-    let rev = reference
-        .tag()
-        .map_or_else(|| digest.to_string(), str::to_owned);
-    pusher.manifest(&rev, &manifest, &digest)?;
-    let mut report = PushReport {
-        reference: match reference.tag() {
-            Some(tag) => format!("{}:{tag}", pusher.target),
-            None => format!("{}@{digest}", pusher.target),
-        },
-        name: pusher.target.clone(),
-        digest,
-        uploaded: 0,
-        uploaded_bytes: 0,
-        mounted: 0,
-        existing: 0,
-    };
-    for outcome in outcomes {
-        match outcome {
-            Outcome::Existing => report.existing += 1,
-            Outcome::Mounted => report.mounted += 1,
-            Outcome::Uploaded(bytes) => {
-                report.uploaded += 1;
-                report.uploaded_bytes += bytes;
+
+    /// Pushes `image`: the blobs the repository lacks, then the manifest.
+    pub fn push(&self, image: &Image) -> Result<PushReport, RegistryError> {
+        let reference = &self.reference;
+        let pusher = self.pusher();
+        let config = image.config().to_bytes();
+        let mut items = vec![Item::Config(&config, Digest::of(&config))];
+        let mut seen = std::collections::HashSet::new();
+        for layer in image.layers() {
+            if seen.insert(layer.digest()) {
+                items.push(Item::Layer(layer));
             }
         }
+        let outcomes = in_parallel(&items, PARALLEL_UPLOADS, |item| pusher.blob(item))
+            .into_iter()
+            .collect::<Result<Vec<Outcome>, _>>()?;
+        let manifest = image.manifest_bytes();
+        let digest = Digest::of(&manifest);
+        if let Some(pinned) = reference.digest()
+            && pinned != digest
+        {
+            return Err(RegistryError::Unsupported {
+                reference: reference.to_string(),
+                reason: format!("the image's manifest digest is {digest}; drop @DIGEST to push it"),
+            });
+        }
+        let rev = reference
+            .tag()
+            .map_or_else(|| digest.to_string(), str::to_owned);
+        pusher.manifest(&rev, &manifest, &digest)?;
+        let mut report = PushReport {
+            reference: match reference.tag() {
+                Some(tag) => format!("{}:{tag}", pusher.target),
+                None => format!("{}@{digest}", pusher.target),
+            },
+            name: pusher.target.clone(),
+            digest,
+            uploaded: 0,
+            uploaded_bytes: 0,
+            mounted: 0,
+            existing: 0,
+        };
+        for outcome in outcomes {
+            match outcome {
+                Outcome::Existing => report.existing += 1,
+                Outcome::Mounted => report.mounted += 1,
+                Outcome::Uploaded(bytes) => {
+                    report.uploaded += 1;
+                    report.uploaded_bytes += bytes;
+                }
+            }
+        }
+        tracing::info!(
+            "pushed {} ({} uploaded, {} mounted, {} already there)",
+            report.reference,
+            report.uploaded,
+            report.mounted,
+            report.existing
+        );
+        Ok(report)
     }
-    tracing::info!(
-        "pushed {} ({} uploaded, {} mounted, {} already there)",
-        report.reference,
-        report.uploaded,
-        report.mounted,
-        report.existing
-    );
-    Ok(report)
 }
 
 struct Pusher<'a> {
@@ -244,6 +294,25 @@ impl Pusher<'_> {
             return Err(client.status_error("starting an upload", response));
         }
         self.location(&response)
+    }
+
+    /// Cancels an upload that was only started to check the login, with
+    /// one request. As with crane, a refusal is of no consequence (a
+    /// registry with token auth may want the `delete` action, which a
+    /// push login need not have): registries purge abandoned uploads.
+    fn cancel_upload(&self, location: Url) {
+        let client = self.client;
+        match client.send_once(&self.scope(), "cancelling an upload", &|| {
+            Ok(client.small(client.http().delete(location.clone())))
+        }) {
+            Ok(response) if response.status().is_success() => {}
+            Ok(response) => tracing::debug!(
+                "{}: cancelling the check's upload: HTTP {}",
+                self.target,
+                response.status().as_u16()
+            ),
+            Err(e) => tracing::debug!("{}: cancelling the check's upload: {e}", self.target),
+        }
     }
 
     fn location(&self, response: &reqwest::blocking::Response) -> Result<Url, RegistryError> {

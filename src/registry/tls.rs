@@ -1,4 +1,13 @@
-//! Trusting the certificates of `--cert-dir` as docker does.
+//! Trusting the certificates of `--cert-dir` and of docker's and podman's
+//! `certs.d` directories, as docker and podman do.
+//!
+//! For a registry `HOST[:PORT]`, the `*.crt` files of `--cert-dir` and of
+//! `~/.config/containers/certs.d/HOST[:PORT]/`,
+//! `/etc/containers/certs.d/HOST[:PORT]/` and
+//! `/etc/docker/certs.d/HOST[:PORT]/` are all trusted (containers/image
+//! takes the first of the three that exists, docker only its own; trusting
+//! each is the same for every setup those tools accept). Client
+//! certificates (`*.cert`, `*.key`) there are not used.
 //!
 //! The system's verifier (rustls-platform-verifier) gets the extra roots.
 //! On top, a server certificate that is byte for byte one of the given
@@ -8,13 +17,16 @@
 //! while Go, and so docker, accepts it. Pinning the exact bytes the user
 //! put in the directory accepts that and nothing more.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
+
+use super::RegistryError;
+use crate::dirs::home;
 
 /// The system's verifier, plus certificates trusted as they are.
 #[derive(Debug)]
@@ -75,27 +87,90 @@ impl ServerCertVerifier for Pinned {
     }
 }
 
-/// A TLS client config trusting the system's CAs and every certificate in
-/// the `*.crt` files of `dir`.
-pub(crate) fn config_with_cert_dir(dir: &Path) -> std::io::Result<rustls::ClientConfig> {
+/// docker's and podman's directories of CAs for `registry`, those that
+/// exist, in containers/image's order.
+pub(crate) fn certs_d_dirs(registry: &str) -> Vec<PathBuf> {
+    let mut roots = Vec::new();
+    roots.extend(home().map(|h| h.join(".config/containers/certs.d")));
+    roots.push(PathBuf::from("/etc/containers/certs.d"));
+    roots.push(PathBuf::from("/etc/docker/certs.d"));
+    roots
+        .into_iter()
+        .map(|root| root.join(registry))
+        .filter(|dir| dir.is_dir())
+        .collect()
+}
+
+/// The certificates in the `*.crt` files of `dir`.
+fn read_certs(dir: &Path) -> std::io::Result<Vec<CertificateDer<'static>>> {
     let mut certs = Vec::new();
+    let mut files = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         if path.extension().is_some_and(|e| e == "crt") {
-            let pem = std::fs::read(&path)?;
-            for cert in CertificateDer::pem_slice_iter(&pem) {
-                certs.push(
-                    cert.map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?,
-                );
-            }
+            files.push(path);
         }
     }
-    if certs.is_empty() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            "no certificate in a *.crt file there",
-        ));
+    files.sort();
+    for path in files {
+        let pem = std::fs::read(&path)?;
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            certs
+                .push(cert.map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?);
+        }
     }
+    Ok(certs)
+}
+
+/// A TLS client config for `registry` trusting the system's CAs and the
+/// certificates of `cert_dir` and of the `certs.d` directories for it;
+/// `None` when there are none of those (reqwest's default then does).
+pub(crate) fn config_for(
+    registry: &str,
+    cert_dir: Option<&Path>,
+) -> Result<Option<rustls::ClientConfig>, RegistryError> {
+    let mut certs = Vec::new();
+    if let Some(dir) = cert_dir {
+        let found = read_certs(dir).and_then(|certs| match certs.is_empty() {
+            true => Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no certificate in a *.crt file there",
+            )),
+            false => Ok(certs),
+        });
+        certs.extend(found.map_err(|source| RegistryError::Credentials {
+            what: format!(
+                "--cert-dir {}: expected a directory of PEM certificates (ca.crt)",
+                dir.display()
+            ),
+            source,
+        })?);
+    }
+    for dir in certs_d_dirs(registry) {
+        let found = read_certs(&dir).map_err(|source| RegistryError::Credentials {
+            what: format!("cannot read the CA certificates in {}", dir.display()),
+            source,
+        })?;
+        tracing::debug!(
+            "{registry}: trusting {} certificate(s) from {}",
+            found.len(),
+            dir.display()
+        );
+        certs.extend(found);
+    }
+    if certs.is_empty() {
+        return Ok(None);
+    }
+    config_with_certs(certs)
+        .map(Some)
+        .map_err(|source| RegistryError::Credentials {
+            what: "cannot set up HTTPS with the extra CA certificates".into(),
+            source,
+        })
+}
+
+/// A TLS client config trusting the system's CAs and `certs`.
+fn config_with_certs(certs: Vec<CertificateDer<'static>>) -> std::io::Result<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let inner =
         rustls_platform_verifier::Verifier::new_with_extra_roots(certs.clone(), provider.clone())
