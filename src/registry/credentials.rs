@@ -7,9 +7,10 @@
 //! when that variable is unset, where `podman login` as root writes),
 //! `$XDG_CONFIG_HOME/containers/auth.json` (`~/.config/...`), then docker's
 //! `$DOCKER_CONFIG/config.json` (else `~/.docker/config.json`). In each,
-//! docker's order: `credHelpers[registry]`, then `auths[registry]`, then
-//! `credsStore`. Helpers are the `docker-credential-NAME` executables on
-//! `PATH`.
+//! docker's order: `credHelpers[registry]`, then `auths` (podman's most
+//! specific key first: `registry/org/app`, `registry/org`, `registry`),
+//! then `credsStore`. Helpers are the `docker-credential-NAME` executables
+//! on `PATH`.
 
 use std::fmt;
 use std::io::{self, Write};
@@ -193,8 +194,52 @@ fn entry_for<'a>(map: &'a Value, registry: &str) -> Option<&'a Value> {
         .map(|(_, v)| v)
 }
 
-/// The login for `registry` from the user's files and helpers, or `None`.
-pub(crate) fn lookup(registry: &str) -> Result<Option<Login>, RegistryError> {
+/// A key of `auths` reduced to what it is for, as containers/image reads
+/// it: a key with a scheme (docker's) names a registry; one without may
+/// name a namespace or a repository, as `podman login quay.io/org` writes
+/// it. Docker Hub's aliases made one.
+fn normalise_auths_key(key: &str) -> String {
+    if key.starts_with("https://") || key.starts_with("http://") {
+        return normalise_registry(key);
+    }
+    let (host, path) = key.split_once('/').unwrap_or((key, ""));
+    let host = normalise_registry(host);
+    match path.trim_end_matches('/') {
+        "" => host,
+        path => format!("{host}/{path}"),
+    }
+}
+
+/// The entry of `auths` for `repository` on `registry`, the most specific
+/// key first (`registry/a/b`, `registry/a`, then `registry`), as podman
+/// looks it up (containers-auth.json(5)).
+fn auths_entry_for<'a>(auths: &'a Value, registry: &str, repository: &str) -> Option<&'a Value> {
+    let keys: Vec<(String, &Value)> = auths
+        .as_object()?
+        .iter()
+        .map(|(key, entry)| (normalise_auths_key(key), entry))
+        .collect();
+    let mut wanted = match repository.trim_matches('/') {
+        "" => registry.to_owned(),
+        repository => format!("{registry}/{repository}"),
+    };
+    loop {
+        if let Some((_, entry)) = keys.iter().find(|(key, _)| *key == wanted) {
+            return Some(entry);
+        }
+        if wanted.len() <= registry.len() {
+            return None;
+        }
+        match wanted.rsplit_once('/') {
+            Some((shorter, _)) => wanted = shorter.to_owned(),
+            None => return None,
+        }
+    }
+}
+
+/// The login for `repository` on `registry` from the user's files and
+/// helpers, or `None`.
+pub(crate) fn lookup(registry: &str, repository: &str) -> Result<Option<Login>, RegistryError> {
     for file in auth_files() {
         let Some(config) = read_json(&file)? else {
             continue;
@@ -210,7 +255,7 @@ pub(crate) fn lookup(registry: &str) -> Result<Option<Login>, RegistryError> {
         {
             return Ok(Some(found));
         }
-        if let Some(entry) = entry_for(&config["auths"], registry)
+        if let Some(entry) = auths_entry_for(&config["auths"], registry, repository)
             && let Some(credentials) = from_auths_entry(entry, &file)?
         {
             tracing::debug!("the login for {registry} is in {}", file.display());
@@ -420,6 +465,32 @@ mod tests {
         );
         assert_eq!(normalise_registry("ghcr.io"), "ghcr.io");
         assert_eq!(config_key("docker.io"), "https://index.docker.io/v1/");
+    }
+
+    #[test]
+    fn auths_keys_match_the_most_specific_namespace_first() {
+        let auths = json!({
+            "quay.io": 1,
+            "quay.io/org": 2,
+            "quay.io/org/app/": 3,
+            "https://index.docker.io/v1/": 4,
+            "http://127.0.0.1:5000/ignored/path": 5,
+        });
+        let found = |registry: &str, repository: &str| {
+            auths_entry_for(&auths, registry, repository).and_then(Value::as_u64)
+        };
+        assert_eq!(found("quay.io", "org/app"), Some(3));
+        assert_eq!(found("quay.io", "org/app/sub"), Some(3));
+        assert_eq!(found("quay.io", "org/other"), Some(2));
+        assert_eq!(found("quay.io", "else/x"), Some(1));
+        assert_eq!(found("docker.io", "library/debian"), Some(4));
+        assert_eq!(
+            found("127.0.0.1:5000", "a/b"),
+            Some(5),
+            "a URL names a registry"
+        );
+        assert_eq!(found("ghcr.io", "quay.io/org"), None);
+        assert_eq!(found("quay.i", "o/org"), None);
     }
 
     #[test]

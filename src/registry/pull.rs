@@ -68,7 +68,8 @@ impl Puller<'_> {
             return Ok(client);
         }
         let registry = self.reference.registry();
-        let client = Client::connect(registry, self.options, lookup(registry)?)?;
+        let login = lookup(registry, self.reference.repository())?;
+        let client = Client::connect(registry, self.options, login)?;
         Ok(self.client.get_or_init(|| client))
     }
 

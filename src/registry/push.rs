@@ -131,7 +131,7 @@ impl PushTarget {
         let registry = reference.registry();
         let login = match login {
             Some(login) => Some(login),
-            None => lookup(registry)?,
+            None => lookup(registry, reference.repository())?,
         };
         let target = PushTarget {
             client: Client::connect(registry, options, login)?,
