@@ -15,7 +15,7 @@ use crate::image::{Image, ImageDestination, ImageError, ImageSource, OpenOptions
 use crate::invocation::Invocation;
 use crate::platform::Platform;
 use crate::reference::Reference;
-use crate::registry::{Credentials, PushReport, RegistryError, RegistryOptions, login, push};
+use crate::registry::{Login, PushReport, PushTarget, RegistryError, RegistryOptions, login};
 
 /// Turn a conda environment into a layered container image, without Docker.
 #[derive(Debug, Parser)]
@@ -90,6 +90,11 @@ pub enum Command {
         /// Name the copy `NAME[:TAG]` (kept from the source if omitted).
         #[arg(short = 'i', long = "image")]
         name: Option<String>,
+        /// gzip the layers stored as plain tars (as `docker save` stores
+        /// them): about a third of the bytes to push or write, but those
+        /// layers' digests change (the image id does not).
+        #[arg(long)]
+        compress_layers: bool,
         /// How to pick and reach images.
         #[command(flatten)]
         remote: RemoteArgs,
@@ -110,16 +115,17 @@ pub enum Command {
         #[command(flatten)]
         remote: RemoteArgs,
     },
-    /// Log in to a registry (password or token on stdin) and store the
-    /// login where docker keeps it.
+    /// Log in to a registry (asking for the user name and password, or the
+    /// password or token on stdin) and store the login where docker keeps
+    /// it.
     Login {
         /// The registry: `docker.io`, `ghcr.io`, `host:port`.
         registry: String,
-        /// The user name.
+        /// The user name (asked for on a terminal if left out).
         #[arg(short, long)]
-        username: String,
-        /// Read the password from stdin (always the case; accepted for
-        /// docker's sake).
+        username: Option<String>,
+        /// Read the password from stdin, for scripts; else it is asked for
+        /// on the terminal, without echo.
         #[arg(long)]
         password_stdin: bool,
         /// How to reach the registry.
@@ -198,10 +204,12 @@ fn conda_flag_tip(mut error: clap::Error) -> clap::Error {
         return error;
     };
     let flag = arg.split('=').next().unwrap_or_default();
-    if !CONDA_ONLY_FLAGS.contains(&flag) {
+    if !CONDA_ONLY_FLAGS.contains(&flag) && flag != "--environment-file" {
         return error;
     }
-    let tip = if flag == "--subdir" {
+    let tip = if flag == "--environment-file" {
+        "did you mean --file? (an environment.yml, a lock file or an explicit spec)".to_owned()
+    } else if flag == "--subdir" {
         "conda's `--subdir` is `--platform` here".to_owned()
     } else if flag == "--debug" {
         "for more output use -v, -vv or -vvv".to_owned()
@@ -221,7 +229,8 @@ fn conda_flag_tip(mut error: clap::Error) -> clap::Error {
 /// TLS and plain-HTTP settings for registries.
 #[derive(Clone, Debug, Args)]
 pub struct RegistryArgs {
-    /// Also trust the CA certificates (`*.crt`, e.g. `ca.crt`) in DIR.
+    /// Also trust the CA certificates (`*.crt`, e.g. `ca.crt`) in DIR,
+    /// besides those in docker's and podman's certs.d.
     #[arg(long, value_name = "DIR")]
     pub cert_dir: Option<PathBuf>,
     /// Allow plain HTTP and TLS certificates that do not verify.
@@ -244,7 +253,7 @@ impl From<RegistryArgs> for RegistryOptions {
 pub struct RemoteArgs {
     /// The platform: linux-64 (default), linux-aarch64, linux-ppc64le,
     /// linux-s390x, or OS/ARCH[/VARIANT].
-    #[arg(long, value_name = "PLATFORM")]
+    #[arg(long, value_name = "PLATFORM", value_parser = hinted::<Platform>(PLATFORM_HINTS))]
     pub platform: Option<Platform>,
     /// TLS settings.
     #[command(flatten)]
@@ -267,6 +276,71 @@ pub enum Target {
     File(ImageDestination),
     /// `docker://REF`: pushed.
     Registry(Reference),
+}
+
+/// What shell completion offers for `--platform`: conda's names of the
+/// platforms images are made for, then docker's.
+const PLATFORM_HINTS: &[&str] = &[
+    "linux-64",
+    "linux-aarch64",
+    "linux-ppc64le",
+    "linux-s390x",
+    "linux/amd64",
+    "linux/arm64",
+];
+
+/// What shell completion offers for an image source.
+const SOURCE_HINTS: &[&str] = &[
+    "scratch",
+    "docker://",
+    "docker-archive:",
+    "oci:",
+    "oci-archive:",
+];
+
+/// A parser that reads a value with `FromStr`, as clap would, and offers
+/// `hints` to shell completion (completion scripts list a parser's
+/// possible values; any other value still parses).
+#[derive(Clone)]
+struct Hinted<T> {
+    hints: &'static [&'static str],
+    kind: std::marker::PhantomData<fn() -> T>,
+}
+
+fn hinted<T>(hints: &'static [&'static str]) -> Hinted<T> {
+    Hinted {
+        hints,
+        kind: std::marker::PhantomData,
+    }
+}
+
+impl<T> clap::builder::TypedValueParser for Hinted<T>
+where
+    T: std::str::FromStr + Clone + Send + Sync + 'static,
+    T::Err: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<T, clap::Error> {
+        clap::builder::StringValueParser::new()
+            .try_map(|text| text.parse::<T>())
+            .parse_ref(cmd, arg, value)
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(
+            self.hints
+                .iter()
+                .map(|hint| clap::builder::PossibleValue::new(*hint)),
+        ))
+    }
 }
 
 /// The prefixes that name an output's transport, as skopeo spells them.
@@ -334,7 +408,7 @@ pub struct BuildArgs {
     /// An environment file: `environment.yml` (solved), `pixi.lock` or
     /// `conda-lock.yml`, or an `@EXPLICIT` spec (`conda list --explicit
     /// --md5`, `--lock-file` output).
-    #[arg(long = "file", value_name = "PATH")]
+    #[arg(short = 'f', long = "file", value_name = "PATH")]
     pub file: Option<PathBuf>,
     /// Packages to solve for and install, as match specs (`numpy`,
     /// `python=3.12`, `conda-forge::flask`).
@@ -368,21 +442,34 @@ pub struct BuildArgs {
     /// The base image: a reference (pulled), `scratch` (nothing but the
     /// environment), `docker-archive:PATH`, `oci:DIR[:TAG]`,
     /// `oci-archive:PATH[:TAG]` or a path.
-    #[arg(short = 'b', long = "base", value_name = "SOURCE", default_value = DEFAULT_BASE)]
+    #[arg(
+        short = 'b',
+        long = "base",
+        value_name = "SOURCE",
+        default_value = DEFAULT_BASE,
+        value_parser = hinted::<ImageSource>(SOURCE_HINTS),
+        hide_possible_values = true
+    )]
     pub base: ImageSource,
     /// Where to write the image (needed unless --push): `docker-archive:PATH`,
     /// `oci:DIR[:TAG]`, `oci-archive:PATH[:TAG]`, `docker://REF` (pushed
     /// there), or a PATH written as --format says.
-    #[arg(short = 'o', long = "output", value_name = "PATH")]
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "PATH",
+        value_parser = hinted::<String>(&TRANSPORTS),
+        hide_possible_values = true
+    )]
     pub output: Option<String>,
     /// Push the image to the registry of its name (`-i REGISTRY/NAME:TAG`).
     /// Credentials: CONDA_DOCKER_REGISTRY_USER and _PASSWORD, else your
-    /// docker or podman login.
+    /// docker or podman login; checked before anything is built.
     #[arg(long)]
     pub push: bool,
     /// The platform of the base to pull: that of the environment (default),
     /// which this must match if given.
-    #[arg(long, value_name = "PLATFORM")]
+    #[arg(long, value_name = "PLATFORM", value_parser = hinted::<Platform>(PLATFORM_HINTS))]
     pub platform: Option<Platform>,
     /// TLS settings for registries.
     #[command(flatten)]
@@ -390,10 +477,13 @@ pub struct BuildArgs {
     /// How to write a plain -o PATH (default docker-archive).
     #[arg(long, value_enum)]
     pub format: Option<Format>,
-    /// The image's name (and where --push sends it).
+    /// The image's name (and where --push sends it); `-t`/`--tag` as in
+    /// `docker build`.
     #[arg(
         short = 'i',
         long = "image",
+        visible_short_alias = 't',
+        visible_alias = "tag",
         value_name = "NAME:TAG",
         default_value = "conda-docker:latest"
     )]
@@ -407,11 +497,13 @@ pub struct BuildArgs {
     /// Add a label (repeatable).
     #[arg(long = "label", value_name = "K=V", value_parser = key_value)]
     pub label: Vec<(String, String)>,
-    /// The entrypoint: a JSON array (`["python", "-m", "app"]`) or words.
-    #[arg(long, value_name = "CMD")]
+    /// The entrypoint: a JSON array (`["python", "-m", "app"]`) or a
+    /// command line, split as a shell splits it.
+    #[arg(long, value_name = "CMD", allow_hyphen_values = true)]
     pub entrypoint: Option<String>,
-    /// The default command: a JSON array or words.
-    #[arg(long, value_name = "CMD")]
+    /// The default command: a JSON array or a command line, split as a
+    /// shell splits it.
+    #[arg(long, value_name = "CMD", allow_hyphen_values = true)]
     pub cmd: Option<String>,
     /// The working directory.
     #[arg(long, value_name = "DIR")]
@@ -435,8 +527,15 @@ pub struct BuildArgs {
     /// explicit file or a solve never run any.
     #[arg(long)]
     pub no_activation_scripts: bool,
+    /// gzip the base's layers that are plain tars (a `docker save` base's):
+    /// about a third of the bytes to push or write, but those layers'
+    /// digests change (the image id does not).
+    #[arg(long)]
+    pub compress_base: bool,
     /// Add a host file or folder as a layer of its own, above the
-    /// environment: `SRC:DEST` (repeatable).
+    /// environment, by Docker's COPY rules: a DEST ending in `/` or that
+    /// is a directory receives the file inside it; a folder's contents go
+    /// into DEST (`SRC:DEST`, repeatable).
     #[arg(long = "add", value_name = "SRC:DEST", value_parser = source_destination)]
     pub add: Vec<(PathBuf, String)>,
     /// Print nothing but errors.
@@ -474,13 +573,31 @@ fn key_value(text: &str) -> Result<(String, String), String> {
     }
 }
 
-/// `["a", "b"]` as JSON, or whitespace-separated words.
+/// `["a", "b"]` as JSON, or a command line split as a shell splits it
+/// (`python -c "import sys"` is three words).
 fn command_words(text: &str) -> Result<Vec<String>, CliError> {
     if text.trim_start().starts_with('[') {
         serde_json::from_str(text)
             .map_err(|_| CliError::Usage(format!("`{text}` is not a JSON array of strings")))
     } else {
-        Ok(text.split_whitespace().map(str::to_owned).collect())
+        shlex::split(text).ok_or_else(|| {
+            CliError::Usage(format!(
+                "`{text}` is not a command line: a quote is not closed"
+            ))
+        })
+    }
+}
+
+impl CliError {
+    /// Whether the message keeps its lines: a solver's explanation is a
+    /// tree, unreadable on one line. Every other error is one line.
+    pub fn keeps_lines(&self) -> bool {
+        matches!(
+            self,
+            CliError::Build(BuildError::Conda(CondaError::Solve(
+                crate::conda::solve::SolveError::Unsolvable(_)
+            )))
+        )
     }
 }
 
@@ -520,6 +637,11 @@ fn run_build(args: BuildArgs) -> Result<(), CliError> {
             return Err(BuildError::from(CondaError::TwoSources(given.join(" and "))).into());
         }
     };
+    if (!args.channels.is_empty() || args.override_channels) && !env.solves() {
+        return Err(CliError::Usage(
+            "-c/--channel and --override-channels choose where a solve looks; this environment is not solved (only package specs and an environment.yml are): leave them out".into(),
+        ));
+    }
     if args.pixi_env.is_some() && !matches!(env, EnvSelector::Pixi(_) | EnvSelector::LockFile(_)) {
         return Err(CliError::Usage(
             "--pixi-env names an environment of a pixi workspace or of a pixi.lock given with --file; leave it out with -p, -n, specs or other files".into(),
@@ -580,18 +702,21 @@ fn run_build(args: BuildArgs) -> Result<(), CliError> {
         add: args.add,
         ..BuildOptions::default()
     };
+    // The login, the registry and the right to push, before any work.
+    let push_target = push_to
+        .as_ref()
+        .map(|reference| PushTarget::check(reference, &options.registry, Login::from_environment()))
+        .transpose()?;
     let progress = Progress::new(args.quiet);
-    let (image, layers) = build(&options, &progress)?;
+    let (mut image, layers) = build(&options, &progress)?;
+    if args.compress_base {
+        image.compress_plain_layers()?;
+    }
     if let Some(destination) = &destination {
         image.write_to(destination)?;
     }
-    let pushed = match &push_to {
-        Some(reference) => Some(push(
-            &image,
-            reference,
-            &options.registry,
-            push_credentials(),
-        )?),
+    let pushed = match &push_target {
+        Some(target) => Some(target.push(&image)?),
         None => None,
     };
     if args.json {
@@ -610,8 +735,9 @@ fn run_build(args: BuildArgs) -> Result<(), CliError> {
         let packages = layers.iter().map(|l| l.packages.len()).sum::<usize>();
         if let Some(destination) = &destination {
             eprintln!(
-                "wrote {destination}: {} layers, {packages} packages, id {}",
-                image.layers().len(),
+                "wrote {destination}: {}, {}, id {}",
+                counted(image.layers().len(), "layer"),
+                counted(packages, "package"),
                 image.config_digest()
             );
         }
@@ -638,6 +764,14 @@ fn destination(format: Format, output: PathBuf) -> Result<ImageDestination, CliE
     })
 }
 
+/// `1 layer`, `2 layers`.
+fn counted(n: usize, noun: &str) -> String {
+    match n {
+        1 => format!("1 {noun}"),
+        _ => format!("{n} {noun}s"),
+    }
+}
+
 /// Refuses an output whose folder is missing or not a folder, before any
 /// work is done.
 fn check_folder(output: &std::path::Path) -> Result<(), CliError> {
@@ -660,11 +794,56 @@ fn check_folder(output: &std::path::Path) -> Result<(), CliError> {
     }
 }
 
-/// The push login from `CONDA_DOCKER_REGISTRY_USER`/`_PASSWORD`, for CI.
-fn push_credentials() -> Option<Credentials> {
-    let username = std::env::var("CONDA_DOCKER_REGISTRY_USER").ok()?;
-    let password = std::env::var("CONDA_DOCKER_REGISTRY_PASSWORD").ok()?;
-    (!username.is_empty()).then_some(Credentials::Basic { username, password })
+/// `login`: the user name from -u or asked for, the password from stdin
+/// (`--password-stdin`, or when stdin is not a terminal) or asked for
+/// without echo, as `docker login` does.
+fn run_login(
+    registry: &str,
+    username: Option<String>,
+    password_stdin: bool,
+    options: &RegistryOptions,
+) -> Result<(), CliError> {
+    let command = crate::invocation::command();
+    let example = format!("`echo \"$TOKEN\" | {command} login REGISTRY -u USER --password-stdin`");
+    let ask = !password_stdin && std::io::stdin().is_terminal();
+    let username = match username {
+        Some(username) => username,
+        None if ask => {
+            eprint!("Username: ");
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .map_err(|e| CliError::Usage(format!("cannot read the user name: {e}")))?;
+            line.trim().to_owned()
+        }
+        None => {
+            return Err(CliError::Usage(format!(
+                "give the user name with -u: there is no terminal to ask on; e.g. {example}"
+            )));
+        }
+    };
+    if username.is_empty() {
+        return Err(CliError::Usage("no user name given".into()));
+    }
+    let password = if ask {
+        rpassword::prompt_password("Password: ")
+            .map_err(|e| CliError::Usage(format!("cannot read the password: {e}")))?
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| CliError::Usage(format!("cannot read the password from stdin: {e}")))?;
+        line.trim_end_matches(['\n', '\r']).to_owned()
+    };
+    if password.is_empty() {
+        return Err(CliError::Usage(match ask {
+            true => "no password given".into(),
+            false => format!("no password on stdin: pipe it in, e.g. {example}"),
+        }));
+    }
+    let stored = login(registry, &username, &password, options)?;
+    eprintln!("logged in to {registry}; the login is stored in {stored}");
+    Ok(())
 }
 
 /// `NAME@DIGEST` on stdout, for scripts; what was sent on stderr.
@@ -795,21 +974,33 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             source,
             destination,
             name,
+            compress_layers,
             remote,
         } => {
             let options: OpenOptions = remote.into();
+            // The login, the registry and the right to push, before the
+            // source is read.
+            let push_target = match &destination {
+                Target::Registry(reference) => Some(PushTarget::check(
+                    reference,
+                    &options.registry,
+                    Login::from_environment(),
+                )?),
+                Target::File(_) => None,
+            };
             let mut image = source.open_with(&options)?;
             if let Some(name) = name {
                 image.set_name(&name)?;
             }
-            match destination {
-                Target::File(destination) => Ok(image.write_to(&destination)?),
-                Target::Registry(reference) => {
-                    let report = push(&image, &reference, &options.registry, push_credentials())?;
-                    print_pushed(&report, false);
-                    Ok(())
-                }
+            if compress_layers {
+                image.compress_plain_layers()?;
             }
+            if let Some(target) = push_target {
+                print_pushed(&target.push(&image)?, false);
+            } else if let Target::File(destination) = destination {
+                image.write_to(&destination)?;
+            }
+            Ok(())
         }
         Command::Pull {
             reference,
@@ -829,8 +1020,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             let image = ImageSource::Registry(reference).open_with(&options)?;
             image.write_to(&destination)?;
             eprintln!(
-                "wrote {destination}: {} layers, id {}",
-                image.layers().len(),
+                "wrote {destination}: {}, id {}",
+                counted(image.layers().len(), "layer"),
                 image.config_digest()
             );
             Ok(())
@@ -838,24 +1029,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Login {
             registry,
             username,
-            password_stdin: _,
+            password_stdin,
             registry_args,
-        } => {
-            let mut password = String::new();
-            std::io::stdin().read_line(&mut password).map_err(|e| {
-                CliError::Usage(format!("cannot read the password from stdin: {e}"))
-            })?;
-            let password = password.trim_end_matches(['\n', '\r']);
-            if password.is_empty() {
-                return Err(CliError::Usage(format!(
-                    "no password on stdin: pipe it in, e.g. `echo \"$TOKEN\" | {} login REGISTRY -u USER --password-stdin`",
-                    crate::invocation::command()
-                )));
-            }
-            let stored = login(&registry, &username, password, &registry_args.into())?;
-            eprintln!("logged in to {registry}; the login is stored in {stored}");
-            Ok(())
-        }
+        } => run_login(&registry, username, password_stdin, &registry_args.into()),
         Command::Completions { shell } => {
             let script = completions(shell, Invocation::current().executable());
             std::io::Write::write_all(&mut std::io::stdout(), script.as_bytes())
@@ -901,12 +1077,7 @@ fn write_man(dir: Option<PathBuf>) -> Result<(), CliError> {
             .render(&mut std::io::stdout())
             .map_err(failed),
         Some(dir) => {
-            if !dir.is_dir() {
-                return Err(CliError::Usage(format!(
-                    "cannot write man pages into {}: not a directory",
-                    dir.display()
-                )));
-            }
+            fs_err::create_dir_all(&dir).map_err(failed)?;
             clap_mangen::generate_to(command, &dir).map_err(failed)
         }
     }
@@ -914,24 +1085,82 @@ fn write_man(dir: Option<PathBuf>) -> Result<(), CliError> {
 
 /// What `inspect` prints.
 fn summary(image: &Image) -> serde_json::Value {
+    let packages = layer_packages(image);
     let layers: Vec<_> = image
         .layers()
         .iter()
-        .map(|l| {
-            json!({
+        .zip(packages)
+        .map(|(l, packages)| {
+            let mut layer = json!({
                 "digest": l.digest(),
                 "diff_id": l.diff_id().0,
                 "size": l.size(),
                 "media_type": l.media_type().to_string(),
-            })
+            });
+            if let Some(packages) = packages {
+                layer["packages"] = json!(packages);
+            }
+            layer
         })
         .collect();
+    let config = image.config().as_json();
     json!({
         "name": image.name().map(|n| n.to_string()),
         "id": image.config_digest(),
         "manifest_digest": image.manifest_digest(),
         "os": image.config().os(),
         "architecture": image.config().architecture(),
+        "created": config.get("created"),
+        "config": config.get("config"),
         "layers": layers,
     })
+}
+
+/// The conda packages (`name-version-build`) each layer of an image this
+/// tool built holds, from the history entry it wrote for the layer
+/// (`conda-docker: PKG PKG...`), which every format keeps; `None` for
+/// other layers.
+fn layer_packages(image: &Image) -> Vec<Option<Vec<String>>> {
+    let history = image.config().as_json()["history"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let per_layer: Vec<Option<Vec<String>>> = history
+        .iter()
+        .filter(|entry| entry["empty_layer"] != json!(true))
+        .map(|entry| {
+            let words = entry["created_by"]
+                .as_str()?
+                .strip_prefix("conda-docker: ")?;
+            let packages: Vec<String> = words.split(' ').map(str::to_owned).collect();
+            // The environment's own layer says what it holds in words.
+            (!packages.iter().any(|p| p == "conda-meta/history")).then_some(packages)
+        })
+        .collect();
+    match per_layer.len() == image.layers().len() {
+        true => per_layer,
+        false => vec![None; image.layers().len()],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_read_as_english() {
+        assert_eq!(counted(1, "layer"), "1 layer");
+        assert_eq!(counted(0, "package"), "0 packages");
+        assert_eq!(counted(3, "layer"), "3 layers");
+    }
+
+    #[test]
+    fn commands_split_as_a_shell_splits_them() {
+        assert_eq!(
+            command_words(r#"python -c "import sys""#).unwrap(),
+            ["python", "-c", "import sys"]
+        );
+        assert_eq!(command_words(r#"["a b", "c"]"#).unwrap(), ["a b", "c"]);
+        assert!(command_words("echo 'open").is_err());
+    }
 }

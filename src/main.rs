@@ -8,21 +8,25 @@ use conda_docker::invocation::Invocation;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, so writing into a closed pipe (`man | head`)
+    // is an error at every print; a command-line tool should just end.
+    // SAFETY: called first, before any thread exists; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let invocation = Invocation::detect();
     invocation.set_current();
     let cli = Cli::parse_as(invocation);
-    let level = match cli.verbose {
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
+    // Our own warnings always show; the libraries' (rattler's) only from
+    // -v on: what they warn of reaches the user as our error, with the fix.
+    let filter = match cli.verbose {
+        0 => "off,conda_docker=warn",
+        1 => "info,rustls_platform_verifier=off,rattler_repodata_gateway=error",
+        2 => "debug,rustls_platform_verifier=off",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new(format!(
-            // Its failures reach the user as our error, with the fix.
-            "{level},rustls_platform_verifier=off,rattler_repodata_gateway=error"
-        ))
-    });
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
     // Colours only for a person at a terminal who has not asked for none.
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
@@ -34,7 +38,10 @@ fn main() -> ExitCode {
     match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {}", conda_docker::error_line(&error));
+            match error.keeps_lines() {
+                true => eprintln!("error: {error}"),
+                false => eprintln!("error: {}", conda_docker::error_line(&error)),
+            }
             ExitCode::FAILURE
         }
     }

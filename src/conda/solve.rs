@@ -61,6 +61,11 @@ pub enum SolveError {
     /// A channel that does not parse.
     #[error("invalid channel `{0}`: expected a name (conda-forge), a URL or a path")]
     BadChannel(String),
+    /// `--override-channels` and no channel to use.
+    #[error(
+        "--override-channels leaves no channel: name the channels to use with -c CHANNEL (or in the environment file's `channels:`)"
+    )]
+    NoChannels,
     /// A `--virtual-package` that is not `__name=version`.
     #[error("invalid --virtual-package `{0}`: expected __NAME=VERSION, e.g. __cuda=12.4")]
     BadVirtualPackage(String),
@@ -83,8 +88,9 @@ pub enum SolveError {
         /// The channels searched.
         channels: String,
     },
-    /// No set of packages satisfies the specs.
-    #[error("the specs cannot be satisfied together: {0}")]
+    /// No set of packages satisfies the specs: the solver's explanation,
+    /// a tree over several lines, indented.
+    #[error("the specs cannot be satisfied together:\n{0}")]
     Unsolvable(String),
     /// A package that could not be downloaded or did not match its hash.
     #[error("cannot fetch {package} from {url}")]
@@ -129,7 +135,8 @@ fn runtime() -> Result<tokio::runtime::Runtime, SolveError> {
 
 /// The channels to search: `-c` ones, then `.condarc`'s (unless
 /// overridden), else conda-forge; names resolved against the channel alias
-/// or `custom_channels`.
+/// or `custom_channels`. `--override-channels` with no channel at all is
+/// an error, not a silent fall back to conda-forge.
 pub fn channels(
     given: &[String],
     override_channels: bool,
@@ -138,6 +145,9 @@ pub fn channels(
     let mut names: Vec<String> = given.to_vec();
     if !override_channels {
         names.extend(rc.channels.iter().filter(|c| *c != "defaults").cloned());
+    }
+    if names.is_empty() && override_channels {
+        return Err(SolveError::NoChannels);
     }
     if names.is_empty() {
         names.push(DEFAULT_CHANNEL.into());
@@ -292,10 +302,15 @@ pub fn solve(request: &SolveRequest) -> Result<Vec<RepoDataRecord>, SolveError> 
     let mut records = resolvo::Solver
         .solve(task)
         .map_err(|e| match e {
-            rattler_solve::SolveError::Unsolvable(reasons) => {
-                SolveError::Unsolvable(reasons.join("; "))
-            }
-            other => SolveError::Unsolvable(other.to_string()),
+            rattler_solve::SolveError::Unsolvable(reasons) => SolveError::Unsolvable(
+                reasons
+                    .iter()
+                    .flat_map(|reason| reason.trim_end().lines())
+                    .map(|line| format!("  {line}"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ),
+            other => SolveError::Unsolvable(format!("  {other}")),
         })?
         .records;
     records.sort_by(|a, b| {

@@ -267,6 +267,31 @@ fn completions_complete_subcommands_and_their_flags() {
         bash_complete(&bash, "_conda_docker", &["conda-docker", "build", "--plat"]),
         "--platform"
     );
+    // Values: platform names, and the transports of images.
+    assert_eq!(
+        bash_complete(
+            &bash,
+            "_conda_docker",
+            &["conda-docker", "build", "--platform", "linux-a"]
+        ),
+        "linux-aarch64"
+    );
+    assert_eq!(
+        bash_complete(
+            &bash,
+            "_conda_docker",
+            &["conda-docker", "build", "-b", "oci-"]
+        ),
+        "oci-archive:"
+    );
+    assert_eq!(
+        bash_complete(
+            &bash,
+            "_conda_docker",
+            &["conda-docker", "build", "-o", "docker-a"]
+        ),
+        "docker-archive:"
+    );
     // Under pixi's name the script is keyed on pixi-docker.
     let bash = common::stdout(&common::run(
         pixi_docker(dir.path()).args(["completions", "bash"]),
@@ -329,8 +354,12 @@ fn man_pages_cover_every_command() {
         assert!(text.contains("--prefix-in-image"), "{text}");
     }
 
-    let line = failure(conda_docker().arg("man").arg(dir.path().join("missing")));
-    assert!(line.contains("missing: not a directory"), "{line}");
+    // A folder that is missing is made; a file in its place is an error.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let line = failure(conda_docker().arg("man").arg(&file));
+    assert!(line.contains("cannot write the man page"), "{line}");
+    assert!(line.contains("a-file"), "{line}");
 }
 
 /// What the binary needs at run time: glibc's libraries and libgcc_s, no

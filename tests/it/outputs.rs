@@ -8,7 +8,8 @@ use std::process::Command;
 use crate::common::{self, CacheLayout, CondaChannel, Registry, install_env, require_tools};
 use crate::fixtures::{conda_docker, failure};
 
-/// `conda-docker build -q -p ENV -b scratch ARGS` with caches in `dir`.
+/// `conda-docker build -q -p ENV ARGS` with caches in `dir`, on
+/// `scratch` unless `ARGS` name a base.
 fn build(dir: &Path, env: &Path, args: &[&str]) -> Command {
     let mut cmd = conda_docker();
     cmd.current_dir(dir)
@@ -17,8 +18,10 @@ fn build(dir: &Path, env: &Path, args: &[&str]) -> Command {
         .env("CONDA_PKGS_DIRS", dir.join("pkgs"))
         .args(["build", "-q", "-p"])
         .arg(env)
-        .args(["-b", "scratch"])
         .args(args);
+    if !args.contains(&"-b") {
+        cmd.args(["-b", "scratch"]);
+    }
     cmd
 }
 
@@ -153,4 +156,81 @@ fn one_manifest_digest_for_build_inspect_copy_and_push() {
         &["--json", "--push", "-i", &name],
     ));
     assert_eq!(pushed["pushed"]["digest"], digest.as_str());
+}
+
+#[test]
+fn plain_tar_base_layers_are_compressed_on_request() {
+    require_tools!("skopeo", "umoci");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A base whose layer is a plain tar, as `docker save` writes them.
+    let mut base = conda_docker::Image::scratch().unwrap();
+    base.set_compression(conda_docker::layer::Compression::None);
+    let text = "plain base layer\n".repeat(20_000);
+    base.add_layer_contents([("etc/big.txt", text.as_bytes())])
+        .unwrap();
+    let base_tar = d.join("plain.tar");
+    base.write_file(&base_tar).unwrap();
+    let base_ref = format!("docker-archive:{}", base_tar.display());
+    let channel = CondaChannel::build_without_binary(&d.join("channel"));
+    let env = install_env(&channel, &["cd-leaf"], CacheLayout::Conda, d);
+    let layers = |layout: &str| -> Vec<serde_json::Value> {
+        let raw = common::skopeo_inspect(&format!("oci:{}", d.join(layout).display()), &["--raw"]);
+        raw["layers"].as_array().unwrap().clone()
+    };
+    let mut plain = build(
+        d,
+        &env.prefix,
+        &["-b", &base_ref, "-o", "oci:kept", "--json"],
+    );
+    let kept: serde_json::Value = serde_json::from_slice(&common::run(&mut plain).stdout).unwrap();
+    let mut squeezed = build(
+        d,
+        &env.prefix,
+        &[
+            "-b",
+            &base_ref,
+            "-o",
+            "oci:squeezed:latest",
+            "--json",
+            "--compress-base",
+        ],
+    );
+    let small: serde_json::Value =
+        serde_json::from_slice(&common::run(&mut squeezed).stdout).unwrap();
+    assert_eq!(
+        kept["id"], small["id"],
+        "the diff ids, so the image id, stay"
+    );
+    let (kept_layers, small_layers) = (layers("kept"), layers("squeezed"));
+    assert_eq!(
+        kept_layers[0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar"
+    );
+    assert_eq!(
+        small_layers[0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
+    assert!(small_layers[0]["size"].as_u64() < kept_layers[0]["size"].as_u64());
+    assert_eq!(
+        kept_layers[1..],
+        small_layers[1..],
+        "the environment's layers are as they were"
+    );
+    // An independent reader unpacks it, checking every digest.
+    common::umoci_unpack(&d.join("squeezed"), "latest", &d.join("bundle"));
+    assert!(d.join("bundle/rootfs/etc/big.txt").is_file());
+
+    // `copy --compress-layers` does the same to any image.
+    common::run(conda_docker().args([
+        "copy",
+        "--compress-layers",
+        &base_ref,
+        &format!("oci:{}:c", d.join("copied").display()),
+    ]));
+    let raw = common::skopeo_inspect(&format!("oci:{}:c", d.join("copied").display()), &["--raw"]);
+    assert_eq!(
+        raw["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
 }
