@@ -181,12 +181,7 @@ impl Plan {
         rel: &Path,
         filter: Option<PathFilter>,
     ) -> Result<(), PlanError> {
-        let mut names = fs::read_dir(dir)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?
-            .map(|entry| entry.map(|e| e.file_name()))
-            .collect::<io::Result<Vec<_>>>()?;
-        names.sort();
-        for name in names {
+        for name in crate::layer::tar::sorted_names(dir)? {
             let rel_child = rel.join(&name);
             if filter.is_some_and(|keep| !keep(&rel_child)) {
                 continue;

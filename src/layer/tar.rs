@@ -222,12 +222,7 @@ impl<W: Write> LayerTar<W> {
         rel: &Path,
         filter: Option<PathFilter>,
     ) -> io::Result<()> {
-        let mut names = fs::read_dir(dir)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?
-            .map(|entry| entry.map(|e| e.file_name()))
-            .collect::<io::Result<Vec<_>>>()?;
-        names.sort();
-        for name in names {
+        for name in sorted_names(dir)? {
             let rel_child = rel.join(&name);
             if filter.is_some_and(|keep| !keep(&rel_child)) {
                 continue;
@@ -310,6 +305,17 @@ impl<W: Write> LayerTar<W> {
     pub fn finish(self) -> io::Result<W> {
         self.builder.into_inner()
     }
+}
+
+/// The names in `dir`, sorted, so a walk is the same on every file system;
+/// errors name the folder.
+pub(crate) fn sorted_names(dir: &Path) -> io::Result<Vec<std::ffi::OsString>> {
+    let mut names = fs::read_dir(dir)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?
+        .map(|entry| entry.map(|e| e.file_name()))
+        .collect::<io::Result<Vec<_>>>()?;
+    names.sort();
+    Ok(names)
 }
 
 #[cfg(test)]
