@@ -13,6 +13,7 @@ mod entry_points;
 mod errors;
 mod fixtures;
 mod glibc;
+mod golden;
 mod habits;
 mod harness_selftest;
 mod outputs;
