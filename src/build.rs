@@ -205,7 +205,8 @@ pub struct LayerReport {
     pub packages: Vec<String>,
 }
 
-/// The package names a record depends on (the first word of each spec).
+/// The package names a record depends on, as conda's match spec grammar
+/// reads them (a spec that does not parse names nothing).
 fn depends_names(record: &PrefixRecord) -> Vec<String> {
     record
         .repodata_record
@@ -213,9 +214,12 @@ fn depends_names(record: &PrefixRecord) -> Vec<String> {
         .depends
         .iter()
         .filter_map(|spec| {
-            spec.split(|c: char| c.is_whitespace() || "<>=!~[".contains(c))
-                .next()
-                .map(|name| name.rsplit("::").next().unwrap_or(name).to_lowercase())
+            let spec = rattler_conda_types::MatchSpec::from_str(
+                spec,
+                rattler_conda_types::ParseStrictness::Lenient,
+            )
+            .ok()?;
+            Some(spec.name.as_exact()?.as_normalized().to_owned())
         })
         .collect()
 }
@@ -459,13 +463,15 @@ pub fn build(
         .iter()
         .map(|r| r.repodata_record.package_record.name.as_normalized())
         .collect();
+    let index: std::collections::HashMap<&str, usize> =
+        names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
     let depends: Vec<Vec<usize>> = env
         .records
         .iter()
         .map(|r| {
             depends_names(r)
                 .iter()
-                .filter_map(|d| names.iter().position(|n| n == d))
+                .filter_map(|d| index.get(d.as_str()).copied())
                 .collect()
         })
         .collect();

@@ -725,10 +725,7 @@ fn run_build(args: BuildArgs) -> Result<(), CliError> {
         if let Some(report) = &pushed {
             summary["pushed"] = json!(report);
         }
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&summary).unwrap_or_default()
-        );
+        println!("{summary:#}");
         return Ok(());
     }
     if !args.quiet {
@@ -964,10 +961,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Build(args) => run_build(*args),
         Command::Inspect { source, remote } => {
             let image = source.open_with(&remote.into())?;
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&summary(&image)).unwrap_or_default()
-            );
+            println!("{:#}", summary(&image));
             Ok(())
         }
         Command::Copy {

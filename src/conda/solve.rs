@@ -51,12 +51,13 @@ pub struct SolveRequest {
 #[derive(Debug, thiserror::Error)]
 pub enum SolveError {
     /// A spec that does not parse.
-    #[error("invalid package spec `{spec}`: {reason}")]
+    #[error("invalid package spec `{spec}`")]
     BadSpec {
         /// The spec as given.
         spec: String,
-        /// Why.
-        reason: String,
+        /// Why, as rattler's parser says.
+        #[source]
+        source: rattler_conda_types::ParseMatchSpecError,
     },
     /// A channel that does not parse.
     #[error("invalid channel `{0}`: expected a name (conda-forge), a URL or a path")]
@@ -225,9 +226,9 @@ pub fn solve(request: &SolveRequest) -> Result<Vec<RepoDataRecord>, SolveError> 
         .specs
         .iter()
         .map(|s| {
-            MatchSpec::from_str(s, ParseStrictness::Lenient).map_err(|e| SolveError::BadSpec {
+            MatchSpec::from_str(s, ParseStrictness::Lenient).map_err(|source| SolveError::BadSpec {
                 spec: s.clone(),
-                reason: e.to_string(),
+                source,
             })
         })
         .collect::<Result<_, _>>()?;

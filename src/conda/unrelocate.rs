@@ -33,14 +33,12 @@ pub fn unreplace_binary(data: &[u8], host: &[u8], placeholder: &[u8]) -> Option<
     }
     let grow = placeholder.len() - host.len();
     let mut out = Vec::with_capacity(data.len());
+    let finder = memchr::memmem::Finder::new(host);
     let mut i = 0;
-    while i < data.len() {
-        if !data[i..].starts_with(host) {
-            out.push(data[i]);
-            i += 1;
-            continue;
-        }
-        let end = i + data[i..].iter().position(|&b| b == 0)?;
+    while let Some(at) = finder.find(&data[i..]) {
+        out.extend_from_slice(&data[i..i + at]);
+        i += at;
+        let end = i + memchr::memchr(0, &data[i..])?;
         let segment = &data[i..=end];
         let occurrences = count(segment, host);
         let padding = grow * occurrences;
@@ -51,31 +49,22 @@ pub fn unreplace_binary(data: &[u8], host: &[u8], placeholder: &[u8]) -> Option<
         out.extend(replace(segment, host, placeholder));
         i = after + padding;
     }
+    out.extend_from_slice(&data[i..]);
     Some(out)
 }
 
 fn count(haystack: &[u8], needle: &[u8]) -> usize {
-    let mut n = 0;
-    let mut i = 0;
-    while let Some(at) = find(&haystack[i..], needle) {
-        n += 1;
-        i += at + needle.len();
-    }
-    n
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+    memchr::memmem::find_iter(haystack, needle).count()
 }
 
 /// `haystack` with every `from` replaced by `to`.
 pub fn replace(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(haystack.len());
     let mut i = 0;
-    while let Some(at) = find(&haystack[i..], from) {
-        out.extend_from_slice(&haystack[i..i + at]);
+    for at in memchr::memmem::find_iter(haystack, from) {
+        out.extend_from_slice(&haystack[i..at]);
         out.extend_from_slice(to);
-        i += at + from.len();
+        i = at + from.len();
     }
     out.extend_from_slice(&haystack[i..]);
     out
@@ -286,11 +275,15 @@ pub fn unrelocate(
     fs_err::create_dir_all(&info).map_err(io(&info))?;
     let write_json = |name: &str, value: &Value| {
         let path = info.join(name);
-        fs_err::write(&path, serde_json::to_vec_pretty(value).unwrap_or_default())
-            .map_err(io(&path))
+        fs_err::write(&path, format!("{value:#}")).map_err(io(&path))
+    };
+    let unwritable = |e: serde_json::Error| CondaError::Unrelocatable {
+        file: into.to_owned(),
+        package: dist.clone(),
+        reason: format!("its metadata cannot be written: {e}"),
     };
     let mut index =
-        serde_json::to_value(&record.repodata_record.package_record).unwrap_or_default();
+        serde_json::to_value(&record.repodata_record.package_record).map_err(unwritable)?;
     if let Some(object) = index.as_object_mut() {
         for repodata_only in ["md5", "sha256", "size", "legacy_bz2_md5", "legacy_bz2_size"] {
             object.remove(repodata_only);
@@ -303,7 +296,7 @@ pub fn unrelocate(
     };
     write_json(
         "paths.json",
-        &serde_json::to_value(&paths_json).unwrap_or_default(),
+        &serde_json::to_value(&paths_json).map_err(unwritable)?,
     )?;
     if noarch_python {
         entry_points.sort();

@@ -81,7 +81,9 @@ impl ImageConfig {
     pub fn to_bytes(&self) -> Vec<u8> {
         match &self.raw {
             Some(raw) => raw.clone(),
-            None => serde_json::to_vec(&self.json).unwrap_or_default(),
+            // A JSON value's Display is its compact serialisation, and
+            // cannot fail.
+            None => Value::Object(self.json.clone()).to_string().into_bytes(),
         }
     }
 

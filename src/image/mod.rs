@@ -506,7 +506,8 @@ impl Image {
         if !self.annotations.is_empty() {
             manifest["annotations"] = json!(self.annotations);
         }
-        serde_json::to_vec(&manifest).unwrap_or_default()
+        // A JSON value's Display is its compact serialisation, and cannot fail.
+        manifest.to_string().into_bytes()
     }
 
     /// The digest of the OCI manifest.

@@ -175,7 +175,8 @@ pub(crate) fn index_json(manifests: Vec<Value>) -> Vec<u8> {
         "mediaType": MediaType::ImageIndex.to_string(),
         "manifests": manifests,
     });
-    serde_json::to_vec(&index).unwrap_or_default()
+    // A JSON value's Display is its compact serialisation, and cannot fail.
+    index.to_string().into_bytes()
 }
 
 /// The `oci-layout` file.

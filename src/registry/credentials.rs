@@ -424,7 +424,8 @@ pub fn login(
     }
     write_private(
         &path,
-        &serde_json::to_vec_pretty(&config).unwrap_or_default(),
+        // `{:#}` is serde_json's pretty form, and cannot fail.
+        format!("{config:#}").as_bytes(),
     )
     .map_err(|source| RegistryError::Credentials {
         what: format!("cannot write {}", path.display()),
