@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::build::{BuildError, BuildOptions, DEFAULT_BASE, LayerReport, Reporter, build};
 use crate::conda::CondaError;
-use crate::conda::env::{EnvSelector, SolveOptions};
+use crate::conda::env::{EnvFlags, EnvSelector, SolveOptions};
 use crate::image::{Image, ImageDestination, ImageError, ImageSource, OpenOptions};
 use crate::invocation::Invocation;
 use crate::platform::Platform;
@@ -619,34 +619,16 @@ pub enum CliError {
 }
 
 fn run_build(args: BuildArgs) -> Result<(), CliError> {
-    let mut sources: Vec<(&str, EnvSelector)> = Vec::new();
-    sources.extend(args.prefix.map(|p| ("-p", EnvSelector::Prefix(p))));
-    sources.extend(args.name.map(|n| ("-n", EnvSelector::Name(n))));
-    sources.extend(args.file.map(|f| ("--file", EnvSelector::file(f))));
-    if !args.specs.is_empty() {
-        sources.push(("package specs", EnvSelector::Specs(args.specs)));
-    }
-    let env = match sources.len() {
-        0 if Invocation::current() == Invocation::Pixi || args.pixi_env.is_some() => {
-            EnvSelector::Pixi(args.pixi_env.clone())
-        }
-        0 => EnvSelector::Active,
-        1 => sources.remove(0).1,
-        _ => {
-            let given: Vec<&str> = sources.iter().map(|(flag, _)| *flag).collect();
-            return Err(BuildError::from(CondaError::TwoSources(given.join(" and "))).into());
-        }
-    };
-    if (!args.channels.is_empty() || args.override_channels) && !env.solves() {
-        return Err(CliError::Usage(
-            "-c/--channel and --override-channels choose where a solve looks; this environment is not solved (only package specs and an environment.yml are): leave them out".into(),
-        ));
-    }
-    if args.pixi_env.is_some() && !matches!(env, EnvSelector::Pixi(_) | EnvSelector::LockFile(_)) {
-        return Err(CliError::Usage(
-            "--pixi-env names an environment of a pixi workspace or of a pixi.lock given with --file; leave it out with -p, -n, specs or other files".into(),
-        ));
-    }
+    let env = EnvSelector::choose(EnvFlags {
+        prefix: args.prefix,
+        name: args.name,
+        file: args.file,
+        specs: args.specs,
+        pixi_env: args.pixi_env.clone(),
+        as_pixi: Invocation::current() == Invocation::Pixi,
+        channels: !args.channels.is_empty() || args.override_channels,
+    })
+    .map_err(BuildError::from)?;
     let output = args
         .output
         .as_deref()

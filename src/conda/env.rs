@@ -35,7 +35,60 @@ pub enum EnvSelector {
     Active,
 }
 
+/// The ways `build` can name an environment, as given on its command line.
+#[derive(Clone, Debug, Default)]
+pub struct EnvFlags {
+    /// `-p PATH`.
+    pub prefix: Option<PathBuf>,
+    /// `-n NAME`.
+    pub name: Option<String>,
+    /// `--file PATH`.
+    pub file: Option<PathBuf>,
+    /// Package specs.
+    pub specs: Vec<String>,
+    /// `--pixi-env NAME`.
+    pub pixi_env: Option<String>,
+    /// Run as `pixi docker`, whose default is the pixi workspace's.
+    pub as_pixi: bool,
+    /// `-c` or `--override-channels` was given.
+    pub channels: bool,
+}
+
 impl EnvSelector {
+    /// The environment `flags` name: at most one of a prefix, a name, a
+    /// file and specs; none means the pixi workspace's (under `pixi
+    /// docker`, or with `--pixi-env`), else the active one. Channels and
+    /// `--pixi-env` only go with the sources that use them.
+    pub fn choose(flags: EnvFlags) -> Result<Self, CondaError> {
+        let mut sources: Vec<(&str, EnvSelector)> = Vec::new();
+        sources.extend(flags.prefix.map(|p| ("-p", EnvSelector::Prefix(p))));
+        sources.extend(flags.name.map(|n| ("-n", EnvSelector::Name(n))));
+        sources.extend(flags.file.map(|f| ("--file", EnvSelector::file(f))));
+        if !flags.specs.is_empty() {
+            sources.push(("package specs", EnvSelector::Specs(flags.specs)));
+        }
+        let env = match sources.len() {
+            0 if flags.as_pixi || flags.pixi_env.is_some() => {
+                EnvSelector::Pixi(flags.pixi_env.clone())
+            }
+            0 => EnvSelector::Active,
+            1 => sources.remove(0).1,
+            _ => {
+                let given: Vec<&str> = sources.iter().map(|(flag, _)| *flag).collect();
+                return Err(CondaError::TwoSources(given.join(" and ")));
+            }
+        };
+        if flags.channels && !env.solves() {
+            return Err(CondaError::ChannelsWithoutSolve);
+        }
+        if flags.pixi_env.is_some()
+            && !matches!(env, EnvSelector::Pixi(_) | EnvSelector::LockFile(_))
+        {
+            return Err(CondaError::PixiEnvMisplaced);
+        }
+        Ok(env)
+    }
+
     /// `--file PATH`, by what the file holds.
     pub fn file(path: PathBuf) -> Self {
         match kind_of(&path) {

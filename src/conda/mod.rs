@@ -48,6 +48,16 @@ pub enum CondaError {
         /// The workspace's manifest.
         manifest: PathBuf,
     },
+    /// `-c` or `--override-channels` for an environment that is not solved.
+    #[error(
+        "-c/--channel and --override-channels choose where a solve looks; this environment is not solved (only package specs and an environment.yml are): leave them out"
+    )]
+    ChannelsWithoutSolve,
+    /// `--pixi-env` with a source that is not pixi's.
+    #[error(
+        "--pixi-env names an environment of a pixi workspace or of a pixi.lock given with --file; leave it out with -p, -n, specs or other files"
+    )]
+    PixiEnvMisplaced,
     /// More than one way of naming the environment.
     #[error("give only one of -p/--prefix, -n/--name, --file and package specs (got {0})")]
     TwoSources(String),
