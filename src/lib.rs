@@ -1,21 +1,58 @@
 //! conda-docker: turn a conda environment into a layered container image,
 //! without Docker.
 //!
+//! The library behind the `conda-docker` binary. The three examples of the
+//! original Python conda-docker (also in `examples/`): pull an image,
+//! modify one, and build an environment image.
+//!
+//! ```no_run
+//! use conda_docker::build::build_docker_environment;
+//! use conda_docker::{Image, platform::Platform, reference::Reference, registry};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // pull_image('frolvlad/alpine-glibc', 'latest')
+//! let reference: Reference = "frolvlad/alpine-glibc:latest".parse()?;
+//! let image = registry::pull(&reference, &Platform::default(), &Default::default())?;
+//! image.write_file("alpine.tar")?; // a docker-archive; layers are never recompressed
+//!
+//! // Modify an image.
+//! let mut image = Image::open("docker-archive:alpine.tar")?;
+//! image.set_name("this-is-a-test")?;
+//! image.add_layer_contents([("this/is/a/test1", b"this is test 1".as_slice())])?;
+//! image.config_mut().append_env("FOO=BAR")?;
+//! image.write("oci:layout:v1")?;
+//!
+//! // build_docker_environment(base_image, output_image, packages, output_filename)
+//! build_docker_environment(
+//!     "frolvlad/alpine-glibc:latest",
+//!     "example-image:123456",
+//!     &["numpy", "numba", "flask"],
+//!     "demo.tar",
+//!     &[], // channels; none: .condarc's, else conda-forge
+//! )?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! [`build::build`] with [`build::BuildOptions`] is the whole of
+//! `conda docker build`; [`registry::PushTarget`] pushes an [`Image`].
 //! Data flows one way: [`layer`] builds layer blobs, [`image`] holds an
-//! image (config + layers) and reads and writes its formats.
+//! image (config + layers) and reads and writes its formats, [`registry`]
+//! moves images over the distribution API, [`conda`] reads environments
+//! and packages, and [`build`] ties them together.
 #![deny(missing_docs)]
 
-pub mod atomic;
+pub(crate) mod atomic;
 pub mod blob;
 pub mod build;
 pub mod cli;
 pub mod conda;
 pub mod digest;
-pub mod dirs;
+pub(crate) mod dirs;
 pub mod image;
 pub mod invocation;
 pub mod layer;
-pub mod parallel;
+pub(crate) mod parallel;
 pub mod platform;
 pub mod reference;
 pub mod registry;

@@ -9,7 +9,7 @@
 //! version: never on the host, its paths or how the package was installed.
 //!
 //! rattler trusts a package's `info/paths.json`; we do not. Before linking,
-//! [`checked_package`] reads the package's metadata (bounded in size) and
+//! `checked_package` reads the package's metadata (bounded in size) and
 //! refuses any entry that would read or write outside the package folder
 //! or the staging folder; rattler then links exactly what was checked.
 
@@ -182,7 +182,7 @@ fn too_big(dist: &str, path: &Path, max: u64) -> Result<(), CondaError> {
     }
 }
 
-/// The package's `info/index.json`, refused when over [`MAX_INFO_JSON`].
+/// The package's `info/index.json`, refused when over `MAX_INFO_JSON`.
 pub fn read_index(package_dir: &Path, dist: &str) -> Result<IndexJson, CondaError> {
     too_big(dist, &package_dir.join("info/index.json"), MAX_INFO_JSON)?;
     IndexJson::from_package_directory(package_dir).map_err(|e| CondaError::Relocate {
