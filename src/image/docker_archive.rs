@@ -75,8 +75,8 @@ pub(crate) fn read(index: &TarIndex) -> Result<Image, ImageError> {
         return Err(ImageError::DigestMismatch {
             path: path.to_owned(),
             what: format!("config {}", entry.config),
-            expected: expected.to_string(),
-            actual: actual.to_string(),
+            expected,
+            actual,
         });
     }
     let config = ImageConfig::parse(&config_bytes).map_err(|source| ImageError::BadConfig {
@@ -107,8 +107,8 @@ pub(crate) fn read(index: &TarIndex) -> Result<Image, ImageError> {
             return Err(ImageError::DigestMismatch {
                 path: path.to_owned(),
                 what: format!("layer {name}"),
-                expected: expected.to_string(),
-                actual: digest.to_string(),
+                expected,
+                actual: digest,
             });
         }
         layers.push(Layer::new(media_type, digest, size, diff_id, blob));

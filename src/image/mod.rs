@@ -110,9 +110,9 @@ pub enum ImageError {
         /// Which blob.
         what: String,
         /// The digest it is named by.
-        expected: String,
+        expected: Digest,
         /// The digest of its bytes.
-        actual: String,
+        actual: Digest,
     },
     /// A blob whose size is not the one its descriptor states.
     #[error("{}: {what} has {actual} bytes, but its descriptor states {expected}", path.display())]
@@ -451,6 +451,11 @@ impl Image {
     /// How layers added from now on are compressed.
     pub fn set_compression(&mut self, compression: Compression) {
         self.compression = compression;
+    }
+
+    /// How layers added from now on are compressed.
+    pub fn compression(&self) -> Compression {
+        self.compression
     }
 
     /// The time stamped on new layers' entries and history, in seconds

@@ -97,8 +97,8 @@ impl Store {
             return Err(ImageError::DigestMismatch {
                 path: self.path().to_owned(),
                 what: what.to_owned(),
-                expected: expected.to_string(),
-                actual: actual.to_string(),
+                expected,
+                actual,
             });
         }
         Ok(bytes)

@@ -17,6 +17,8 @@ mod tls;
 
 use std::path::PathBuf;
 
+use crate::digest::Digest;
+
 pub use credentials::{Credentials, Login, Origin, login};
 pub use pull::pull;
 pub use push::{PushReport, PushTarget, push};
@@ -114,9 +116,21 @@ pub enum RegistryError {
         /// `registry/repository`.
         target: String,
         /// What it should be.
-        expected: String,
+        expected: Digest,
         /// What arrived.
-        actual: String,
+        actual: Digest,
+    },
+    /// A blob that arrived shorter than its descriptor says.
+    #[error("{what} from {target} has {actual} bytes, but its descriptor states {expected}")]
+    SizeMismatch {
+        /// Which blob.
+        what: String,
+        /// `registry/repository`.
+        target: String,
+        /// The size its descriptor states.
+        expected: u64,
+        /// The bytes that arrived.
+        actual: u64,
     },
     /// A manifest or blob larger than it may be: refused before it is read
     /// whole, or stopped as soon as it grew past its bound.

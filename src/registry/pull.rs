@@ -228,8 +228,8 @@ impl Puller<'_> {
                 return Err(RegistryError::DigestMismatch {
                     what: "the manifest".into(),
                     target: self.target.clone(),
-                    expected: expected.to_string(),
-                    actual: digest.to_string(),
+                    expected,
+                    actual: digest,
                 });
             }
         }
@@ -322,11 +322,11 @@ impl Puller<'_> {
                     let stored = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
                     if stored != size {
                         let _ = std::fs::remove_file(&path);
-                        return Err(RegistryError::DigestMismatch {
+                        return Err(RegistryError::SizeMismatch {
                             what: format!("{what} {digest}"),
                             target: self.target.clone(),
-                            expected: format!("{size} bytes"),
-                            actual: format!("{stored} bytes"),
+                            expected: size,
+                            actual: stored,
                         });
                     }
                     return Ok(());
@@ -335,8 +335,8 @@ impl Puller<'_> {
                     return Err(RegistryError::DigestMismatch {
                         what: format!("{what} blob ({} bytes)", mismatch.size),
                         target: self.target.clone(),
-                        expected: digest.to_string(),
-                        actual: mismatch.actual.to_string(),
+                        expected: *digest,
+                        actual: mismatch.actual,
                     });
                 }
                 Err(_) if body.overflowed() => return Err(oversized()),

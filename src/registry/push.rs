@@ -432,8 +432,8 @@ impl Pusher<'_> {
             return Err(RegistryError::DigestMismatch {
                 what: "the pushed manifest".into(),
                 target: self.target.clone(),
-                expected: digest.to_string(),
-                actual: answered.to_string(),
+                expected: *digest,
+                actual: answered,
             });
         }
         Ok(())
