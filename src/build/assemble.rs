@@ -1,0 +1,91 @@
+//! Stage 5, *the image*: the base (passed through), the package layers,
+//! the environment's own layer, one layer per `--add`, and the config.
+
+use crate::conda::activation::{activation, package_activation};
+use crate::image::{Image, ImageError};
+use crate::layer::Layer;
+
+use super::env_layer::add_env_layer;
+use super::environment::Subject;
+use super::{BuildError, BuildOptions, LayerReport};
+
+/// The PATH of an image whose base sets none (Docker's default).
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The image: `subject`'s base with the package `layers` on top, then the
+/// environment's layer and the `--add` layers, and the config set.
+/// `package_dirs` are the environment's packages, whose activation
+/// scripts a not-installed environment's variables are read from.
+pub(crate) fn assemble(
+    subject: Subject,
+    layers: Vec<(Layer, LayerReport)>,
+    package_dirs: &[std::path::PathBuf],
+    options: &BuildOptions,
+    prefix_arc: &str,
+) -> Result<(Image, Vec<LayerReport>), BuildError> {
+    let Subject { env, mut base, .. } = subject;
+    let image = &mut base;
+    let mut reports = Vec::new();
+    for (layer, report) in layers {
+        image.push_layer(
+            layer,
+            &format!("conda-docker: {}", report.packages.join(" ")),
+        );
+        reports.push(report);
+    }
+    add_env_layer(image, &env, options, prefix_arc)?;
+    for (source, destination) in &options.add {
+        image.add_layer_path(source, destination, None)?;
+    }
+    let activation = match env.prefix.as_deref() {
+        Some(prefix) => activation(
+            prefix,
+            &options.image_prefix,
+            env.platform,
+            options.activation_scripts,
+        ),
+        None => package_activation(package_dirs),
+    };
+    for warning in &activation.warnings {
+        tracing::warn!("{warning}");
+    }
+    configure(image, options, &activation.vars)?;
+    Ok((base, reports))
+}
+
+/// The config of the environment image: merged onto the base's, then the
+/// activation variables, then the user's.
+fn configure(
+    image: &mut Image,
+    options: &BuildOptions,
+    activation: &[(String, String)],
+) -> Result<(), ImageError> {
+    let prefix = &options.image_prefix;
+    let config = image.config_mut();
+    let path = config
+        .env_var("PATH")
+        .unwrap_or_else(|| DEFAULT_PATH.into());
+    let bin = format!("{prefix}/bin");
+    let rest: Vec<&str> = path.split(':').filter(|p| *p != bin).collect();
+    config.set_env("PATH", &format!("{bin}:{}", rest.join(":")));
+    config.set_env("CONDA_PREFIX", prefix);
+    for (key, value) in activation.iter().chain(&options.env_vars) {
+        config.set_env(key, value);
+    }
+    if let Some(entrypoint) = &options.entrypoint {
+        config.set_entrypoint(Some(entrypoint.clone()));
+    }
+    if let Some(cmd) = &options.cmd {
+        config.set_cmd(Some(cmd.clone()));
+    }
+    if let Some(dir) = &options.workdir {
+        config.set_working_dir(dir);
+    }
+    if let Some(user) = &options.user {
+        config.set_user(user);
+    }
+    for (key, value) in &options.labels {
+        config.set_label(key, value);
+    }
+    image.set_name(&options.name)
+}

@@ -1,0 +1,82 @@
+//! What can go wrong in a build, whatever the stage.
+
+use crate::conda::CondaError;
+use crate::image::ImageError;
+
+use super::DEFAULT_BASE;
+
+/// What went wrong building.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// Reading the environment or its packages.
+    #[error(transparent)]
+    Conda(#[from] CondaError),
+    /// Reading the base or building layers.
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    /// A base image for another platform.
+    #[error(
+        "the base image is {base}, but the environment is {env} (needs {wanted}); pick a base for {wanted}"
+    )]
+    PlatformMismatch {
+        /// The base's os/architecture.
+        base: String,
+        /// The environment's conda platform.
+        env: String,
+        /// The matching os/architecture.
+        wanted: String,
+    },
+    /// A `--platform` that is not the environment's.
+    #[error(
+        "--platform {asked} does not match the environment, which is {env} ({platform}); drop --platform or build from an environment for {asked}"
+    )]
+    WrongPlatform {
+        /// What was asked for.
+        asked: String,
+        /// The environment's conda platform.
+        env: String,
+        /// Its image platform.
+        platform: String,
+    },
+    /// A conda platform images cannot have.
+    #[error("the environment is for {0}; images hold linux environments only")]
+    NotLinux(String),
+    /// A layer budget the base alone uses up.
+    #[error(
+        "--max-layers {max} leaves no room for the environment: the base has {base} layers and {extra} more are needed"
+    )]
+    NoLayerBudget {
+        /// The budget.
+        max: usize,
+        /// The base's layers.
+        base: usize,
+        /// Layers besides the packages'.
+        extra: usize,
+    },
+    /// An environment that needs a glibc the base does not have.
+    #[error(
+        "the base image {base} {has}, but the environment needs {needs} ({why}); build on a base with glibc such as {DEFAULT_BASE}, or pass --virtual-package __glibc=VERSION to build anyway"
+    )]
+    Glibc {
+        /// The base, as given.
+        base: String,
+        /// `has no glibc` or `has glibc X`.
+        has: String,
+        /// `glibc` or `a newer glibc`.
+        needs: String,
+        /// Which package or file needs it.
+        why: String,
+    },
+    /// A bad `--prefix-in-image`.
+    #[error("--prefix-in-image `{0}` must be an absolute path such as /opt/conda")]
+    BadImagePrefix(String),
+    /// Staging or layer I/O.
+    #[error("cannot build the layer of {what}")]
+    Layer {
+        /// The packages in the layer.
+        what: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}

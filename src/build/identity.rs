@@ -1,0 +1,254 @@
+//! A package layer's identity: everything that decides its bytes, known
+//! before any of them is written, so a layer can be looked up (in a cache,
+//! in a registry) instead of built.
+
+use rattler::install::PythonInfo;
+use rattler_conda_types::{PrefixRecord, Subdir};
+
+use crate::conda::cache::dist_name;
+use crate::conda::relocate::image_origin;
+use crate::digest::Digest;
+use crate::layer::Compression;
+
+/// The version of what a package layer holds and how it is written (the
+/// tar entries, their order and metadata, the relocation, the fresh
+/// `conda-meta` record, the compressors' output). Bump it in any commit
+/// that changes a layer's bytes for the same inputs: one that changes a
+/// pin of `tests/it/golden.rs`, a dependency upgrade included.
+pub const LAYER_FORMAT: u32 = 1;
+
+/// Everything that decides the bytes of one package layer; two layers with
+/// the same identity have the same blob. Its [`LayerIdentity::digest`] is
+/// stable across runs, hosts and releases of the same [`LAYER_FORMAT`].
+///
+/// The image annotations of a layer (the package names) are not part of
+/// the blob, and so not of its identity.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct LayerIdentity {
+    /// [`LAYER_FORMAT`].
+    format: u32,
+    /// The packages, in the order they are written into the layer.
+    packages: Vec<PackageIdentity>,
+    /// The conda platform the packages are linked for (`linux-64`).
+    platform: String,
+    /// The environment's prefix inside the image (`/opt/conda`).
+    image_prefix: String,
+    /// The environment's python, when the layer holds a noarch python
+    /// package (its files go to that python's site-packages).
+    python: Option<PythonIdentity>,
+    /// How the layer is compressed.
+    compression: CompressionIdentity,
+    /// The time stamp of every entry, in seconds since 1970.
+    epoch: u64,
+}
+
+/// One package of a layer, as it decides the layer's bytes.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+struct PackageIdentity {
+    /// `name-version-build`.
+    dist: String,
+    /// The archive's file name, written into its `conda-meta` record.
+    file: String,
+    /// The archive's `sha256:HEX` (or `md5:HEX` when the record knows no
+    /// sha256): the files, and the hash written into the record.
+    hash: String,
+    /// The URL written into the record (a `file://` channel's host path
+    /// left out, see `conda::relocate::image_origin`).
+    url: String,
+    /// The channel written into the record.
+    channel: Option<String>,
+}
+
+/// What of the environment's python decides where noarch python files go.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+struct PythonIdentity {
+    /// `major.minor`.
+    version: String,
+    /// The interpreter, relative to the prefix.
+    path: String,
+    /// site-packages, relative to the prefix.
+    site_packages: String,
+    /// The folder of entry points, relative to the prefix.
+    bin_dir: String,
+}
+
+/// The compressor: its algorithm, the implementation (whose output for one
+/// input and level may differ from another's) and the level.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+struct CompressionIdentity {
+    algorithm: &'static str,
+    implementation: String,
+    level: i64,
+}
+
+/// What is the same for every package layer of one build.
+pub(crate) struct LayerSettings<'a> {
+    /// The packages' platform.
+    pub platform: Subdir,
+    /// The image prefix, in its normal form (`/opt/conda`).
+    pub image_prefix: &'a str,
+    /// The environment's python.
+    pub python: Option<&'a PythonInfo>,
+    /// The compression of new layers.
+    pub compression: Compression,
+    /// The time stamp of new layers.
+    pub epoch: u64,
+}
+
+impl LayerIdentity {
+    /// The identity of a layer holding `records`, in that order; `None`
+    /// when a package's bytes are not named by a hash (a record with
+    /// neither sha256 nor md5).
+    pub(crate) fn of(records: &[&PrefixRecord], settings: &LayerSettings) -> Option<Self> {
+        let packages = records
+            .iter()
+            .map(|record| PackageIdentity::of(record))
+            .collect::<Option<Vec<_>>>()?;
+        let noarch_python = records
+            .iter()
+            .any(|r| r.repodata_record.package_record.noarch.is_python());
+        Some(LayerIdentity {
+            format: LAYER_FORMAT,
+            packages,
+            platform: settings.platform.to_string(),
+            image_prefix: settings.image_prefix.to_owned(),
+            python: settings
+                .python
+                .filter(|_| noarch_python)
+                .map(PythonIdentity::of),
+            compression: CompressionIdentity::of(settings.compression),
+            epoch: settings.epoch,
+        })
+    }
+
+    /// The sha256 of the identity's canonical JSON form (fields in a fixed
+    /// order, no white space): the key to look the layer up by.
+    pub fn digest(&self) -> Digest {
+        Digest::of(&self.canonical())
+    }
+
+    fn canonical(&self) -> Vec<u8> {
+        serde_json::to_vec(self)
+            .expect("an identity is strings and numbers, which always serialise")
+    }
+}
+
+impl PackageIdentity {
+    fn of(record: &PrefixRecord) -> Option<Self> {
+        let r = &record.repodata_record;
+        let p = &r.package_record;
+        let hash = match (p.sha256, p.md5) {
+            (Some(sha256), _) => format!("sha256:{}", hex::encode(sha256)),
+            (None, Some(md5)) => format!("md5:{}", hex::encode(md5)),
+            (None, None) => return None,
+        };
+        let (url, channel) = image_origin(r);
+        Some(PackageIdentity {
+            dist: dist_name(r),
+            file: r.identifier.to_string(),
+            hash,
+            url: url.to_string(),
+            channel,
+        })
+    }
+}
+
+impl PythonIdentity {
+    fn of(python: &PythonInfo) -> Self {
+        let (major, minor) = python.short_version;
+        PythonIdentity {
+            version: format!("{major}.{minor}"),
+            path: python.path.to_string_lossy().into_owned(),
+            site_packages: python.site_packages_path.to_string_lossy().into_owned(),
+            bin_dir: python.bin_dir.to_string_lossy().into_owned(),
+        }
+    }
+}
+
+impl CompressionIdentity {
+    fn of(compression: Compression) -> Self {
+        let (algorithm, implementation, level) = match compression {
+            Compression::None => ("none", String::new(), 0),
+            Compression::Gzip(level) => ("gzip", "flate2 zlib-rs".to_owned(), i64::from(level)),
+            Compression::Zstd(level) => (
+                "zstd",
+                format!("libzstd {}", zstd::zstd_safe::version_string()),
+                i64::from(level),
+            ),
+        };
+        CompressionIdentity {
+            algorithm,
+            implementation,
+            level,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity() -> LayerIdentity {
+        LayerIdentity {
+            format: 1,
+            packages: vec![PackageIdentity {
+                dist: "zlib-1.3.1-hb9d3cd8_2".into(),
+                file: "zlib-1.3.1-hb9d3cd8_2.conda".into(),
+                hash: format!("sha256:{}", "ab".repeat(32)),
+                url: "https://conda.anaconda.org/conda-forge/linux-64/zlib-1.3.1-hb9d3cd8_2.conda"
+                    .into(),
+                channel: Some("https://conda.anaconda.org/conda-forge".into()),
+            }],
+            platform: "linux-64".into(),
+            image_prefix: "/opt/conda".into(),
+            python: None,
+            compression: CompressionIdentity::of(Compression::Gzip(6)),
+            epoch: 0,
+        }
+    }
+
+    /// The digest is a cache key across releases: its form must not change
+    /// by accident (a new field, a renamed one, another serialiser).
+    #[test]
+    fn digest_is_pinned() {
+        let id = identity();
+        assert_eq!(
+            String::from_utf8(id.canonical()).unwrap(),
+            concat!(
+                r#"{"format":1,"packages":[{"dist":"zlib-1.3.1-hb9d3cd8_2","#,
+                r#""file":"zlib-1.3.1-hb9d3cd8_2.conda","hash":"sha256:"#,
+                "abababababababababababababababababababababababababababababababab",
+                r#"","url":"https://conda.anaconda.org/conda-forge/linux-64/zlib-1.3.1-hb9d3cd8_2.conda","#,
+                r#""channel":"https://conda.anaconda.org/conda-forge"}],"platform":"linux-64","#,
+                r#""image_prefix":"/opt/conda","python":null,"#,
+                r#""compression":{"algorithm":"gzip","implementation":"flate2 zlib-rs","level":6},"#,
+                r#""epoch":0}"#
+            )
+        );
+        assert_eq!(id.digest(), Digest::of(&id.canonical()));
+    }
+
+    #[test]
+    fn every_part_changes_the_digest() {
+        let base = identity().digest();
+        let mut changed = Vec::new();
+        let mut id = identity();
+        id.epoch = 1;
+        changed.push(id);
+        let mut id = identity();
+        id.image_prefix = "/opt/env".into();
+        changed.push(id);
+        let mut id = identity();
+        id.compression = CompressionIdentity::of(Compression::Gzip(9));
+        changed.push(id);
+        let mut id = identity();
+        id.packages[0].url = "https://example.com/x.conda".into();
+        changed.push(id);
+        let mut id = identity();
+        id.format = 2;
+        changed.push(id);
+        for id in changed {
+            assert_ne!(id.digest(), base, "{id:?}");
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! Stage 4, *the layers*: each planned layer's packages relocated to the
+//! image prefix and written as one deterministic tar, compressed; layers
+//! are built in parallel.
+
+use std::path::{Path, PathBuf};
+
+use rattler_conda_types::PrefixRecord;
+
+use crate::conda::cache::dist_folder;
+use crate::conda::relocate::{Target, relocate};
+use crate::image::Image;
+use crate::layer::Layer;
+use crate::layer::LayerFactory;
+use crate::parallel::{cores, in_parallel};
+
+use super::plan::{LayerPlan, PlannedLayer};
+use super::{BuildError, LayerReport, Reporter};
+
+/// The package layers of `plan`, in its order, each with its report.
+/// `records` and `package_dirs` are the environment's, in the same order;
+/// `image` (the base) gives the layers their compression and time stamp;
+/// packages are staged under `staging` while their layer is written.
+pub(crate) fn build_layers(
+    plan: &LayerPlan,
+    records: &[PrefixRecord],
+    package_dirs: &[PathBuf],
+    image: &mut Image,
+    staging: &Path,
+    reporter: &dyn Reporter,
+) -> Result<Vec<(Layer, LayerReport)>, BuildError> {
+    let factory = image.layer_factory().map_err(|source| BuildError::Layer {
+        what: "the scratch folder".into(),
+        source,
+    })?;
+    let target = Target {
+        image_prefix: &plan.image_prefix,
+        platform: plan.platform,
+        python: plan.python.as_ref(),
+    };
+    let package_layer = |layer: &PlannedLayer| {
+        let layer = PackageLayer {
+            packages: &layer.packages,
+            records,
+            package_dirs,
+        };
+        layer.build(&factory, &target, &plan.prefix_arc, staging, reporter)
+    };
+    reporter.start(records.len());
+    let built = in_parallel(&plan.layers, cores(), package_layer);
+    reporter.finish();
+    built.into_iter().collect()
+}
+
+/// The packages of one layer.
+struct PackageLayer<'a> {
+    /// Indices into `records` and `package_dirs`, in layer order.
+    packages: &'a [usize],
+    records: &'a [PrefixRecord],
+    package_dirs: &'a [PathBuf],
+}
+
+impl PackageLayer<'_> {
+    /// Relocates the packages into `staging`, writes them under
+    /// `prefix_arc` into a layer, and removes what was staged.
+    fn build(
+        &self,
+        factory: &LayerFactory,
+        target: &Target,
+        prefix_arc: &str,
+        staging: &Path,
+        reporter: &dyn Reporter,
+    ) -> Result<(Layer, LayerReport), BuildError> {
+        let mut staged: Vec<PathBuf> = Vec::new();
+        let mut packages = Vec::new();
+        for &i in self.packages {
+            let record = &self.records[i];
+            let dist = dist_folder(record)?;
+            tracing::info!("relocating {dist}");
+            let staging = staging.join(&dist);
+            relocate(
+                &self.package_dirs[i],
+                &record.repodata_record,
+                &staging,
+                target,
+            )?;
+            staged.push(staging);
+            packages.push(dist.to_string());
+        }
+        let what = packages.join(" ");
+        let mut layer = factory
+            .build(|tar| {
+                tar.normalize_modes();
+                staged
+                    .iter()
+                    .try_for_each(|dir| tar.add_tree(dir, prefix_arc, None))
+            })
+            .map_err(|source| BuildError::Layer {
+                what: what.clone(),
+                source,
+            })?;
+        for dir in staged {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        layer.set_annotation("org.conda-docker.packages", &what);
+        let report = LayerReport {
+            digest: layer.digest(),
+            size: layer.size(),
+            packages,
+        };
+        reporter.layer_built(&report);
+        Ok((layer, report))
+    }
+}

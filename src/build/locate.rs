@@ -1,0 +1,146 @@
+//! Stage 2, *where the bytes are*: every package's extracted folder, found
+//! in a cache, rebuilt from the installed prefix, or fetched from its URL.
+//!
+//! Every package is found before the plan: an explicit spec or a lock file
+//! says nothing about dependencies, so the plan needs the packages' own
+//! `index.json`.
+
+use std::path::{Path, PathBuf};
+
+use rattler::install::PythonInfo;
+use rattler_conda_types::PrefixRecord;
+use rattler_conda_types::package::{IndexJson, PackageFile};
+
+use crate::conda::CondaError;
+use crate::conda::cache::{PackageCaches, dist_name};
+use crate::conda::env::Environment;
+use crate::conda::solve;
+use crate::dirs::cache_dir;
+use crate::parallel::{cores, in_parallel};
+
+use super::{BuildError, Reporter};
+
+/// Where a package's files were found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Found {
+    /// In a package cache (conda's, rattler's, or extracted by us from a
+    /// cached archive), checked against the record's hash.
+    Cache,
+    /// Rebuilt from the installed prefix, for a package no cache has: its
+    /// files are the host's, not an archive's.
+    Prefix,
+    /// Downloaded from the record's URL into rattler's cache, checked
+    /// against its hash.
+    Fetched,
+}
+
+/// The packages of an environment, in the order of its records.
+pub(crate) struct Located {
+    /// Each package's extracted folder.
+    pub dirs: Vec<PathBuf>,
+    /// Where each was found.
+    pub found: Vec<Found>,
+}
+
+/// Finds every package of `env`. `scratch` is this build's own folder,
+/// where packages rebuilt from the prefix go. An environment that is not
+/// installed learns its packages' dependencies from their `index.json`.
+pub(crate) fn locate(
+    env: &mut Environment,
+    caches: &PackageCaches,
+    python: Option<&PythonInfo>,
+    scratch: &Path,
+    reporter: &dyn Reporter,
+) -> Result<Located, BuildError> {
+    match env.prefix.as_deref() {
+        Some(prefix) => locate_or_rebuild(&env.records, caches, prefix, python, scratch),
+        None => {
+            let located = locate_or_fetch(&env.records, caches, reporter)?;
+            for (record, dir) in env.records.iter_mut().zip(&located.dirs) {
+                if let Ok(index) = IndexJson::from_package_directory(dir) {
+                    record.repodata_record.package_record.depends = index.depends;
+                }
+            }
+            Ok(located)
+        }
+    }
+}
+
+/// The packages of an installed environment: from the caches, else rebuilt
+/// from the prefix into `scratch`.
+fn locate_or_rebuild(
+    records: &[PrefixRecord],
+    caches: &PackageCaches,
+    prefix: &Path,
+    python: Option<&PythonInfo>,
+    scratch: &Path,
+) -> Result<Located, BuildError> {
+    let indices: Vec<usize> = (0..records.len()).collect();
+    let dirs = in_parallel(&indices, cores(), |&i| {
+        Ok(caches.locate_or_rebuild(&records[i], Some(prefix), python, scratch)?)
+    })
+    .into_iter()
+    .collect::<Result<Vec<PathBuf>, BuildError>>()?;
+    // `scratch` is this build's own new folder: no cache lives in it, so
+    // what is in it was rebuilt.
+    let found = dirs
+        .iter()
+        .map(|dir| match dir.starts_with(scratch) {
+            true => Found::Prefix,
+            false => Found::Cache,
+        })
+        .collect();
+    Ok(Located { dirs, found })
+}
+
+/// The packages of an environment that is not installed (an explicit spec,
+/// a lock file, a solve): from the caches, else downloaded from their URL
+/// into rattler's package cache, where the fetch checks them.
+fn locate_or_fetch(
+    records: &[PrefixRecord],
+    caches: &PackageCaches,
+    reporter: &dyn Reporter,
+) -> Result<Located, BuildError> {
+    let indices: Vec<usize> = (0..records.len()).collect();
+    let mut folders = in_parallel(&indices, cores(), |&i| match caches.locate(&records[i]) {
+        Ok(folder) => Ok(Some(folder)),
+        // A cached archive with the wrong bytes stays an error: it is
+        // worth knowing about, and is not silently replaced.
+        Err(CondaError::NotCached { .. }) => Ok(None),
+        Err(other) => Err(BuildError::from(other)),
+    })
+    .into_iter()
+    .collect::<Result<Vec<Option<PathBuf>>, BuildError>>()?;
+    let found = folders
+        .iter()
+        .map(|f| match f {
+            Some(_) => Found::Cache,
+            None => Found::Fetched,
+        })
+        .collect();
+    let missing: Vec<usize> = indices
+        .into_iter()
+        .filter(|&i| folders[i].is_none())
+        .collect();
+    if !missing.is_empty() {
+        reporter.fetching(missing.len());
+        let pkgs_dir = caches.rattler.first().cloned().unwrap_or_else(|| {
+            rattler_cache::default_cache_dir()
+                .map(|d| d.join(rattler_cache::PACKAGE_CACHE_DIR))
+                .unwrap_or_else(|_| cache_dir().join("rattler-pkgs"))
+        });
+        let wanted: Vec<_> = missing
+            .iter()
+            .map(|&i| records[i].repodata_record.clone())
+            .collect();
+        let fetched = solve::fetch(&wanted, pkgs_dir, &|record| {
+            reporter.fetched(&dist_name(record));
+        })
+        .map_err(CondaError::from)?;
+        for (i, folder) in missing.into_iter().zip(fetched) {
+            folders[i] = Some(folder);
+        }
+    }
+    let dirs = folders.into_iter().flatten().collect();
+    Ok(Located { dirs, found })
+}

@@ -1,0 +1,115 @@
+//! The pipeline: an environment → one layer per package (dependencies
+//! first) on a base image → an image ready to write.
+//!
+//! Only this module knows both conda and images; the CLI calls it. A build
+//! is five stages, a module each, handing typed values on:
+//!
+//! ```text
+//! what to build        environment  Subject: the environment, its base, its python
+//!   → where bytes are  locate       Located: each package's folder (cache | prefix | fetched)
+//!   → layer plan       plan         LayerPlan: groups in dependency order, each with
+//!                                   its LayerIdentity (identity), before any byte
+//!   → layers           layers       relocate + tar + compress, in parallel
+//!   → image            assemble     base + layers + env layer (env_layer) + --add + config
+//! ```
+//!
+//! The output (a file, a layout, a registry) is the caller's.
+
+mod assemble;
+mod env_layer;
+mod environment;
+mod error;
+mod identity;
+mod layers;
+mod locate;
+mod options;
+mod plan;
+mod report;
+
+use std::path::Path;
+
+use crate::conda::CondaError;
+use crate::conda::env::{EnvSelector, SolveOptions};
+use crate::dirs::cache_dir;
+use crate::image::Image;
+
+pub use error::BuildError;
+pub use identity::{LAYER_FORMAT, LayerIdentity};
+pub use options::{BuildOptions, DEFAULT_BASE};
+pub use report::{LayerReport, Reporter, Silent};
+
+/// Builds the image of an environment.
+pub fn build(
+    options: &BuildOptions,
+    reporter: &dyn Reporter,
+) -> Result<(Image, Vec<LayerReport>), BuildError> {
+    let checked = options.checked()?;
+    let (options, prefix_arc) = (&checked.options, checked.prefix_arc.as_str());
+    // What to build.
+    let mut subject = environment::resolve(options)?;
+    let staging = staging_root()?;
+    // Where the bytes are.
+    let located = locate::locate(
+        &mut subject.env,
+        &options.caches,
+        subject.python.as_ref(),
+        staging.path(),
+        reporter,
+    )?;
+    environment::check_glibc(&subject, &located.dirs, options)?;
+    // The layer plan.
+    let plan = plan::plan(&subject, &located, options, prefix_arc)?;
+    // The layers.
+    let layers = layers::build_layers(
+        &plan,
+        &subject.env.records,
+        &located.dirs,
+        &mut subject.base,
+        staging.path(),
+        reporter,
+    )?;
+    // The image.
+    assemble::assemble(subject, layers, &located.dirs, options, prefix_arc)
+}
+
+/// A staging folder beside our package cache (same file system, so
+/// extraction and staging stay cheap), removed when dropped.
+fn staging_root() -> Result<tempfile::TempDir, BuildError> {
+    let dir = cache_dir().join("staging");
+    let io = |source| CondaError::Io {
+        path: dir.clone(),
+        source,
+    };
+    fs_err::create_dir_all(&dir).map_err(io)?;
+    Ok(tempfile::Builder::new()
+        .prefix("build-")
+        .tempdir_in(&dir)
+        .map_err(io)?)
+}
+
+/// The original conda-docker's one call: solves `packages` (from
+/// `channels`, else `.condarc`'s, else conda-forge) for linux-64, builds
+/// them on `base_image` (a reference or any image source), names the image
+/// `output_image` and writes a `docker load`-able archive to
+/// `output_filename`.
+pub fn build_docker_environment(
+    base_image: &str,
+    output_image: &str,
+    packages: &[&str],
+    output_filename: impl AsRef<Path>,
+    channels: &[&str],
+) -> Result<Image, BuildError> {
+    let options = BuildOptions {
+        env: EnvSelector::Specs(packages.iter().map(|p| p.to_string()).collect()),
+        base: base_image.parse()?,
+        name: output_image.to_owned(),
+        solve: SolveOptions {
+            channels: channels.iter().map(|c| c.to_string()).collect(),
+            ..SolveOptions::default()
+        },
+        ..BuildOptions::default()
+    };
+    let (image, _) = build(&options, &Silent)?;
+    image.write_file(output_filename)?;
+    Ok(image)
+}
