@@ -228,6 +228,75 @@ mod tests {
         assert_eq!(id.digest(), Digest::of(&id.canonical()));
     }
 
+    /// A record of `name` 1.0 build 0 from conda-forge, with `sha256`.
+    fn record(name: &str, sha256: Option<[u8; 32]>, noarch_python: bool) -> PrefixRecord {
+        use rattler_conda_types::package::{CondaArchiveIdentifier, DistArchiveIdentifier};
+        use rattler_conda_types::{NoArchType, PackageRecord, RepoDataRecord};
+        let url: url::Url =
+            format!("https://conda.anaconda.org/conda-forge/noarch/{name}-1.0-0.conda")
+                .parse()
+                .unwrap();
+        let archive = CondaArchiveIdentifier::try_from_url(&url).unwrap();
+        let mut package = PackageRecord::new(
+            name.parse().unwrap(),
+            "1.0".parse::<rattler_conda_types::Version>().unwrap(),
+            "0".parse().unwrap(),
+        );
+        package.sha256 = sha256.map(Into::into);
+        if noarch_python {
+            package.noarch = NoArchType::python();
+        }
+        let repodata = RepoDataRecord {
+            package_record: package,
+            identifier: DistArchiveIdentifier::from(archive),
+            url,
+            channel: Some("https://conda.anaconda.org/conda-forge/".into()),
+        };
+        PrefixRecord::from_repodata_record(repodata, Vec::new())
+    }
+
+    #[test]
+    fn a_layer_is_named_by_its_records_and_the_settings() {
+        let python =
+            PythonInfo::from_version(&"3.12.0".parse().unwrap(), None, Subdir::Linux64).unwrap();
+        let settings = LayerSettings {
+            platform: Subdir::Linux64,
+            image_prefix: "/opt/conda",
+            python: Some(&python),
+            compression: Compression::Gzip(6),
+            epoch: 0,
+        };
+        let (a, b) = (
+            record("a", Some([1; 32]), false),
+            record("b", Some([2; 32]), true),
+        );
+        let plain = LayerIdentity::of(&[&a], &settings).unwrap();
+        assert_eq!(
+            plain.packages[0].hash,
+            format!("sha256:{}", "01".repeat(32))
+        );
+        assert_eq!(plain.packages[0].file, "a-1.0-0.conda");
+        // The channel as the image's record writes it: no trailing slash.
+        assert_eq!(
+            plain.packages[0].channel.as_deref(),
+            Some("https://conda.anaconda.org/conda-forge")
+        );
+        // Only a layer with a noarch python package depends on the python.
+        assert_eq!(plain.python, None);
+        let with_python = LayerIdentity::of(&[&a, &b], &settings).unwrap();
+        assert_eq!(with_python.python.as_ref().unwrap().version, "3.12");
+        // The order of the packages is part of the identity.
+        assert_ne!(
+            LayerIdentity::of(&[&b, &a], &settings).unwrap().digest(),
+            with_python.digest()
+        );
+        // A package no hash names gives a layer no identity.
+        assert_eq!(
+            LayerIdentity::of(&[&a, &record("c", None, false)], &settings),
+            None
+        );
+    }
+
     #[test]
     fn every_part_changes_the_digest() {
         let base = identity().digest();
