@@ -96,17 +96,19 @@ pub(crate) struct LayerSettings<'a> {
 }
 
 impl LayerIdentity {
-    /// The identity of a layer holding `records`, in that order; `None`
-    /// when a package's bytes are not named by a hash (a record with
-    /// neither sha256 nor md5).
-    pub(crate) fn of(records: &[&PrefixRecord], settings: &LayerSettings) -> Option<Self> {
+    /// The identity of a layer holding `records`, in that order, of which
+    /// some are `noarch: python` by their own `index.json` (a record may
+    /// not know); `None` when a package's bytes are not named by a hash (a
+    /// record with neither sha256 nor md5).
+    pub(crate) fn of(
+        records: &[&PrefixRecord],
+        noarch_python: bool,
+        settings: &LayerSettings,
+    ) -> Option<Self> {
         let packages = records
             .iter()
             .map(|record| PackageIdentity::of(record))
             .collect::<Option<Vec<_>>>()?;
-        let noarch_python = records
-            .iter()
-            .any(|r| r.repodata_record.package_record.noarch.is_python());
         Some(LayerIdentity {
             format: LAYER_FORMAT,
             packages,
@@ -229,9 +231,9 @@ mod tests {
     }
 
     /// A record of `name` 1.0 build 0 from conda-forge, with `sha256`.
-    fn record(name: &str, sha256: Option<[u8; 32]>, noarch_python: bool) -> PrefixRecord {
+    fn record(name: &str, sha256: Option<[u8; 32]>) -> PrefixRecord {
         use rattler_conda_types::package::{CondaArchiveIdentifier, DistArchiveIdentifier};
-        use rattler_conda_types::{NoArchType, PackageRecord, RepoDataRecord};
+        use rattler_conda_types::{PackageRecord, RepoDataRecord};
         let url: url::Url =
             format!("https://conda.anaconda.org/conda-forge/noarch/{name}-1.0-0.conda")
                 .parse()
@@ -243,9 +245,6 @@ mod tests {
             "0".parse().unwrap(),
         );
         package.sha256 = sha256.map(Into::into);
-        if noarch_python {
-            package.noarch = NoArchType::python();
-        }
         let repodata = RepoDataRecord {
             package_record: package,
             identifier: DistArchiveIdentifier::from(archive),
@@ -266,11 +265,8 @@ mod tests {
             compression: Compression::Gzip(6),
             epoch: 0,
         };
-        let (a, b) = (
-            record("a", Some([1; 32]), false),
-            record("b", Some([2; 32]), true),
-        );
-        let plain = LayerIdentity::of(&[&a], &settings).unwrap();
+        let (a, b) = (record("a", Some([1; 32])), record("b", Some([2; 32])));
+        let plain = LayerIdentity::of(&[&a], false, &settings).unwrap();
         assert_eq!(
             plain.packages[0].hash,
             format!("sha256:{}", "01".repeat(32))
@@ -283,16 +279,18 @@ mod tests {
         );
         // Only a layer with a noarch python package depends on the python.
         assert_eq!(plain.python, None);
-        let with_python = LayerIdentity::of(&[&a, &b], &settings).unwrap();
+        let with_python = LayerIdentity::of(&[&a, &b], true, &settings).unwrap();
         assert_eq!(with_python.python.as_ref().unwrap().version, "3.12");
         // The order of the packages is part of the identity.
         assert_ne!(
-            LayerIdentity::of(&[&b, &a], &settings).unwrap().digest(),
+            LayerIdentity::of(&[&b, &a], true, &settings)
+                .unwrap()
+                .digest(),
             with_python.digest()
         );
         // A package no hash names gives a layer no identity.
         assert_eq!(
-            LayerIdentity::of(&[&a, &record("c", None, false)], &settings),
+            LayerIdentity::of(&[&a, &record("c", None)], false, &settings),
             None
         );
     }

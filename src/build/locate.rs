@@ -40,6 +40,10 @@ pub(crate) struct Located {
     pub dirs: Vec<PathBuf>,
     /// Where each was found.
     pub found: Vec<Found>,
+    /// Whether each is `noarch: python` by its own `info/index.json`, which
+    /// is what relocation reads (an explicit spec's record does not say);
+    /// `true` when that cannot be read.
+    pub noarch_python: Vec<bool>,
 }
 
 /// Finds every package of `env`. `scratch` is this build's own folder,
@@ -52,18 +56,24 @@ pub(crate) fn locate(
     scratch: &Path,
     reporter: &dyn Reporter,
 ) -> Result<Located, BuildError> {
-    match env.prefix.as_deref() {
-        Some(prefix) => locate_or_rebuild(&env.records, caches, prefix, python, scratch),
-        None => {
-            let located = locate_or_fetch(&env.records, caches, reporter)?;
-            for (record, dir) in env.records.iter_mut().zip(&located.dirs) {
-                if let Ok(index) = IndexJson::from_package_directory(dir) {
-                    record.repodata_record.package_record.depends = index.depends;
-                }
-            }
-            Ok(located)
+    let (dirs, found) = match env.prefix.as_deref() {
+        Some(prefix) => locate_or_rebuild(&env.records, caches, prefix, python, scratch)?,
+        None => locate_or_fetch(&env.records, caches, reporter)?,
+    };
+    let installed = env.prefix.is_some();
+    let mut noarch_python = Vec::with_capacity(dirs.len());
+    for (record, dir) in env.records.iter_mut().zip(&dirs) {
+        let index = IndexJson::from_package_directory(dir).ok();
+        noarch_python.push(index.as_ref().is_none_or(|i| i.noarch.is_python()));
+        if let Some(index) = index.filter(|_| !installed) {
+            record.repodata_record.package_record.depends = index.depends;
         }
     }
+    Ok(Located {
+        dirs,
+        found,
+        noarch_python,
+    })
 }
 
 /// The packages of an installed environment: from the caches, else rebuilt
@@ -74,7 +84,7 @@ fn locate_or_rebuild(
     prefix: &Path,
     python: Option<&PythonInfo>,
     scratch: &Path,
-) -> Result<Located, BuildError> {
+) -> Result<(Vec<PathBuf>, Vec<Found>), BuildError> {
     let indices: Vec<usize> = (0..records.len()).collect();
     let dirs = in_parallel(&indices, cores(), |&i| {
         Ok(caches.locate_or_rebuild(&records[i], Some(prefix), python, scratch)?)
@@ -90,7 +100,7 @@ fn locate_or_rebuild(
             false => Found::Cache,
         })
         .collect();
-    Ok(Located { dirs, found })
+    Ok((dirs, found))
 }
 
 /// The packages of an environment that is not installed (an explicit spec,
@@ -100,7 +110,7 @@ fn locate_or_fetch(
     records: &[PrefixRecord],
     caches: &PackageCaches,
     reporter: &dyn Reporter,
-) -> Result<Located, BuildError> {
+) -> Result<(Vec<PathBuf>, Vec<Found>), BuildError> {
     let indices: Vec<usize> = (0..records.len()).collect();
     let mut folders = in_parallel(&indices, cores(), |&i| match caches.locate(&records[i]) {
         Ok(folder) => Ok(Some(folder)),
@@ -141,6 +151,5 @@ fn locate_or_fetch(
             folders[i] = Some(folder);
         }
     }
-    let dirs = folders.into_iter().flatten().collect();
-    Ok(Located { dirs, found })
+    Ok((folders.into_iter().flatten().collect(), found))
 }

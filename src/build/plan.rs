@@ -75,7 +75,7 @@ pub(crate) fn plan(
     let layers = groups
         .into_iter()
         .map(|packages| {
-            let identity = identity(&packages, records, &located.found, &settings);
+            let identity = identity(&packages, records, located, &settings);
             PlannedLayer { packages, identity }
         })
         .collect();
@@ -153,12 +153,13 @@ fn depends_names(record: &PrefixRecord) -> Vec<String> {
 fn identity(
     packages: &[usize],
     records: &[PrefixRecord],
-    found: &[Found],
+    located: &Located,
     settings: &LayerSettings,
 ) -> Option<LayerIdentity> {
-    if packages.iter().any(|&i| found[i] == Found::Prefix) {
+    if packages.iter().any(|&i| located.found[i] == Found::Prefix) {
         return None;
     }
+    let noarch_python = packages.iter().any(|&i| located.noarch_python[i]);
     let records: Vec<&PrefixRecord> = packages.iter().map(|&i| &records[i]).collect();
-    LayerIdentity::of(&records, settings)
+    LayerIdentity::of(&records, noarch_python, settings)
 }
