@@ -11,11 +11,13 @@ use serde_json::json;
 use crate::build::{BuildError, BuildOptions, DEFAULT_BASE, LayerReport, Reporter, build};
 use crate::conda::CondaError;
 use crate::conda::env::{EnvFlags, EnvSelector, SolveOptions};
-use crate::image::{Image, ImageDestination, ImageError, ImageSource, OpenOptions};
+use crate::image::{Image, ImageDestination, ImageError, ImageSource};
 use crate::invocation::Invocation;
 use crate::platform::Platform;
 use crate::reference::Reference;
-use crate::registry::{Login, PushReport, PushTarget, RegistryError, RegistryOptions, login};
+use crate::registry::{
+    self, Login, OpenOptions, PushReport, PushTarget, RegistryError, RegistryOptions, login,
+};
 
 /// Turn a conda environment into a layered container image, without Docker.
 #[derive(Debug, Parser)]
@@ -942,7 +944,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Build(args) => run_build(*args),
         Command::Inspect { source, remote } => {
-            let image = source.open_with(&remote.into())?;
+            let image = registry::open(&source, &remote.into())?;
             println!("{:#}", summary(&image));
             Ok(())
         }
@@ -964,7 +966,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 )?),
                 Target::File(_) => None,
             };
-            let mut image = source.open_with(&options)?;
+            let mut image = registry::open(&source, &options)?;
             if let Some(name) = name {
                 image.set_name(&name)?;
             }
@@ -993,7 +995,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 }
             };
             let options: OpenOptions = remote.into();
-            let image = ImageSource::Registry(reference).open_with(&options)?;
+            let image = registry::pull(&reference, &options.platform, &options.registry)?;
             image.write_to(&destination)?;
             eprintln!(
                 "wrote {destination}: {}, id {}",

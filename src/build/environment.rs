@@ -16,9 +16,10 @@ use crate::conda::env::{Environment, SolveOptions};
 use crate::conda::explicit::write_explicit;
 use crate::conda::glibc_needs::GlibcNeeds;
 use crate::conda::solve::SolveError;
+use crate::image::Image;
 use crate::image::glibc_version;
-use crate::image::{Image, ImageError, OpenOptions};
 use crate::platform::Platform;
+use crate::registry::OpenOptions;
 
 use super::{BuildError, BuildOptions};
 
@@ -71,11 +72,12 @@ fn solve_options(options: &BuildOptions) -> Result<SolveOptions, BuildError> {
     })
 }
 
-fn open_base(options: &BuildOptions, platform: &Platform) -> Result<Image, ImageError> {
-    options.base.open_with(&OpenOptions {
+fn open_base(options: &BuildOptions, platform: &Platform) -> Result<Image, BuildError> {
+    let open = OpenOptions {
         platform: platform.clone(),
         registry: options.registry.clone(),
-    })
+    };
+    Ok(crate::registry::open(&options.base, &open)?)
 }
 
 /// The base of an environment still to solve, opened for the solve's

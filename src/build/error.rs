@@ -2,6 +2,7 @@
 
 use crate::conda::CondaError;
 use crate::image::ImageError;
+use crate::registry::RegistryError;
 
 use super::DEFAULT_BASE;
 
@@ -14,6 +15,9 @@ pub enum BuildError {
     /// Reading the base or building layers.
     #[error(transparent)]
     Image(#[from] ImageError),
+    /// Pulling the base from a registry.
+    #[error(transparent)]
+    Registry(Box<RegistryError>),
     /// A base image for another platform.
     #[error(
         "the base image is {base}, but the environment is {env} (needs {wanted}); pick a base for {wanted}"
@@ -79,4 +83,15 @@ pub enum BuildError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// A registry's image errors stay image errors (the same messages whether a
+/// base came from a file or a registry); the rest are registry errors.
+impl From<RegistryError> for BuildError {
+    fn from(error: RegistryError) -> Self {
+        match error {
+            RegistryError::Image(inner) => BuildError::Image(inner),
+            other => BuildError::Registry(Box::new(other)),
+        }
+    }
 }

@@ -29,7 +29,7 @@ use tempfile::TempDir;
 
 pub use config::{ConfigError, ImageConfig, rfc3339};
 pub use glibc::glibc_version;
-pub use source::{ImageDestination, ImageSource, OpenOptions};
+pub use source::{ImageDestination, ImageSource};
 
 use self::add::{Plan, PlanError};
 use self::rootfs::RootFs;
@@ -241,9 +241,11 @@ pub enum ImageError {
     /// A bad config edit.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// Pulling from a registry.
-    #[error(transparent)]
-    Registry(Box<crate::registry::RegistryError>),
+    /// A registry reference given where files are read.
+    #[error(
+        "{0} is an image in a registry: open it with conda_docker::registry::open (Image::open reads files and folders only)"
+    )]
+    InRegistry(String),
     /// A `SOURCE_DATE_EPOCH` that is not a number of seconds.
     #[error("SOURCE_DATE_EPOCH=`{0}` is not a whole number of seconds since 1970")]
     BadEpoch(String),

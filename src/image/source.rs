@@ -9,7 +9,6 @@ use super::tar_index::TarIndex;
 use super::{Image, ImageError, docker_archive, legacy};
 use crate::platform::Platform;
 use crate::reference::Reference;
-use crate::registry::RegistryOptions;
 
 /// An image to open.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,16 +36,6 @@ pub enum ImageSource {
     /// `docker://REF`, or a bare reference that is not a path: an image in
     /// a registry (`debian:stable-slim`, `ghcr.io/org/img@sha256:...`).
     Registry(Reference),
-}
-
-/// How to open images whose source leaves a choice: which platform to take
-/// from a multi-platform image, and how to reach registries.
-#[derive(Clone, Debug, Default)]
-pub struct OpenOptions {
-    /// The platform to pick from an image index (default linux/amd64).
-    pub platform: Platform,
-    /// TLS and plain-HTTP settings for registries.
-    pub registry: RegistryOptions,
 }
 
 /// An image output.
@@ -241,14 +230,17 @@ fn open_tar(path: &Path, tag: Option<&str>, platform: &Platform) -> Result<Image
 }
 
 impl ImageSource {
-    /// Reads the image (linux/amd64 from a multi-platform one).
+    /// Reads the image from its file or folder (linux/amd64 from a
+    /// multi-platform one).
     pub fn open(&self) -> Result<Image, ImageError> {
-        self.open_with(&OpenOptions::default())
+        self.open_local(&Platform::default())
     }
 
-    /// Reads the image with the platform and registry settings given.
-    pub fn open_with(&self, options: &OpenOptions) -> Result<Image, ImageError> {
-        let platform = &options.platform;
+    /// Reads the image from its file or folder, taking `platform` from a
+    /// multi-platform one. The image model never reaches the network: a
+    /// registry reference is [`ImageError::InRegistry`], opened by
+    /// `registry::open` instead.
+    pub fn open_local(&self, platform: &Platform) -> Result<Image, ImageError> {
         tracing::info!("opening {self}");
         match self {
             ImageSource::Scratch => Image::scratch(),
@@ -272,12 +264,7 @@ impl ImageSource {
                     "no such file or directory",
                 ),
             }),
-            ImageSource::Registry(reference) => {
-                crate::registry::pull(reference, platform, &options.registry).map_err(|e| match e {
-                    crate::registry::RegistryError::Image(inner) => inner,
-                    other => ImageError::Registry(Box::new(other)),
-                })
-            }
+            ImageSource::Registry(reference) => Err(ImageError::InRegistry(reference.to_string())),
         }
     }
 }

@@ -10,6 +10,7 @@
 
 mod client;
 mod credentials;
+mod open;
 mod pull;
 mod push;
 mod store;
@@ -20,6 +21,7 @@ use std::path::PathBuf;
 use crate::digest::Digest;
 
 pub use credentials::{Credentials, Login, Origin, login};
+pub use open::{OpenOptions, open};
 pub use pull::pull;
 pub use push::{PushReport, PushTarget, push};
 
