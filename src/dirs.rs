@@ -10,6 +10,15 @@ pub fn home() -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
+/// rattler's (and pixi's) cache: `RATTLER_CACHE_DIR`, else the user's
+/// cache folder's `rattler/cache`, exactly as rattler finds it, so packages
+/// this tool downloads land where pixi looks. Its `pkgs/` and
+/// `repodata/` are `rattler_cache::PACKAGE_CACHE_DIR` and
+/// `REPODATA_CACHE_DIR`.
+pub fn rattler_cache_dir() -> Option<PathBuf> {
+    rattler_cache::default_cache_dir().ok()
+}
+
 /// Our cache directory (conda packages we had to extract, pulled image
 /// blobs): `CONDA_DOCKER_CACHE_DIR`, else `$XDG_CACHE_HOME/conda-docker`,
 /// else `~/.cache/conda-docker`.

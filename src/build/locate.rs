@@ -134,11 +134,13 @@ fn locate_or_fetch(
         .collect();
     if !missing.is_empty() {
         reporter.fetching(missing.len());
-        let pkgs_dir = caches.rattler.first().cloned().unwrap_or_else(|| {
-            rattler_cache::default_cache_dir()
-                .map(|d| d.join(rattler_cache::PACKAGE_CACHE_DIR))
-                .unwrap_or_else(|_| cache_dir().join("rattler-pkgs"))
-        });
+        // PackageCaches::discover puts rattler's pkgs/ first; a caller's
+        // own PackageCaches may have none.
+        let pkgs_dir = caches
+            .rattler
+            .first()
+            .cloned()
+            .unwrap_or_else(|| cache_dir().join("rattler-pkgs"));
         let wanted: Vec<_> = missing
             .iter()
             .map(|&i| records[i].repodata_record.clone())

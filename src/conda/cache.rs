@@ -14,7 +14,7 @@ use rattler_conda_types::{PrefixRecord, RepoDataRecord};
 use super::CondaError;
 use super::contained::{DistName, check_record, file_name};
 use super::env::conda_root;
-use crate::dirs::{cache_dir, home};
+use crate::dirs::{cache_dir, home, rattler_cache_dir};
 
 /// The caches to search, in order, and where to stage extractions.
 #[derive(Clone, Debug)]
@@ -30,18 +30,16 @@ pub struct PackageCaches {
 impl PackageCaches {
     /// The caches of this machine, as conda and rattler find them:
     /// `CONDA_PKGS_DIRS`, `pkgs_dirs` from the condarc files, `<root>/pkgs`,
-    /// `~/.conda/pkgs`; `RATTLER_CACHE_DIR` (else `~/.cache/rattler/cache`)
-    /// `/pkgs`.
+    /// `~/.conda/pkgs`; rattler's cache's `pkgs/` (see
+    /// [`crate::dirs::rattler_cache_dir`]).
     pub fn discover() -> Self {
         let mut conda = super::condarc::CondaRc::load().pkgs_dirs;
         conda.extend(conda_root().map(|r| r.join("pkgs")));
         conda.extend(home().map(|h| h.join(".conda/pkgs")));
-        let rattler_root = std::env::var_os("RATTLER_CACHE_DIR")
-            .map(PathBuf::from)
-            .or_else(|| home().map(|h| h.join(".cache/rattler/cache")));
+        let rattler = rattler_cache_dir().map(|r| r.join(rattler_cache::PACKAGE_CACHE_DIR));
         PackageCaches {
             conda: super::condarc::unique(conda),
-            rattler: rattler_root.map(|r| r.join("pkgs")).into_iter().collect(),
+            rattler: rattler.into_iter().collect(),
             staging: cache_dir().join("pkgs"),
         }
     }

@@ -123,16 +123,33 @@ fn is_loopback(host: &str) -> bool {
 }
 
 /// Whether a failure is a certificate that did not verify (as opposed to
-/// no TLS at all, or no connection).
+/// no TLS at all, or no connection): rustls's own error, found in the
+/// chain of causes (directly, or inside the I/O errors hyper wraps it in).
 fn is_certificate_error(error: &reqwest::Error) -> bool {
     let mut cause: Option<&dyn std::error::Error> = Some(error);
     while let Some(e) = cause {
-        if e.to_string().to_lowercase().contains("certificate") {
+        if matches!(
+            rustls_error(e),
+            Some(
+                rustls::Error::InvalidCertificate(_)
+                    | rustls::Error::NoCertificatesPresented
+                    | rustls::Error::UnsupportedNameType
+            )
+        ) {
             return true;
         }
         cause = e.source();
     }
     false
+}
+
+/// The rustls error `error` is, or holds inside (nested) I/O errors.
+fn rustls_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+        return Some(tls);
+    }
+    let inner = error.downcast_ref::<std::io::Error>()?.get_ref()?;
+    rustls_error(inner)
 }
 
 /// 0.25 s after the first try, doubling: 3.75 s in all before giving up.
@@ -211,7 +228,7 @@ fn http_client(
     {
         builder = builder.tls_backend_preconfigured(config);
     }
-    builder.build().map_err(|e| RegistryError::Credentials {
+    builder.build().map_err(|e| RegistryError::Tls {
         what: "cannot set up HTTPS".into(),
         source: std::io::Error::other(e),
     })

@@ -122,6 +122,16 @@ pub enum RegistryError {
         /// What arrived.
         actual: Digest,
     },
+    /// TLS that cannot be set up: CA certificates that cannot be read, or
+    /// a client that cannot be built with them.
+    #[error("{what}")]
+    Tls {
+        /// What failed, naming the directory or file.
+        what: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A blob that arrived shorter than its descriptor says.
     #[error("{what} from {target} has {actual} bytes, but its descriptor states {expected}")]
     SizeMismatch {

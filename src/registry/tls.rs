@@ -138,7 +138,7 @@ pub(crate) fn config_for(
             )),
             false => Ok(certs),
         });
-        certs.extend(found.map_err(|source| RegistryError::Credentials {
+        certs.extend(found.map_err(|source| RegistryError::Tls {
             what: format!(
                 "--cert-dir {}: expected a directory of PEM certificates (ca.crt)",
                 dir.display()
@@ -147,7 +147,7 @@ pub(crate) fn config_for(
         })?);
     }
     for dir in certs_d_dirs(registry) {
-        let found = read_certs(&dir).map_err(|source| RegistryError::Credentials {
+        let found = read_certs(&dir).map_err(|source| RegistryError::Tls {
             what: format!("cannot read the CA certificates in {}", dir.display()),
             source,
         })?;
@@ -163,7 +163,7 @@ pub(crate) fn config_for(
     }
     config_with_certs(certs)
         .map(Some)
-        .map_err(|source| RegistryError::Credentials {
+        .map_err(|source| RegistryError::Tls {
             what: "cannot set up HTTPS with the extra CA certificates".into(),
             source,
         })
