@@ -253,103 +253,23 @@ pub struct Environment {
     pub platform: Subdir,
 }
 
+/// What one source gives: the prefix (installed environments only), the
+/// records in the source's order, and the platform when the source states
+/// it (a solve or lock file is for the platform asked; an installed prefix
+/// or an explicit file without `# platform:` says it through its records).
+type Loaded = (Option<PathBuf>, Vec<PrefixRecord>, Option<Subdir>);
+
 impl Environment {
     /// Reads the environment the selector names, solving it if it is
     /// given as specs.
     pub fn load(selector: &EnvSelector, solve: &SolveOptions) -> Result<Self, CondaError> {
-        let solved = |specs: Vec<String>, file_channels: Vec<String>| {
-            let platform = solve.subdir();
-            let mut channels = solve.channels.clone();
-            channels.extend(file_channels);
-            let request = SolveRequest {
-                specs,
-                channels,
-                override_channels: solve.override_channels,
-                platform,
-                glibc: solve.glibc.clone(),
-                virtual_packages: solve.virtual_packages.clone(),
-            };
-            let records = solve::solve(&request)?
-                .into_iter()
-                .map(|r| PrefixRecord::from_repodata_record(r, Vec::new()))
-                .collect::<Vec<_>>();
-            Ok::<_, CondaError>((None, records, Some(platform)))
-        };
-        let (prefix, mut records, stated) = match selector {
-            EnvSelector::Explicit(path) => {
-                let (records, platform) = read_explicit(path)?;
-                (None, records, platform)
-            }
-            EnvSelector::Specs(specs) => solved(specs.clone(), Vec::new())?,
-            EnvSelector::EnvironmentFile(path) => {
-                let file = read_environment_yaml(path, solve.ignore_pip)?;
-                solved(file.specs, file.channels)?
-            }
-            EnvSelector::LockFile(path) => {
-                let platform = solve.subdir();
-                let records = read_lock_file(
-                    path,
-                    solve.lock_environment.as_deref(),
-                    platform,
-                    solve.ignore_pypi,
-                )?
-                .into_iter()
-                .map(|r| PrefixRecord::from_repodata_record(r, Vec::new()))
-                .collect();
-                (None, records, Some(platform))
-            }
-            other => {
-                let prefix = other.prefix()?;
-                super::input::check_records(&prefix)?;
-                let records = PrefixRecord::collect_from_prefix::<PrefixRecord>(&prefix).map_err(
-                    |source| CondaError::BadRecords {
-                        path: prefix.join("conda-meta"),
-                        source,
-                    },
-                )?;
-                (Some(prefix), records, None)
-            }
-        };
-        let origin = match (&prefix, selector) {
-            (Some(prefix), _) => prefix.clone(),
-            (
-                None,
-                EnvSelector::Explicit(path)
-                | EnvSelector::EnvironmentFile(path)
-                | EnvSelector::LockFile(path),
-            ) => path.clone(),
-            (None, _) => PathBuf::new(),
-        };
+        let (prefix, mut records, stated) = read_source(selector, solve)?;
+        let origin = origin(prefix.as_deref(), selector);
         if records.is_empty() {
             return Err(CondaError::Empty(origin));
         }
-        // The one place records enter: every field that later names a file
-        // or folder is checked here, whatever the source.
-        for record in &records {
-            check_record(record).map_err(|bad| {
-                let p = &record.repodata_record.package_record;
-                CondaError::UnsafeRecord {
-                    origin: match origin.as_os_str().is_empty() {
-                        true => "the solved environment".into(),
-                        false => origin.display().to_string(),
-                    },
-                    package: shown(&format!(
-                        "{}-{}-{}",
-                        p.name.as_source(),
-                        p.version,
-                        p.build.as_str()
-                    )),
-                    field: Box::new(bad),
-                }
-            })?;
-        }
-        records.sort_by(|a, b| {
-            let (a, b) = (
-                &a.repodata_record.package_record,
-                &b.repodata_record.package_record,
-            );
-            a.name.as_normalized().cmp(b.name.as_normalized())
-        });
+        check_all(&records, &origin)?;
+        sort_by_name(&mut records);
         let platform = match stated {
             Some(platform) => platform,
             None => platform_of(&records)?,
@@ -360,6 +280,126 @@ impl Environment {
             platform,
         })
     }
+}
+
+/// The records of whatever source `selector` names, not yet checked.
+fn read_source(selector: &EnvSelector, options: &SolveOptions) -> Result<Loaded, CondaError> {
+    match selector {
+        EnvSelector::Explicit(path) => {
+            let (records, platform) = read_explicit(path)?;
+            Ok((None, records, platform))
+        }
+        EnvSelector::Specs(specs) => solved(specs.clone(), Vec::new(), options),
+        EnvSelector::EnvironmentFile(path) => {
+            let file = read_environment_yaml(path, options.ignore_pip)?;
+            solved(file.specs, file.channels, options)
+        }
+        EnvSelector::LockFile(path) => locked(path, options),
+        other => installed(other),
+    }
+}
+
+/// Solves `specs` for the requested platform; an environment file's own
+/// channels come after the `-c` ones.
+fn solved(
+    specs: Vec<String>,
+    file_channels: Vec<String>,
+    options: &SolveOptions,
+) -> Result<Loaded, CondaError> {
+    let platform = options.subdir();
+    let mut channels = options.channels.clone();
+    channels.extend(file_channels);
+    let request = SolveRequest {
+        specs,
+        channels,
+        override_channels: options.override_channels,
+        platform,
+        glibc: options.glibc.clone(),
+        virtual_packages: options.virtual_packages.clone(),
+    };
+    let records = solve::solve(&request)?
+        .into_iter()
+        .map(|r| PrefixRecord::from_repodata_record(r, Vec::new()))
+        .collect::<Vec<_>>();
+    Ok((None, records, Some(platform)))
+}
+
+/// The packages a lock file pins for the requested platform.
+fn locked(path: &Path, options: &SolveOptions) -> Result<Loaded, CondaError> {
+    let platform = options.subdir();
+    let records = read_lock_file(
+        path,
+        options.lock_environment.as_deref(),
+        platform,
+        options.ignore_pypi,
+    )?
+    .into_iter()
+    .map(|r| PrefixRecord::from_repodata_record(r, Vec::new()))
+    .collect();
+    Ok((None, records, Some(platform)))
+}
+
+/// The records in an installed prefix's `conda-meta/`.
+fn installed(selector: &EnvSelector) -> Result<Loaded, CondaError> {
+    let prefix = selector.prefix()?;
+    super::input::check_records(&prefix)?;
+    let records = PrefixRecord::collect_from_prefix::<PrefixRecord>(&prefix).map_err(|source| {
+        CondaError::BadRecords {
+            path: prefix.join("conda-meta"),
+            source,
+        }
+    })?;
+    Ok((Some(prefix), records, None))
+}
+
+/// Where the records came from, for errors: the prefix, else the file;
+/// empty for specs.
+fn origin(prefix: Option<&Path>, selector: &EnvSelector) -> PathBuf {
+    match (prefix, selector) {
+        (Some(prefix), _) => prefix.to_owned(),
+        (
+            None,
+            EnvSelector::Explicit(path)
+            | EnvSelector::EnvironmentFile(path)
+            | EnvSelector::LockFile(path),
+        ) => path.clone(),
+        (None, _) => PathBuf::new(),
+    }
+}
+
+/// The one place records enter: every field that later names a file or
+/// folder is checked here, whatever the source.
+fn check_all(records: &[PrefixRecord], origin: &Path) -> Result<(), CondaError> {
+    for record in records {
+        check_record(record).map_err(|bad| {
+            let p = &record.repodata_record.package_record;
+            CondaError::UnsafeRecord {
+                origin: match origin.as_os_str().is_empty() {
+                    true => "the solved environment".into(),
+                    false => origin.display().to_string(),
+                },
+                package: shown(&format!(
+                    "{}-{}-{}",
+                    p.name.as_source(),
+                    p.version,
+                    p.build.as_str()
+                )),
+                field: Box::new(bad),
+            }
+        })?;
+    }
+    Ok(())
+}
+
+/// Records in name order, as every later stage expects.
+fn sort_by_name(records: &mut [PrefixRecord]) {
+    records.sort_by(|a, b| {
+        let (a, b) = (
+            &a.repodata_record.package_record,
+            &b.repodata_record.package_record,
+        );
+        a.name.as_normalized().cmp(b.name.as_normalized())
+    });
 }
 
 /// The one platform (besides noarch) of the records.
