@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use rattler::install::{InstallOptions, PythonInfo, link_package_sync};
 use rattler_conda_types::package::{
-    IndexJson, LinkJson, NoArchLinks, PackageFile, PathType, PathsJson,
+    IndexJson, LinkJson, NoArchLinks, PackageFile, PathType, PathsEntry, PathsJson,
 };
 use rattler_conda_types::prefix::Prefix;
 use rattler_conda_types::{PackageRecord, PrefixRecord, RepoDataRecord, Subdir};
@@ -191,6 +191,29 @@ pub fn read_index(package_dir: &Path, dist: &str) -> Result<IndexJson, CondaErro
     })
 }
 
+/// What a `paths.json` entry is called in errors.
+const PATHS_ENTRY: &str = "paths.json entry";
+/// What a `link.json` entry point is called in errors.
+const ENTRY_POINT: &str = "link.json entry point";
+
+/// A package whose metadata cannot be read.
+fn unreadable(dist: &str, source: std::io::Error) -> CondaError {
+    CondaError::Relocate {
+        package: dist.to_owned(),
+        source: source.into(),
+    }
+}
+
+/// A package refused because its `what` at `path` is unsafe for `reason`.
+fn refuse(dist: &str, what: &str, path: &Path, reason: String) -> CondaError {
+    CondaError::UnsafePackage {
+        package: dist.to_owned(),
+        what: what.to_owned(),
+        path: shown(&path.to_string_lossy()),
+        reason,
+    }
+}
+
 /// Reads and checks what rattler will link from `package_dir`: every path
 /// is plain and relative; no two entries land on one path; nothing lands
 /// in `conda-meta/` or under a symlink the package itself makes; on the
@@ -202,17 +225,30 @@ fn checked_package(
     dist: &str,
     python: Option<&PythonInfo>,
 ) -> Result<CheckedPackage, CondaError> {
-    let fail = |source: std::io::Error| CondaError::Relocate {
-        package: dist.to_owned(),
-        source: source.into(),
-    };
-    let refuse = |what: &str, path: &Path, reason: String| CondaError::UnsafePackage {
-        package: dist.to_owned(),
-        what: what.to_owned(),
-        path: shown(&path.to_string_lossy()),
-        reason,
-    };
     let index = read_index(package_dir, dist)?;
+    let paths = read_paths(package_dir, dist)?;
+    let python = match (index.noarch.is_python(), python) {
+        (true, Some(python)) => Some(python),
+        (true, None) => return Err(CondaError::NoPython(dist.to_owned())),
+        (false, _) => None,
+    };
+    let link = match python {
+        Some(_) => read_link(package_dir, dist)?,
+        None => None,
+    };
+    let mut landings = Landings::default();
+    check_entries(package_dir, dist, &paths, python, &mut landings)?;
+    if let (Some(link), Some(python)) = (&link, python) {
+        land_entry_points(dist, link, python, &mut landings)?;
+    }
+    landings.check(dist)?;
+    Ok(CheckedPackage { index, paths, link })
+}
+
+/// The package's `info/paths.json`, or what rattler makes of the legacy
+/// `info/files`, `info/has_prefix` and `info/no_link`; each refused when
+/// over `MAX_PATHS_JSON`.
+fn read_paths(package_dir: &Path, dist: &str) -> Result<PathsJson, CondaError> {
     for legacy in [
         "info/paths.json",
         "info/files",
@@ -221,120 +257,176 @@ fn checked_package(
     ] {
         too_big(dist, &package_dir.join(legacy), MAX_PATHS_JSON)?;
     }
-    let paths =
-        PathsJson::from_package_directory_with_deprecated_fallback(package_dir).map_err(fail)?;
-    let noarch_python = index.noarch.is_python();
-    let python = match (noarch_python, python) {
-        (true, Some(python)) => Some(python),
-        (true, None) => return Err(CondaError::NoPython(dist.to_owned())),
-        (false, _) => None,
-    };
-    let link = if noarch_python {
-        too_big(dist, &package_dir.join("info/link.json"), MAX_INFO_JSON)?;
-        match LinkJson::from_package_directory(package_dir) {
-            Ok(link) => Some(link),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(fail(e)),
-        }
-    } else {
-        None
-    };
+    PathsJson::from_package_directory_with_deprecated_fallback(package_dir)
+        .map_err(|e| unreadable(dist, e))
+}
 
-    // Where each entry lands in the staging prefix.
-    let mut landing: Vec<(ContainedPath, &'static str)> = Vec::new();
-    let mut links: HashSet<PathBuf> = HashSet::new();
-    let mut source = RealDirs::new(package_dir);
-    let canonical_package = std::fs::canonicalize(package_dir).map_err(fail)?;
-    for entry in &paths.paths {
-        let rel = ContainedPath::new(&entry.relative_path)
-            .map_err(|why| refuse("paths.json entry", &entry.relative_path, why.to_string()))?;
-        let lands = match python {
-            Some(python) => python
-                .get_python_noarch_target_path(rel.as_path())
-                .into_owned(),
-            None => rel.as_path().to_owned(),
-        };
-        let lands = ContainedPath::new(&lands)
-            .map_err(|why| refuse("paths.json entry", &lands, why.to_string()))?;
-        if entry.path_type == PathType::SoftLink {
-            links.insert(lands.as_path().to_owned());
-        }
-        landing.push((lands, "paths.json entry"));
+/// A noarch python package's `info/link.json`, if it has one, refused when
+/// over `MAX_INFO_JSON`.
+fn read_link(package_dir: &Path, dist: &str) -> Result<Option<LinkJson>, CondaError> {
+    too_big(dist, &package_dir.join("info/link.json"), MAX_INFO_JSON)?;
+    match LinkJson::from_package_directory(package_dir) {
+        Ok(link) => Ok(Some(link)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(unreadable(dist, e)),
+    }
+}
 
-        let from = source
-            .join(&rel)
-            .map_err(|why| refuse("paths.json entry", rel.as_path(), why.to_string()))?;
-        let Ok(meta) = std::fs::symlink_metadata(&from) else {
-            continue;
-        };
-        let is_link = meta.file_type().is_symlink();
-        let read_as_file =
-            entry.path_type == PathType::HardLink || entry.prefix_placeholder.is_some();
-        if read_as_file && is_link {
-            return Err(refuse(
-                "paths.json entry",
-                rel.as_path(),
-                "is listed as a file but is a symlink in the package".into(),
-            ));
-        }
-        // rattler copies the target of a `no_link` symlink instead of
-        // making the link: that target must be inside the package.
-        if entry.path_type == PathType::SoftLink && entry.no_link && is_link {
-            let inside = std::fs::canonicalize(&from)
-                .is_ok_and(|target| target.starts_with(&canonical_package));
-            if !inside {
+/// Where a package's entries land in the staging prefix. They are checked
+/// together once all are known: a clash or a symlink above one can come
+/// from any two entries.
+#[derive(Default)]
+struct Landings {
+    /// Each landing path, with what listed it.
+    paths: Vec<(ContainedPath, &'static str)>,
+    /// The landing paths the package makes symlinks.
+    links: HashSet<PathBuf>,
+}
+
+impl Landings {
+    /// Refuses a path in `conda-meta/`, one listed twice, and one under a
+    /// symlink of the package.
+    fn check(&self, dist: &str) -> Result<(), CondaError> {
+        let mut seen = HashSet::new();
+        for (lands, what) in &self.paths {
+            let path = lands.as_path();
+            if path.starts_with("conda-meta") {
                 return Err(refuse(
-                    "paths.json entry",
-                    rel.as_path(),
-                    "is a no_link symlink to a file outside the package".into(),
+                    dist,
+                    what,
+                    path,
+                    "is in conda-meta/, which is conda's, not a package's".into(),
+                ));
+            }
+            if !seen.insert(path) {
+                return Err(refuse(dist, what, path, "is listed twice".into()));
+            }
+            if let Some(link) = lands.ancestors().find(|a| self.links.contains(*a)) {
+                return Err(refuse(
+                    dist,
+                    what,
+                    path,
+                    format!(
+                        "would be written through {}, a symlink of the package",
+                        link.display()
+                    ),
                 ));
             }
         }
+        Ok(())
     }
-    if let (Some(link), Some(python)) = (&link, python) {
-        let NoArchLinks::Python(entry_points) = &link.noarch else {
-            // rattler would reach an `unreachable!` on this.
-            return Err(refuse(
-                "file",
-                Path::new("info/link.json"),
-                "says noarch generic, but index.json says noarch python".into(),
-            ));
-        };
-        for entry_point in &entry_points.entry_points {
-            let command = Path::new(&entry_point.command);
-            let lands = ContainedPath::new(command)
-                .and_then(|c| match c.as_path().components().count() {
-                    1 => ContainedPath::new(&python.bin_dir.join(c.as_path())),
-                    _ => Err(Unsafe::Character('/')),
-                })
-                .map_err(|why| refuse("link.json entry point", command, why.to_string()))?;
-            landing.push((lands, "link.json entry point"));
-        }
-    }
+}
 
-    let mut seen = HashSet::new();
-    for (lands, what) in &landing {
-        let path = lands.as_path();
-        if path.starts_with("conda-meta") {
-            return Err(refuse(
-                what,
-                path,
-                "is in conda-meta/, which is conda's, not a package's".into(),
-            ));
+/// Checks every `paths.json` entry: where it lands goes into `landings`,
+/// and what it reads from the package is checked at once.
+fn check_entries(
+    package_dir: &Path,
+    dist: &str,
+    paths: &PathsJson,
+    python: Option<&PythonInfo>,
+    landings: &mut Landings,
+) -> Result<(), CondaError> {
+    let mut source = RealDirs::new(package_dir);
+    let canonical_package = std::fs::canonicalize(package_dir).map_err(|e| unreadable(dist, e))?;
+    for entry in &paths.paths {
+        let rel = ContainedPath::new(&entry.relative_path)
+            .map_err(|why| refuse(dist, PATHS_ENTRY, &entry.relative_path, why.to_string()))?;
+        let lands = landing_of(dist, &rel, python)?;
+        if entry.path_type == PathType::SoftLink {
+            landings.links.insert(lands.as_path().to_owned());
         }
-        if !seen.insert(path) {
-            return Err(refuse(what, path, "is listed twice".into()));
-        }
-        if let Some(link) = lands.ancestors().find(|a| links.contains(*a)) {
+        landings.paths.push((lands, PATHS_ENTRY));
+        check_source(dist, entry, &rel, &mut source, &canonical_package)?;
+    }
+    Ok(())
+}
+
+/// Where the entry at `rel` lands: a noarch python package's moves under
+/// the environment's python.
+fn landing_of(
+    dist: &str,
+    rel: &ContainedPath,
+    python: Option<&PythonInfo>,
+) -> Result<ContainedPath, CondaError> {
+    let lands = match python {
+        Some(python) => python
+            .get_python_noarch_target_path(rel.as_path())
+            .into_owned(),
+        None => rel.as_path().to_owned(),
+    };
+    ContainedPath::new(&lands).map_err(|why| refuse(dist, PATHS_ENTRY, &lands, why.to_string()))
+}
+
+/// The package side of an entry: it is not read through a symlink, a file
+/// is not a symlink, and a `no_link` symlink (whose target rattler copies)
+/// points inside the package. An entry missing from the package is left
+/// for rattler to report.
+fn check_source(
+    dist: &str,
+    entry: &PathsEntry,
+    rel: &ContainedPath,
+    source: &mut RealDirs,
+    canonical_package: &Path,
+) -> Result<(), CondaError> {
+    let from = source
+        .join(rel)
+        .map_err(|why| refuse(dist, PATHS_ENTRY, rel.as_path(), why.to_string()))?;
+    let Ok(meta) = std::fs::symlink_metadata(&from) else {
+        return Ok(());
+    };
+    let is_link = meta.file_type().is_symlink();
+    let read_as_file = entry.path_type == PathType::HardLink || entry.prefix_placeholder.is_some();
+    if read_as_file && is_link {
+        return Err(refuse(
+            dist,
+            PATHS_ENTRY,
+            rel.as_path(),
+            "is listed as a file but is a symlink in the package".into(),
+        ));
+    }
+    // rattler copies the target of a `no_link` symlink instead of
+    // making the link: that target must be inside the package.
+    if entry.path_type == PathType::SoftLink && entry.no_link && is_link {
+        let inside =
+            std::fs::canonicalize(&from).is_ok_and(|target| target.starts_with(canonical_package));
+        if !inside {
             return Err(refuse(
-                what,
-                path,
-                format!(
-                    "would be written through {}, a symlink of the package",
-                    link.display()
-                ),
+                dist,
+                PATHS_ENTRY,
+                rel.as_path(),
+                "is a no_link symlink to a file outside the package".into(),
             ));
         }
     }
-    Ok(CheckedPackage { index, paths, link })
+    Ok(())
+}
+
+/// Adds where `link.json`'s entry points land: a bare command name, in the
+/// environment's `bin`.
+fn land_entry_points(
+    dist: &str,
+    link: &LinkJson,
+    python: &PythonInfo,
+    landings: &mut Landings,
+) -> Result<(), CondaError> {
+    let NoArchLinks::Python(entry_points) = &link.noarch else {
+        // rattler would reach an `unreachable!` on this.
+        return Err(refuse(
+            dist,
+            "file",
+            Path::new("info/link.json"),
+            "says noarch generic, but index.json says noarch python".into(),
+        ));
+    };
+    for entry_point in &entry_points.entry_points {
+        let command = Path::new(&entry_point.command);
+        let lands = ContainedPath::new(command)
+            .and_then(|c| match c.as_path().components().count() {
+                1 => ContainedPath::new(&python.bin_dir.join(c.as_path())),
+                _ => Err(Unsafe::Character('/')),
+            })
+            .map_err(|why| refuse(dist, ENTRY_POINT, command, why.to_string()))?;
+        landings.paths.push((lands, ENTRY_POINT));
+    }
+    Ok(())
 }
