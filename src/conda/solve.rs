@@ -16,7 +16,7 @@ use rattler_conda_types::{
     RepoDataRecord, Subdir, Version,
 };
 use rattler_networking::{AuthenticationMiddleware, LazyClient};
-use rattler_repodata_gateway::Gateway;
+use rattler_repodata_gateway::{Gateway, RepoData};
 use rattler_solve::{SolverImpl, SolverTask, resolvo};
 use url::Url;
 
@@ -222,16 +222,7 @@ pub fn virtual_packages(
 
 /// Solves `request` into the records of an environment, sorted by name.
 pub fn solve(request: &SolveRequest) -> Result<Vec<RepoDataRecord>, SolveError> {
-    let specs: Vec<MatchSpec> = request
-        .specs
-        .iter()
-        .map(|s| {
-            MatchSpec::from_str(s, ParseStrictness::Lenient).map_err(|source| SolveError::BadSpec {
-                spec: s.clone(),
-                source,
-            })
-        })
-        .collect::<Result<_, _>>()?;
+    let specs = parse_specs(&request.specs)?;
     let channels = channels(
         &request.channels,
         request.override_channels,
@@ -252,6 +243,40 @@ pub fn solve(request: &SolveRequest) -> Result<Vec<RepoDataRecord>, SolveError> 
         request.specs.join(" "),
         request.platform
     );
+    let repodata = query_repodata(channels, request.platform, &specs, &channel_list)?;
+    check_known(&specs, &repodata, request.platform, channel_list)?;
+    let mut records = run_solver(specs, virtual_packages, &repodata)?;
+    records.sort_by(|a, b| {
+        a.package_record
+            .name
+            .as_normalized()
+            .cmp(b.package_record.name.as_normalized())
+    });
+    Ok(records)
+}
+
+/// The specs as rattler reads them, leniently as conda does.
+fn parse_specs(specs: &[String]) -> Result<Vec<MatchSpec>, SolveError> {
+    specs
+        .iter()
+        .map(|s| {
+            MatchSpec::from_str(s, ParseStrictness::Lenient).map_err(|source| SolveError::BadSpec {
+                spec: s.clone(),
+                source,
+            })
+        })
+        .collect()
+}
+
+/// The repodata of `channels` for `platform` and noarch: the packages
+/// `specs` name and, recursively, their dependencies. `channel_list` names
+/// the channels in the error.
+fn query_repodata(
+    channels: Vec<Channel>,
+    platform: Subdir,
+    specs: &[MatchSpec],
+    channel_list: &str,
+) -> Result<Vec<RepoData>, SolveError> {
     let client = client()?;
     let repodata_cache = rattler_cache::default_cache_dir()
         .map(|d| d.join(rattler_cache::REPODATA_CACHE_DIR))
@@ -260,12 +285,12 @@ pub fn solve(request: &SolveRequest) -> Result<Vec<RepoDataRecord>, SolveError> 
         .with_cache_dir(repodata_cache)
         .with_client(LazyClient::from(client))
         .finish();
-    let repodata = runtime()?
+    Ok(runtime()?
         .block_on(
             gateway
                 .query(
-                    channels.clone(),
-                    [request.platform, Subdir::NoArch],
+                    channels,
+                    [platform, Subdir::NoArch],
                     // Every version of each named package: the solver
                     // applies the constraints, and a package that is
                     // there in other versions is not reported unknown.
@@ -278,11 +303,21 @@ pub fn solve(request: &SolveRequest) -> Result<Vec<RepoDataRecord>, SolveError> 
                 .execute(),
         )
         .map_err(|source| SolveError::Repodata {
-            channels: channel_list.clone(),
+            channels: channel_list.to_owned(),
             source,
         })?
-        .repodata;
-    for spec in &specs {
+        .repodata)
+}
+
+/// Refuses a spec naming a package no channel has at all, which the
+/// solver would only report as unsatisfiable.
+fn check_known(
+    specs: &[MatchSpec],
+    repodata: &[RepoData],
+    platform: Subdir,
+    channel_list: String,
+) -> Result<(), SolveError> {
+    for spec in specs {
         if let Some(name) = spec.name.as_exact()
             && !repodata
                 .iter()
@@ -290,17 +325,27 @@ pub fn solve(request: &SolveRequest) -> Result<Vec<RepoDataRecord>, SolveError> 
         {
             return Err(SolveError::UnknownPackage {
                 name: name.as_source().to_owned(),
-                platform: request.platform.to_string(),
+                platform: platform.to_string(),
                 channels: channel_list,
             });
         }
     }
+    Ok(())
+}
+
+/// The records resolvo picks; its explanation of a failure is kept, one
+/// indented line per line.
+fn run_solver(
+    specs: Vec<MatchSpec>,
+    virtual_packages: Vec<GenericVirtualPackage>,
+    repodata: &[RepoData],
+) -> Result<Vec<RepoDataRecord>, SolveError> {
     let task = SolverTask {
         virtual_packages,
         specs,
-        ..SolverTask::from_iter(&repodata)
+        ..SolverTask::from_iter(repodata)
     };
-    let mut records = resolvo::Solver
+    Ok(resolvo::Solver
         .solve(task)
         .map_err(|e| match e {
             rattler_solve::SolveError::Unsolvable(reasons) => SolveError::Unsolvable(
@@ -313,14 +358,7 @@ pub fn solve(request: &SolveRequest) -> Result<Vec<RepoDataRecord>, SolveError> 
             ),
             other => SolveError::Unsolvable(format!("  {other}")),
         })?
-        .records;
-    records.sort_by(|a, b| {
-        a.package_record
-            .name
-            .as_normalized()
-            .cmp(b.package_record.name.as_normalized())
-    });
-    Ok(records)
+        .records)
 }
 
 /// Downloads `records` into the package cache at `pkgs_dir` (rattler's,
