@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use rattler::install::PythonInfo;
 use rattler_conda_types::PrefixRecord;
 use rattler_conda_types::package::{FileMode, PathType, PathsEntry, PathsJson, PrefixPlaceholder};
-use rattler_conda_types::prefix_record::PathType as InstalledType;
+use rattler_conda_types::prefix_record::{PathType as InstalledType, PathsEntry as InstalledEntry};
 use serde_json::{Value, json};
 
 use super::CondaError;
@@ -127,74 +127,149 @@ pub fn unrelocate(
     python: Option<&PythonInfo>,
     into: &Path,
 ) -> Result<(), CondaError> {
-    let dist = dist_name(&record.repodata_record);
-    let io = |path: &Path| {
-        let path = path.to_owned();
-        move |source| CondaError::Io { path, source }
-    };
-    let host = prefix.to_string_lossy().into_owned();
-    let noarch_python = record.repodata_record.package_record.noarch.is_python();
-    let mut paths = Vec::new();
-    let mut entry_points = Vec::new();
-    // Records are checked at load; these also make sure that nothing is read
-    // from the prefix, or written into the package, through a symlink.
     fs_err::create_dir_all(into).map_err(io(into))?;
-    let mut installed_dirs = RealDirs::new(prefix);
-    let mut package_dirs = RealDirs::new(into);
-    let unsafe_path = |path: &Path, why: Unsafe| CondaError::Unrelocatable {
-        file: path.to_owned(),
-        package: dist.clone(),
-        reason: format!("is not a plain path inside the environment: it {why}"),
+    let mut rebuild = Rebuild {
+        dist: dist_name(&record.repodata_record),
+        host: prefix.to_string_lossy().into_owned(),
+        noarch_python: record.repodata_record.package_record.noarch.is_python(),
+        python,
+        into,
+        installed_dirs: RealDirs::new(prefix),
+        package_dirs: RealDirs::new(into),
+        paths: Vec::new(),
+        entry_points: Vec::new(),
     };
     for entry in &record.paths_data.paths {
+        rebuild.add(entry)?;
+    }
+    rebuild.write_info(record)
+}
+
+/// An I/O error at `path`, for `map_err`.
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CondaError + use<> {
+    let path = path.to_owned();
+    move |source| CondaError::Io { path, source }
+}
+
+/// One package being rebuilt: where from and to, and the metadata found
+/// so far.
+struct Rebuild<'a> {
+    /// `name-version-build`, for errors.
+    dist: String,
+    /// The host prefix, as relocation wrote it into files.
+    host: String,
+    /// Whether the package is noarch python, whose paths move.
+    noarch_python: bool,
+    /// The environment's python, for noarch python paths.
+    python: Option<&'a PythonInfo>,
+    /// The package folder.
+    into: &'a Path,
+    // Records are checked at load; these also make sure that nothing is read
+    // from the prefix, or written into the package, through a symlink.
+    /// The prefix's folders.
+    installed_dirs: RealDirs<'a>,
+    /// The package folder's.
+    package_dirs: RealDirs<'a>,
+    /// The package's `paths.json` entries, in the record's order.
+    paths: Vec<PathsEntry>,
+    /// `command = module:function`, read back from the entry point scripts.
+    entry_points: Vec<String>,
+}
+
+impl Rebuild<'_> {
+    /// A record path that is not a plain path inside the environment.
+    fn unsafe_path(&self, path: &Path, why: Unsafe) -> CondaError {
+        CondaError::Unrelocatable {
+            file: path.to_owned(),
+            package: self.dist.clone(),
+            reason: format!("is not a plain path inside the environment: it {why}"),
+        }
+    }
+
+    /// An installed `file` that cannot be taken back into the package.
+    fn unrelocatable(&self, file: &Path, reason: &str) -> CondaError {
+        CondaError::Unrelocatable {
+            file: file.to_owned(),
+            package: self.dist.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Takes one installed path back into the package: an entry point
+    /// script becomes its definition; a file, symlink or folder is copied;
+    /// anything else the installer made (`.pyc`) is left out.
+    fn add(&mut self, entry: &InstalledEntry) -> Result<(), CondaError> {
+        let installed = self.installed_path(entry)?;
+        match entry.path_type {
+            InstalledType::UnixPythonEntryPoint => self.read_entry_point(entry, &installed),
+            InstalledType::HardLink | InstalledType::SoftLink | InstalledType::Directory => {
+                self.copy(entry, &installed)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Where `entry` is in the prefix, reached through no symlink; only a
+    /// symlink entry may itself be a symlink, as reading any other through
+    /// one would take a host file into the image.
+    fn installed_path(&mut self, entry: &InstalledEntry) -> Result<PathBuf, CondaError> {
         let relative = ContainedPath::new(&entry.relative_path)
-            .map_err(|why| unsafe_path(&entry.relative_path, why))?;
-        let installed = installed_dirs
+            .map_err(|why| self.unsafe_path(&entry.relative_path, why))?;
+        let installed = self
+            .installed_dirs
             .join(&relative)
-            .map_err(|why| unsafe_path(&entry.relative_path, why))?;
-        // Only a symlink entry may be a symlink: reading any other through
-        // one would take a host file into the image.
+            .map_err(|why| self.unsafe_path(&entry.relative_path, why))?;
         if entry.path_type != InstalledType::SoftLink
             && std::fs::symlink_metadata(&installed).is_ok_and(|m| m.file_type().is_symlink())
         {
-            return Err(unsafe_path(
+            return Err(self.unsafe_path(
                 &entry.relative_path,
                 Unsafe::ThroughSymlink(entry.relative_path.display().to_string()),
             ));
         }
-        match entry.path_type {
-            InstalledType::UnixPythonEntryPoint => {
-                let script = std::fs::read_to_string(&installed).map_err(io(&installed))?;
-                let name = entry
-                    .relative_path
-                    .file_name()
-                    .unwrap_or_default()
-                    .to_string_lossy();
-                entry_points.push(entry_point(&name, &script).ok_or_else(|| {
-                    CondaError::Unrelocatable {
-                        file: installed.clone(),
-                        package: dist.clone(),
-                        reason: "an entry point script whose module and function cannot be read"
-                            .into(),
-                    }
-                })?);
-                continue;
-            }
-            InstalledType::HardLink | InstalledType::SoftLink | InstalledType::Directory => {}
-            _ => continue,
-        }
+        Ok(installed)
+    }
+
+    /// Reads the definition back from an entry point script, for
+    /// `link.json`: the installer recreates the script from it.
+    fn read_entry_point(
+        &mut self,
+        entry: &InstalledEntry,
+        installed: &Path,
+    ) -> Result<(), CondaError> {
+        let script = std::fs::read_to_string(installed).map_err(io(installed))?;
+        let name = entry
+            .relative_path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy();
+        let definition = entry_point(&name, &script).ok_or_else(|| {
+            self.unrelocatable(
+                installed,
+                "an entry point script whose module and function cannot be read",
+            )
+        })?;
+        self.entry_points.push(definition);
+        Ok(())
+    }
+
+    /// Copies a file, symlink or folder to its path inside the package and
+    /// lists it for `paths.json`.
+    fn copy(&mut self, entry: &InstalledEntry, installed: &Path) -> Result<(), CondaError> {
         let inner = entry
             .original_path
             .as_deref()
             .unwrap_or(&entry.relative_path);
-        let inner = package_path(inner, noarch_python, python);
-        let inner_checked = ContainedPath::new(&inner).map_err(|why| unsafe_path(&inner, why))?;
-        let target = package_dirs
+        let inner = package_path(inner, self.noarch_python, self.python);
+        let inner_checked =
+            ContainedPath::new(&inner).map_err(|why| self.unsafe_path(&inner, why))?;
+        let target = self
+            .package_dirs
             .create_parents(&inner_checked)
-            .map_err(io(into))?;
+            .map_err(io(self.into))?;
         let path_type = match entry.path_type {
             InstalledType::SoftLink => {
-                let link = std::fs::read_link(&installed).map_err(io(&installed))?;
+                let link = std::fs::read_link(installed).map_err(io(installed))?;
                 std::os::unix::fs::symlink(&link, &target).map_err(io(&target))?;
                 PathType::SoftLink
             }
@@ -203,60 +278,12 @@ pub fn unrelocate(
                 PathType::Directory
             }
             _ => {
-                let bytes = std::fs::read(&installed).map_err(io(&installed))?;
-                let original = match (&entry.prefix_placeholder, entry.file_mode) {
-                    (Some(placeholder), Some(FileMode::Binary)) => {
-                        unreplace_binary(&bytes, host.as_bytes(), placeholder.as_bytes())
-                    }
-                    (Some(placeholder), _) => {
-                        Some(replace(&bytes, host.as_bytes(), placeholder.as_bytes()))
-                    }
-                    (None, _) => Some(bytes),
-                };
-                let modified = || {
-                    CondaError::Unrelocatable {
-                    file: installed.clone(),
-                    package: dist.clone(),
-                    reason: "it was modified after install (its bytes do not match the package's sha256)".into(),
-                }
-                };
-                let mut original = original.ok_or_else(modified)?;
-                let Some(want) = entry.sha256 else {
-                    return Err(CondaError::Unrelocatable {
-                        file: installed.clone(),
-                        package: dist.clone(),
-                        reason: "has no sha256 in the record, so it cannot be checked".into(),
-                    });
-                };
-                let matches = |bytes: &[u8]| {
-                    rattler_digest::compute_bytes_digest::<rattler_digest::Sha256>(bytes) == want
-                };
-                if !matches(&original) {
-                    // A shebang too long for the kernel was shortened to
-                    // `#!/usr/bin/env PROGRAM` at install time.
-                    original = entry
-                        .prefix_placeholder
-                        .as_deref()
-                        .and_then(|placeholder| restore_long_shebang(&original, placeholder))
-                        .filter(|restored| matches(restored))
-                        .ok_or_else(modified)?;
-                }
-                // A new file, never one already there: a path listed twice
-                // could otherwise write through the symlink the first made.
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(&target)
-                    .and_then(|mut file| std::io::Write::write_all(&mut file, &original))
-                    .map_err(io(&target))?;
-                let mode = std::fs::metadata(&installed)
-                    .map_err(io(&installed))?
-                    .permissions();
-                std::fs::set_permissions(&target, mode).map_err(io(&target))?;
+                let original = self.original_bytes(entry, installed)?;
+                write_new(&target, &original, installed)?;
                 PathType::HardLink
             }
         };
-        paths.push(PathsEntry {
+        self.paths.push(PathsEntry {
             relative_path: inner,
             no_link: entry.no_link,
             path_type,
@@ -270,42 +297,119 @@ pub fn unrelocate(
             sha256: entry.sha256,
             size_in_bytes: entry.size_in_bytes,
         });
+        Ok(())
     }
-    let info = into.join("info");
-    fs_err::create_dir_all(&info).map_err(io(&info))?;
-    let write_json = |name: &str, value: &Value| {
-        let path = info.join(name);
-        fs_err::write(&path, format!("{value:#}")).map_err(io(&path))
-    };
-    let unwritable = |e: serde_json::Error| CondaError::Unrelocatable {
-        file: into.to_owned(),
-        package: dist.clone(),
-        reason: format!("its metadata cannot be written: {e}"),
-    };
-    let mut index =
-        serde_json::to_value(&record.repodata_record.package_record).map_err(unwritable)?;
-    if let Some(object) = index.as_object_mut() {
-        for repodata_only in ["md5", "sha256", "size", "legacy_bz2_md5", "legacy_bz2_size"] {
-            object.remove(repodata_only);
+
+    /// The file's bytes as the package shipped them: relocation undone,
+    /// then checked against the record's sha256, so a file changed after
+    /// install never enters the image as the package's.
+    fn original_bytes(
+        &self,
+        entry: &InstalledEntry,
+        installed: &Path,
+    ) -> Result<Vec<u8>, CondaError> {
+        let bytes = std::fs::read(installed).map_err(io(installed))?;
+        let host = self.host.as_bytes();
+        let original = match (&entry.prefix_placeholder, entry.file_mode) {
+            (Some(placeholder), Some(FileMode::Binary)) => {
+                unreplace_binary(&bytes, host, placeholder.as_bytes())
+            }
+            (Some(placeholder), _) => Some(replace(&bytes, host, placeholder.as_bytes())),
+            (None, _) => Some(bytes),
+        };
+        let modified = || {
+            self.unrelocatable(
+                installed,
+                "it was modified after install (its bytes do not match the package's sha256)",
+            )
+        };
+        let original = original.ok_or_else(modified)?;
+        let Some(want) = entry.sha256 else {
+            return Err(self.unrelocatable(
+                installed,
+                "has no sha256 in the record, so it cannot be checked",
+            ));
+        };
+        let matches = |bytes: &[u8]| {
+            rattler_digest::compute_bytes_digest::<rattler_digest::Sha256>(bytes) == want
+        };
+        if matches(&original) {
+            return Ok(original);
         }
+        // A shebang too long for the kernel was shortened to
+        // `#!/usr/bin/env PROGRAM` at install time.
+        entry
+            .prefix_placeholder
+            .as_deref()
+            .and_then(|placeholder| restore_long_shebang(&original, placeholder))
+            .filter(|restored| matches(restored))
+            .ok_or_else(modified)
     }
-    write_json("index.json", &index)?;
-    let paths_json = PathsJson {
-        paths,
-        paths_version: 1,
-    };
-    write_json(
-        "paths.json",
-        &serde_json::to_value(&paths_json).map_err(unwritable)?,
-    )?;
-    if noarch_python {
-        entry_points.sort();
+
+    /// Writes the package's `info/`: `index.json` from the record (without
+    /// what only repodata says), `paths.json`, and for noarch python a
+    /// `link.json` with the entry points.
+    fn write_info(self, record: &PrefixRecord) -> Result<(), CondaError> {
+        let Rebuild {
+            dist,
+            noarch_python,
+            into,
+            paths,
+            mut entry_points,
+            ..
+        } = self;
+        let info = into.join("info");
+        fs_err::create_dir_all(&info).map_err(io(&info))?;
+        let write_json = |name: &str, value: &Value| {
+            let path = info.join(name);
+            fs_err::write(&path, format!("{value:#}")).map_err(io(&path))
+        };
+        let unwritable = |e: serde_json::Error| CondaError::Unrelocatable {
+            file: into.to_owned(),
+            package: dist.clone(),
+            reason: format!("its metadata cannot be written: {e}"),
+        };
+        let mut index =
+            serde_json::to_value(&record.repodata_record.package_record).map_err(unwritable)?;
+        if let Some(object) = index.as_object_mut() {
+            for repodata_only in ["md5", "sha256", "size", "legacy_bz2_md5", "legacy_bz2_size"] {
+                object.remove(repodata_only);
+            }
+        }
+        write_json("index.json", &index)?;
+        let paths_json = PathsJson {
+            paths,
+            paths_version: 1,
+        };
         write_json(
-            "link.json",
-            &json!({"noarch": {"type": "python", "entry_points": entry_points}, "package_metadata_version": 1}),
+            "paths.json",
+            &serde_json::to_value(&paths_json).map_err(unwritable)?,
         )?;
+        if noarch_python {
+            entry_points.sort();
+            write_json(
+                "link.json",
+                &json!({"noarch": {"type": "python", "entry_points": entry_points}, "package_metadata_version": 1}),
+            )?;
+        }
+        Ok(())
     }
-    Ok(())
+}
+
+/// Writes `bytes` to `target` with the mode of `installed`. A new file,
+/// never one already there: a path listed twice could otherwise write
+/// through the symlink the first made.
+fn write_new(target: &Path, bytes: &[u8], installed: &Path) -> Result<(), CondaError> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(target)
+        .and_then(|mut file| std::io::Write::write_all(&mut file, bytes))
+        .map_err(io(target))?;
+    let mode = std::fs::metadata(installed)
+        .map_err(io(installed))?
+        .permissions();
+    std::fs::set_permissions(target, mode).map_err(io(target))
 }
 
 #[cfg(test)]
