@@ -69,7 +69,7 @@ impl ImageConfig {
     }
 
     /// Builds a config from a JSON object (e.g. converted from another
-    /// format); serialised canonically when written.
+    /// format); serialised compactly, keys in their order, when written.
     pub fn from_json(json: Map<String, Value>) -> Result<Self, ConfigError> {
         let config = ImageConfig { json, raw: None };
         config.diff_ids()?;
@@ -77,7 +77,8 @@ impl ImageConfig {
     }
 
     /// The blob bytes: the original ones if nothing changed, otherwise
-    /// canonical JSON (sorted keys), so equal configs give equal bytes.
+    /// compact JSON with the keys in the order they were set (serde_json's
+    /// `preserve_order` is on), so the same edits give the same bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         match &self.raw {
             Some(raw) => raw.clone(),

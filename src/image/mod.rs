@@ -482,7 +482,11 @@ impl Image {
         self.config.digest()
     }
 
-    /// The OCI manifest, canonical JSON (sorted keys).
+    /// The OCI manifest, compact JSON with the keys in the spec's order
+    /// (serde_json's `preserve_order` is on in this tree). Written by hand,
+    /// not through oci-spec's `ImageManifest`: its annotations are a
+    /// `HashMap`, whose order changes from run to run, and these bytes are
+    /// pinned (tests/it/golden.rs).
     pub fn manifest_bytes(&self) -> Vec<u8> {
         let config = self.config.to_bytes();
         let layers: Vec<Value> = self
