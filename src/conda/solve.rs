@@ -188,20 +188,16 @@ pub fn virtual_packages(
         version: Version::from_str(version).unwrap_or_else(|_| Version::major(0)),
         build_string: rattler_conda_types::package::BuildString::new_unchecked(build),
     };
-    let arch = match platform {
-        Subdir::Linux64 => "x86_64",
-        Subdir::LinuxAarch64 => "aarch64",
-        Subdir::LinuxPpc64le => "ppc64le",
-        Subdir::LinuxS390X => "s390x",
-        Subdir::LinuxArmV7l => "armv7l",
-        _ => "x86",
-    };
+    // conda's name of the architecture, rattler's table.
+    let arch = platform
+        .arch()
+        .map_or_else(|| "x86".to_owned(), |arch| arch.to_string());
     let mut packages: BTreeMap<String, GenericVirtualPackage> = BTreeMap::new();
     let glibc = glibc.map(|version| package("__glibc", version, "0"));
     for p in [
         package("__unix", "0", "0"),
         package("__linux", LINUX_VERSION, "0"),
-        package("__archspec", "1", arch),
+        package("__archspec", "1", &arch),
     ]
     .into_iter()
     .chain(glibc)
@@ -278,9 +274,9 @@ fn query_repodata(
     channel_list: &str,
 ) -> Result<Vec<RepoData>, SolveError> {
     let client = client()?;
-    let repodata_cache = rattler_cache::default_cache_dir()
+    let repodata_cache = crate::dirs::rattler_cache_dir()
         .map(|d| d.join(rattler_cache::REPODATA_CACHE_DIR))
-        .unwrap_or_else(|_| crate::dirs::cache_dir().join("repodata"));
+        .unwrap_or_else(|| crate::dirs::cache_dir().join("repodata"));
     let gateway = Gateway::builder()
         .with_cache_dir(repodata_cache)
         .with_client(LazyClient::from(client))
