@@ -146,17 +146,54 @@ pub(crate) fn read(
     tag: Option<&str>,
     platform: &Platform,
 ) -> Result<Image, ImageError> {
+    let index = read_index(&store)?;
+    let descriptor = select(&store, &index, tag)?;
+    let descriptor_name = descriptor
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(IMAGE_NAME).cloned());
+    let descriptor = for_platform(&store, descriptor, platform)?;
+    let media_type = descriptor.media_type().to_string();
+    if media_type != MediaType::ImageManifest.to_string() && media_type != DOCKER_MANIFEST {
+        return Err(store.unsupported(format!("unsupported manifest type {media_type}")));
+    }
+    let manifest: ImageManifest = store.parse(
+        &store.read_verified(&descriptor, "manifest", "a manifest", MAX_MANIFEST_SIZE)?,
+        "manifest",
+    )?;
+    let config_bytes =
+        store.read_verified(manifest.config(), "config", "a config", MAX_CONFIG_SIZE)?;
+    let name = descriptor_name
+        .as_deref()
+        .and_then(|name| name.parse().ok());
+    Image::from_manifest(
+        store.path(),
+        &manifest,
+        &config_bytes,
+        &|digest| store.blob(&blob_name(digest)),
+        name,
+    )
+}
+
+/// The layout's `index.json`, once the `oci-layout` file says this is a
+/// layout at all.
+fn read_index(store: &Store) -> Result<ImageIndex, ImageError> {
     if store.blob("oci-layout").is_err() {
         return Err(ImageError::NotAnImage {
             path: store.path().to_owned(),
             reason: "it has no oci-layout file (not an OCI image layout)".into(),
         });
     }
-    let index: ImageIndex = store.parse(
+    store.parse(
         &store.read("index.json", "an image index", MAX_MANIFEST_SIZE)?,
         "index.json",
-    )?;
-    let mut descriptor = match tag {
+    )
+}
+
+/// The entry of `index.json` to read: the one tagged `tag`, or with no tag
+/// the only entry (several are ambiguous).
+fn select(store: &Store, index: &ImageIndex, tag: Option<&str>) -> Result<Descriptor, ImageError> {
+    match tag {
         Some(tag) => index
             .manifests()
             .iter()
@@ -167,33 +204,34 @@ pub(crate) fn read(
                     .map(String::as_str)
                     == Some(tag)
             })
+            .cloned()
             .ok_or_else(|| ImageError::NoSuchTag {
                 path: store.path().to_owned(),
                 tag: tag.to_owned(),
-                available: tags(&index),
-            })?
-            .clone(),
+                available: tags(index),
+            }),
         None => match index.manifests().as_slice() {
-            [only] => only.clone(),
-            [] => {
-                return Err(ImageError::NotAnImage {
-                    path: store.path().to_owned(),
-                    reason: "index.json lists no image".into(),
-                });
-            }
-            _ => {
-                return Err(ImageError::Ambiguous {
-                    path: store.path().to_owned(),
-                    available: tags(&index),
-                });
-            }
+            [only] => Ok(only.clone()),
+            [] => Err(ImageError::NotAnImage {
+                path: store.path().to_owned(),
+                reason: "index.json lists no image".into(),
+            }),
+            _ => Err(ImageError::Ambiguous {
+                path: store.path().to_owned(),
+                available: tags(index),
+            }),
         },
-    };
-    let descriptor_name = descriptor
-        .annotations()
-        .as_ref()
-        .and_then(|a| a.get(IMAGE_NAME).cloned());
-    // Nested indexes (multi-platform images) lead to one manifest.
+    }
+}
+
+/// Follows nested indexes (multi-platform images) down to the entry for
+/// `platform`, at most four deep; a descriptor that is no index is returned
+/// as it is.
+fn for_platform(
+    store: &Store,
+    mut descriptor: Descriptor,
+    platform: &Platform,
+) -> Result<Descriptor, ImageError> {
     for _ in 0..4 {
         if !is_index(descriptor.media_type()) {
             break;
@@ -216,26 +254,7 @@ pub(crate) fn read(
             })?
             .clone();
     }
-    let media_type = descriptor.media_type().to_string();
-    if media_type != MediaType::ImageManifest.to_string() && media_type != DOCKER_MANIFEST {
-        return Err(store.unsupported(format!("unsupported manifest type {media_type}")));
-    }
-    let manifest: ImageManifest = store.parse(
-        &store.read_verified(&descriptor, "manifest", "a manifest", MAX_MANIFEST_SIZE)?,
-        "manifest",
-    )?;
-    let config_bytes =
-        store.read_verified(manifest.config(), "config", "a config", MAX_CONFIG_SIZE)?;
-    let name = descriptor_name
-        .as_deref()
-        .and_then(|name| name.parse().ok());
-    Image::from_manifest(
-        store.path(),
-        &manifest,
-        &config_bytes,
-        &|digest| store.blob(&blob_name(digest)),
-        name,
-    )
+    Ok(descriptor)
 }
 
 /// Writes every blob of `image` into `sink`, then returns the manifest's
