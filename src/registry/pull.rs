@@ -78,46 +78,9 @@ impl Puller<'_> {
     }
 
     fn pull(&self, platform: &Platform) -> Result<Image, RegistryError> {
-        let top = match (self.reference.digest(), self.reference.tag()) {
-            (Some(digest), _) => self.manifest(&digest.to_string(), Some(digest))?,
-            (None, Some(tag)) => self.manifest(tag, None)?,
-            (None, None) => unreachable!("a reference has a tag or a digest"),
-        };
-        let manifest = if is_index(&top.media_type) {
-            let index: ImageIndex = self.parse(&top.bytes, "image index")?;
-            let entry = platform.pick(index.manifests()).map_err(|available| {
-                RegistryError::NoPlatform {
-                    reference: self.reference.to_string(),
-                    wanted: platform.to_string(),
-                    available,
-                }
-            })?;
-            let digest: Digest = self.digest_of(entry.digest().as_ref())?;
-            let child = self.manifest(&digest.to_string(), Some(digest))?;
-            if is_index(&child.media_type) {
-                return Err(self.unsupported("an index inside an index is not supported".into()));
-            }
-            child
-        } else {
-            top
-        };
+        let manifest = self.manifest_for(platform)?;
         let parsed: ImageManifest = self.parse(&manifest.bytes, "manifest")?;
-        let config_digest = self.digest_of(parsed.config().digest().as_ref())?;
-        if parsed.config().size() > MAX_CONFIG_SIZE {
-            return Err(self.too_large(
-                format!("config {config_digest}"),
-                format!("{}, the most a config may have", size_text(MAX_CONFIG_SIZE)),
-            ));
-        }
-        let config = match self.store.read_small(&config_digest, MAX_CONFIG_SIZE) {
-            Some(bytes) => bytes,
-            None => {
-                self.blob(&config_digest, parsed.config().size(), "config")?;
-                self.store
-                    .read_small(&config_digest, MAX_CONFIG_SIZE)
-                    .ok_or_else(|| self.cache_error(&config_digest))?
-            }
-        };
+        let config = self.config(&parsed)?;
         let input = self.reference.to_string();
         let mut image = Image::from_manifest(
             Path::new(&input),
@@ -126,18 +89,62 @@ impl Puller<'_> {
             &|digest| Ok(Blob::file(self.store.path(digest))),
             Some(self.reference.clone()),
         )?;
-        let (os, arch) = (image.config().os(), image.config().architecture());
-        if !platform.matches(
-            os.unwrap_or_default(),
-            arch.unwrap_or_default(),
-            image.config().variant(),
-        ) {
-            return Err(RegistryError::NoPlatform {
-                reference: input,
-                wanted: platform.to_string(),
-                available: format!("{}/{}", os.unwrap_or("?"), arch.unwrap_or("?")),
-            });
+        check_platform(&image, platform, input)?;
+        self.fetch_layers(&image)?;
+        image.set_origin(self.reference);
+        Ok(image)
+    }
+
+    /// The image manifest for `platform`: the reference's own, or its
+    /// index's entry for `platform` (one level deep).
+    fn manifest_for(&self, platform: &Platform) -> Result<Fetched, RegistryError> {
+        let top = match (self.reference.digest(), self.reference.tag()) {
+            (Some(digest), _) => self.manifest(&digest.to_string(), Some(digest))?,
+            (None, Some(tag)) => self.manifest(tag, None)?,
+            (None, None) => unreachable!("a reference has a tag or a digest"),
+        };
+        if !is_index(&top.media_type) {
+            return Ok(top);
         }
+        let index: ImageIndex = self.parse(&top.bytes, "image index")?;
+        let entry =
+            platform
+                .pick(index.manifests())
+                .map_err(|available| RegistryError::NoPlatform {
+                    reference: self.reference.to_string(),
+                    wanted: platform.to_string(),
+                    available,
+                })?;
+        let digest: Digest = self.digest_of(entry.digest().as_ref())?;
+        let child = self.manifest(&digest.to_string(), Some(digest))?;
+        if is_index(&child.media_type) {
+            return Err(self.unsupported("an index inside an index is not supported".into()));
+        }
+        Ok(child)
+    }
+
+    /// The manifest's config bytes, from the store or fetched into it. One
+    /// whose descriptor says it is over the cap is refused unfetched.
+    fn config(&self, manifest: &ImageManifest) -> Result<Vec<u8>, RegistryError> {
+        let config_digest = self.digest_of(manifest.config().digest().as_ref())?;
+        if manifest.config().size() > MAX_CONFIG_SIZE {
+            return Err(self.too_large(
+                format!("config {config_digest}"),
+                format!("{}, the most a config may have", size_text(MAX_CONFIG_SIZE)),
+            ));
+        }
+        if let Some(bytes) = self.store.read_small(&config_digest, MAX_CONFIG_SIZE) {
+            return Ok(bytes);
+        }
+        self.blob(&config_digest, manifest.config().size(), "config")?;
+        self.store
+            .read_small(&config_digest, MAX_CONFIG_SIZE)
+            .ok_or_else(|| self.cache_error(&config_digest))
+    }
+
+    /// Downloads the image's layers the store does not hold yet, a few at
+    /// a time.
+    fn fetch_layers(&self, image: &Image) -> Result<(), RegistryError> {
         let missing: Vec<(Digest, u64)> = image
             .layers()
             .iter()
@@ -159,8 +166,7 @@ impl Puller<'_> {
         })
         .into_iter()
         .collect::<Result<Vec<()>, _>>()?;
-        image.set_origin(self.reference);
-        Ok(image)
+        Ok(())
     }
 
     /// A manifest by tag or digest: from the store when its digest is known
@@ -394,6 +400,24 @@ impl Puller<'_> {
             source: std::io::Error::other("a stored blob does not match its digest"),
         }
     }
+}
+
+/// Refuses an image whose config names another platform than `platform`
+/// (an index entry can say one thing and the config another).
+fn check_platform(image: &Image, platform: &Platform, input: String) -> Result<(), RegistryError> {
+    let (os, arch) = (image.config().os(), image.config().architecture());
+    if platform.matches(
+        os.unwrap_or_default(),
+        arch.unwrap_or_default(),
+        image.config().variant(),
+    ) {
+        return Ok(());
+    }
+    Err(RegistryError::NoPlatform {
+        reference: input,
+        wanted: platform.to_string(),
+        available: format!("{}/{}", os.unwrap_or("?"), arch.unwrap_or("?")),
+    })
 }
 
 fn is_index(media_type: &str) -> bool {
