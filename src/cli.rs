@@ -621,42 +621,88 @@ pub enum CliError {
 }
 
 fn run_build(args: BuildArgs) -> Result<(), CliError> {
-    let env = EnvSelector::choose(EnvFlags {
-        prefix: args.prefix,
-        name: args.name,
-        file: args.file,
-        specs: args.specs,
+    let env = env_selector(&args)?;
+    let (destination, push_to) =
+        image_goes_to(args.output.as_deref(), args.format, args.push, &args.image)?;
+    let (json, quiet, compress_base) = (args.json, args.quiet, args.compress_base);
+    let options = build_options(args, env)?;
+    // The login, the registry and the right to push, before any work.
+    let push_target = push_to
+        .as_ref()
+        .map(|reference| PushTarget::check(reference, &options.registry, Login::from_environment()))
+        .transpose()?;
+    let progress = Progress::new(quiet);
+    let (mut image, layers) = build(&options, &progress)?;
+    if compress_base {
+        image.compress_plain_layers()?;
+    }
+    if let Some(destination) = &destination {
+        image.write_to(destination)?;
+    }
+    let pushed = match &push_target {
+        Some(target) => Some(target.push(&image)?),
+        None => None,
+    };
+    if json {
+        print_build_json(&image, &layers, pushed.as_ref());
+        return Ok(());
+    }
+    if !quiet && let Some(destination) = &destination {
+        print_written(destination, &image, &layers);
+    }
+    if let Some(report) = &pushed {
+        print_pushed(report, quiet);
+    }
+    Ok(())
+}
+
+/// The environment to build, from `-p`, `-n`, `-f`, specs or the pixi
+/// flags; more than one of them is refused.
+fn env_selector(args: &BuildArgs) -> Result<EnvSelector, CliError> {
+    let flags = EnvFlags {
+        prefix: args.prefix.clone(),
+        name: args.name.clone(),
+        file: args.file.clone(),
+        specs: args.specs.clone(),
         pixi_env: args.pixi_env.clone(),
         as_pixi: Invocation::current() == Invocation::Pixi,
         channels: !args.channels.is_empty() || args.override_channels,
-    })
-    .map_err(BuildError::from)?;
-    let output = args
-        .output
-        .as_deref()
-        .map(|o| Target::output(o, args.format))
-        .transpose()?;
-    let push_to_image = match args.push {
-        true => Some(args.image.parse::<Reference>().map_err(ImageError::from)?),
+    };
+    Ok(EnvSelector::choose(flags).map_err(BuildError::from)?)
+}
+
+/// Where the built image goes, from `-o` (with `--format`) and `--push`
+/// (to `image`, the `-i` name): a file or layout to write, a registry
+/// reference to push to, or both. `-o docker://REF` with `--push` would
+/// push twice, and neither says nowhere; both are refused.
+fn image_goes_to(
+    output: Option<&str>,
+    format: Option<Format>,
+    push: bool,
+    image: &str,
+) -> Result<(Option<ImageDestination>, Option<Reference>), CliError> {
+    let output = output.map(|o| Target::output(o, format)).transpose()?;
+    let push_to_image = match push {
+        true => Some(image.parse::<Reference>().map_err(ImageError::from)?),
         false => None,
     };
-    let (destination, push_to) = match (output, push_to_image) {
-        (Some(Target::Registry(_)), Some(_)) => {
-            return Err(CliError::Usage(
-                "-o docker://REF pushes already; leave out --push (which pushes to -i)".into(),
-            ));
-        }
-        (Some(Target::Registry(reference)), None) => (None, Some(reference)),
-        (Some(Target::File(destination)), push_to) => (Some(destination), push_to),
-        (None, Some(reference)) => (None, Some(reference)),
-        (None, None) => {
-            return Err(CliError::Usage(
-                "say where the image goes: -o PATH, or --push to push it to the registry of -i"
-                    .into(),
-            ));
-        }
-    };
-    let options = BuildOptions {
+    match (output, push_to_image) {
+        (Some(Target::Registry(_)), Some(_)) => Err(CliError::Usage(
+            "-o docker://REF pushes already; leave out --push (which pushes to -i)".into(),
+        )),
+        (Some(Target::Registry(reference)), None) => Ok((None, Some(reference))),
+        (Some(Target::File(destination)), push_to) => Ok((Some(destination), push_to)),
+        (None, Some(reference)) => Ok((None, Some(reference))),
+        (None, None) => Err(CliError::Usage(
+            "say where the image goes: -o PATH, or --push to push it to the registry of -i".into(),
+        )),
+    }
+}
+
+/// The library's options for `build`'s flags and the chosen environment.
+/// `--entrypoint` and `--cmd` are split into words as a shell would.
+fn build_options(args: BuildArgs, env: EnvSelector) -> Result<BuildOptions, CliError> {
+    Ok(BuildOptions {
         env,
         base: args.base,
         platform: args.platform,
@@ -685,48 +731,29 @@ fn run_build(args: BuildArgs) -> Result<(), CliError> {
         activation_scripts: !args.no_activation_scripts,
         add: args.add,
         ..BuildOptions::default()
-    };
-    // The login, the registry and the right to push, before any work.
-    let push_target = push_to
-        .as_ref()
-        .map(|reference| PushTarget::check(reference, &options.registry, Login::from_environment()))
-        .transpose()?;
-    let progress = Progress::new(args.quiet);
-    let (mut image, layers) = build(&options, &progress)?;
-    if args.compress_base {
-        image.compress_plain_layers()?;
+    })
+}
+
+/// `build --json`: the image's summary, its conda layers and what was
+/// pushed, on stdout.
+fn print_build_json(image: &Image, layers: &[LayerReport], pushed: Option<&PushReport>) {
+    let mut summary = summary(image);
+    summary["conda_layers"] = json!(layers);
+    if let Some(report) = pushed {
+        summary["pushed"] = json!(report);
     }
-    if let Some(destination) = &destination {
-        image.write_to(destination)?;
-    }
-    let pushed = match &push_target {
-        Some(target) => Some(target.push(&image)?),
-        None => None,
-    };
-    if args.json {
-        let mut summary = summary(&image);
-        summary["conda_layers"] = json!(layers);
-        if let Some(report) = &pushed {
-            summary["pushed"] = json!(report);
-        }
-        println!("{summary:#}");
-        return Ok(());
-    }
-    if !args.quiet {
-        let packages = layers.iter().map(|l| l.packages.len()).sum::<usize>();
-        if let Some(destination) = &destination {
-            eprintln!(
-                "wrote {destination}: {}, {}, id {}",
-                counted(image.layers().len(), "layer"),
-                counted(packages, "package"),
-                image.config_digest()
-            );
-        }
-    }
-    if let Some(report) = &pushed {
-        print_pushed(report, args.quiet);
-    }
-    Ok(())
+    println!("{summary:#}");
+}
+
+/// The line saying what was written where.
+fn print_written(destination: &ImageDestination, image: &Image, layers: &[LayerReport]) {
+    let packages = layers.iter().map(|l| l.packages.len()).sum::<usize>();
+    eprintln!(
+        "wrote {destination}: {}, {}, id {}",
+        counted(image.layers().len(), "layer"),
+        counted(packages, "package"),
+        image.config_digest()
+    );
 }
 
 /// The output of `--format FORMAT -o PATH`, after checking its folder.
