@@ -41,6 +41,8 @@
 //! moves images over the distribution API, [`conda`] reads environments
 //! and packages, and [`build`] ties them together.
 #![deny(missing_docs)]
+// Short functions that read alone (clippy.toml sets the bound: 80 lines).
+#![warn(clippy::too_many_lines)]
 
 pub(crate) mod atomic;
 pub mod blob;
