@@ -30,8 +30,8 @@ pub struct PackageCaches {
 impl PackageCaches {
     /// The caches of this machine, as conda and rattler find them:
     /// `CONDA_PKGS_DIRS`, `pkgs_dirs` from the condarc files, `<root>/pkgs`,
-    /// `~/.conda/pkgs`; rattler's cache's `pkgs/` (see
-    /// [`crate::dirs::rattler_cache_dir`]).
+    /// `~/.conda/pkgs`; rattler's cache's `pkgs/` (`RATTLER_CACHE_DIR`,
+    /// else the user's cache folder's `rattler/cache`, as rattler finds it).
     pub fn discover() -> Self {
         let mut conda = super::condarc::CondaRc::load().pkgs_dirs;
         conda.extend(conda_root().map(|r| r.join("pkgs")));

@@ -4,21 +4,21 @@
 //! The conda knowledge itself (records, archives, linking) is rattler's;
 //! this module finds things and wraps rattler's calls.
 
-pub mod activation;
+pub(crate) mod activation;
 pub mod cache;
-pub mod condarc;
-pub mod contained;
+pub(crate) mod condarc;
+pub(crate) mod contained;
 pub mod env;
-pub mod envfile;
-pub mod explicit;
-pub mod glibc_needs;
-pub mod input;
-pub mod order;
-pub mod pixi;
-pub mod relocate;
+pub(crate) mod envfile;
+pub(crate) mod explicit;
+pub(crate) mod glibc_needs;
+pub(crate) mod input;
+pub(crate) mod order;
+pub(crate) mod pixi;
+pub(crate) mod relocate;
 pub mod solve;
-pub mod unrelocate;
-pub mod untracked;
+pub(crate) mod unrelocate;
+pub(crate) mod untracked;
 
 use std::path::PathBuf;
 
