@@ -61,6 +61,15 @@ pub mod registry;
 
 pub use image::{Image, ImageDestination, ImageError, ImageSource};
 
+/// The parsers of untrusted input, for fuzz targets only (`--features
+/// fuzzing`): not part of the library's stable API.
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    pub use crate::conda::contained::{ContainedPath, DistName, Unsafe, check_record};
+    pub use crate::conda::glibc_needs::elf_interpreter;
+    pub use crate::conda::input::read_yaml;
+}
+
 /// An error and its causes on one line (`what: why: deeper why`), the
 /// form the CLI and the examples print.
 pub fn error_line(error: &dyn std::error::Error) -> String {

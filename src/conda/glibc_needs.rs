@@ -106,7 +106,7 @@ fn glibc_executable(dir: &Path) -> Option<(String, String)> {
 
 /// The `PT_INTERP` of a little-endian 64-bit ELF file, from its first
 /// bytes; `None` for anything else or when the headers lie past `head`.
-fn elf_interpreter(head: &[u8]) -> Option<String> {
+pub fn elf_interpreter(head: &[u8]) -> Option<String> {
     const PT_INTERP: u32 = 3;
     if head.get(..6)? != b"\x7fELF\x02\x01" {
         return None;
