@@ -93,6 +93,17 @@ pub enum SolveError {
     /// a tree over several lines, indented.
     #[error("the specs cannot be satisfied together:\n{0}")]
     Unsolvable(String),
+    /// The solver failed for a reason other than the specs conflicting:
+    /// it was cancelled, returned operations it cannot install, or met two
+    /// different records of the same package in the repodata.
+    #[error("the solver failed for {specs} (not a conflict between the specs)")]
+    Solver {
+        /// The specs given, for the message.
+        specs: String,
+        /// What the solver reported.
+        #[source]
+        source: rattler_solve::SolveError,
+    },
     /// A package that could not be downloaded or did not match its hash.
     #[error("cannot fetch {package} from {url}")]
     Fetch {
@@ -336,6 +347,11 @@ fn run_solver(
     virtual_packages: Vec<GenericVirtualPackage>,
     repodata: &[RepoData],
 ) -> Result<Vec<RepoDataRecord>, SolveError> {
+    let given = specs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" ");
     let task = SolverTask {
         virtual_packages,
         specs,
@@ -352,7 +368,10 @@ fn run_solver(
                     .collect::<Vec<_>>()
                     .join("\n"),
             ),
-            other => SolveError::Unsolvable(format!("  {other}")),
+            source => SolveError::Solver {
+                specs: given,
+                source,
+            },
         })?
         .records)
 }
