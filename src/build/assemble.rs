@@ -2,6 +2,7 @@
 //! the environment's own layer, one layer per `--add`, and the config.
 
 use crate::conda::activation::{activation, package_activation};
+use crate::conda::env::EnvironmentKind;
 use crate::image::{Image, ImageError};
 use crate::layer::Layer;
 
@@ -37,14 +38,14 @@ pub(crate) fn assemble(
     for (source, destination) in &options.add {
         image.add_layer_path(source, destination, None)?;
     }
-    let activation = match env.prefix.as_deref() {
-        Some(prefix) => activation(
+    let activation = match &env.kind {
+        EnvironmentKind::Installed { prefix } => activation(
             prefix,
             &options.image_prefix,
             env.platform,
             options.activation_scripts,
         ),
-        None => package_activation(package_dirs),
+        EnvironmentKind::Resolved { .. } => package_activation(package_dirs),
     };
     for warning in &activation.warnings {
         tracing::warn!("{warning}");

@@ -6,7 +6,7 @@ use std::path::Path;
 use rattler_conda_types::{PrefixRecord, Subdir};
 
 use crate::conda::cache::dist_name;
-use crate::conda::env::Environment;
+use crate::conda::env::{Environment, EnvironmentKind};
 use crate::conda::unrelocate::replace;
 use crate::conda::untracked::{Untracked, path_of as untracked_path, untracked};
 use crate::image::{Image, rfc3339};
@@ -22,11 +22,12 @@ pub(crate) fn add_env_layer(
     prefix_arc: &str,
 ) -> Result<(), BuildError> {
     let history = history_file(&env.records, image.epoch());
-    let files = match (&env.prefix, options.untracked) {
-        (Some(prefix), true) => untracked(env, prefix)?,
-        _ => Vec::new(),
+    let (files, prefix) = match &env.kind {
+        EnvironmentKind::Installed { prefix } if options.untracked => {
+            (untracked(env, prefix)?, prefix.as_path())
+        }
+        _ => (Vec::new(), Path::new("")),
     };
-    let prefix = env.prefix.clone().unwrap_or_default();
     let host = prefix.to_string_lossy().into_owned();
     let fail = |source| BuildError::Layer {
         what: "the environment's own files".into(),

@@ -13,7 +13,7 @@ use rattler_conda_types::package::{IndexJson, PackageFile};
 
 use crate::conda::CondaError;
 use crate::conda::cache::{PackageCaches, dist_name};
-use crate::conda::env::Environment;
+use crate::conda::env::{Environment, EnvironmentKind};
 use crate::conda::solve;
 use crate::dirs::cache_dir;
 use crate::parallel::{cores, in_parallel};
@@ -56,11 +56,15 @@ pub(crate) fn locate(
     scratch: &Path,
     reporter: &dyn Reporter,
 ) -> Result<Located, BuildError> {
-    let (dirs, found) = match env.prefix.as_deref() {
-        Some(prefix) => locate_or_rebuild(&env.records, caches, prefix, python, scratch)?,
-        None => locate_or_fetch(&env.records, caches, reporter)?,
+    let ((dirs, found), installed) = match &env.kind {
+        EnvironmentKind::Installed { prefix } => (
+            locate_or_rebuild(&env.records, caches, prefix, python, scratch)?,
+            true,
+        ),
+        EnvironmentKind::Resolved { .. } => {
+            (locate_or_fetch(&env.records, caches, reporter)?, false)
+        }
     };
-    let installed = env.prefix.is_some();
     let mut noarch_python = Vec::with_capacity(dirs.len());
     for (record, dir) in env.records.iter_mut().zip(&dirs) {
         let index = IndexJson::from_package_directory(dir).ok();

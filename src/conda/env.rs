@@ -241,30 +241,80 @@ impl EnvSelector {
     }
 }
 
-/// An environment to export: the records of its packages and, when it is
-/// installed, its prefix.
+/// An environment to export: what it is, the records of its packages, and
+/// their platform.
 #[derive(Debug)]
 pub struct Environment {
-    /// The host path of the environment (`None` for an explicit spec).
-    pub prefix: Option<PathBuf>,
-    /// One record per package, sorted by name.
+    /// Installed in a prefix, or resolved from specs or a file.
+    pub kind: EnvironmentKind,
+    /// One record per package, sorted by name. Only an installed
+    /// environment's records list their files.
     pub records: Vec<PrefixRecord>,
     /// The platform of its packages (`linux-64`, ...).
     pub platform: Subdir,
 }
 
-/// What one source gives: the prefix (installed environments only), the
-/// records in the source's order, and the platform when the source states
-/// it (a solve or lock file is for the platform asked; an installed prefix
-/// or an explicit file without `# platform:` says it through its records).
-type Loaded = (Option<PathBuf>, Vec<PrefixRecord>, Option<Subdir>);
+/// What an environment is: the build matches on it once per stage.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EnvironmentKind {
+    /// Installed: its files are in `prefix`, its records in `conda-meta/`.
+    Installed {
+        /// The host path of the environment.
+        prefix: PathBuf,
+    },
+    /// Resolved (solved, locked or listed): records only, whose packages
+    /// come from the caches or their URLs.
+    Resolved {
+        /// Where the records came from.
+        origin: Origin,
+    },
+}
+
+/// Where a resolved environment's records came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// Match specs on the command line, solved.
+    Specs,
+    /// An `@EXPLICIT` spec, an environment file or a lock file.
+    File(PathBuf),
+}
+
+impl EnvironmentKind {
+    /// The prefix of an installed environment.
+    pub fn prefix(&self) -> Option<&Path> {
+        match self {
+            EnvironmentKind::Installed { prefix } => Some(prefix),
+            EnvironmentKind::Resolved { .. } => None,
+        }
+    }
+
+    /// Where the records came from, for errors: the prefix or the file;
+    /// empty for specs.
+    fn origin_path(&self) -> &Path {
+        match self {
+            EnvironmentKind::Installed { prefix } => prefix,
+            EnvironmentKind::Resolved {
+                origin: Origin::File(path),
+            } => path,
+            EnvironmentKind::Resolved {
+                origin: Origin::Specs,
+            } => Path::new(""),
+        }
+    }
+}
+
+/// What one source gives: the records in the source's order, and the
+/// platform when the source states it (a solve or lock file is for the
+/// platform asked; an installed prefix or an explicit file without
+/// `# platform:` says it through its records).
+type Loaded = (Vec<PrefixRecord>, Option<Subdir>);
 
 impl Environment {
     /// Reads the environment the selector names, solving it if it is
     /// given as specs.
     pub fn load(selector: &EnvSelector, solve: &SolveOptions) -> Result<Self, CondaError> {
-        let (prefix, mut records, stated) = read_source(selector, solve)?;
-        let origin = origin(prefix.as_deref(), selector);
+        let (kind, (mut records, stated)) = read_source(selector, solve)?;
+        let origin = kind.origin_path().to_owned();
         if records.is_empty() {
             return Err(CondaError::Empty(origin));
         }
@@ -275,28 +325,40 @@ impl Environment {
             None => platform_of(&records)?,
         };
         Ok(Environment {
-            prefix,
+            kind,
             records,
             platform,
         })
     }
 }
 
-/// The records of whatever source `selector` names, not yet checked.
-fn read_source(selector: &EnvSelector, options: &SolveOptions) -> Result<Loaded, CondaError> {
-    match selector {
+/// What `selector` names and its records, not yet checked.
+fn read_source(
+    selector: &EnvSelector,
+    options: &SolveOptions,
+) -> Result<(EnvironmentKind, Loaded), CondaError> {
+    let resolved = |origin| EnvironmentKind::Resolved { origin };
+    let file = |path: &PathBuf| resolved(Origin::File(path.clone()));
+    Ok(match selector {
         EnvSelector::Explicit(path) => {
             let (records, platform) = read_explicit(path)?;
-            Ok((None, records, platform))
+            (file(path), (records, platform))
         }
-        EnvSelector::Specs(specs) => solved(specs.clone(), Vec::new(), options),
+        EnvSelector::Specs(specs) => (
+            resolved(Origin::Specs),
+            solved(specs.clone(), Vec::new(), options)?,
+        ),
         EnvSelector::EnvironmentFile(path) => {
-            let file = read_environment_yaml(path, options.ignore_pip)?;
-            solved(file.specs, file.channels, options)
+            let yaml = read_environment_yaml(path, options.ignore_pip)?;
+            (file(path), solved(yaml.specs, yaml.channels, options)?)
         }
-        EnvSelector::LockFile(path) => locked(path, options),
-        other => installed(other),
-    }
+        EnvSelector::LockFile(path) => (file(path), locked(path, options)?),
+        other => {
+            let prefix = other.prefix()?;
+            let records = installed(&prefix)?;
+            (EnvironmentKind::Installed { prefix }, (records, None))
+        }
+    })
 }
 
 /// Solves `specs` for the requested platform; an environment file's own
@@ -321,7 +383,7 @@ fn solved(
         .into_iter()
         .map(|r| PrefixRecord::from_repodata_record(r, Vec::new()))
         .collect::<Vec<_>>();
-    Ok((None, records, Some(platform)))
+    Ok((records, Some(platform)))
 }
 
 /// The packages a lock file pins for the requested platform.
@@ -336,35 +398,18 @@ fn locked(path: &Path, options: &SolveOptions) -> Result<Loaded, CondaError> {
     .into_iter()
     .map(|r| PrefixRecord::from_repodata_record(r, Vec::new()))
     .collect();
-    Ok((None, records, Some(platform)))
+    Ok((records, Some(platform)))
 }
 
 /// The records in an installed prefix's `conda-meta/`.
-fn installed(selector: &EnvSelector) -> Result<Loaded, CondaError> {
-    let prefix = selector.prefix()?;
-    super::input::check_records(&prefix)?;
-    let records = PrefixRecord::collect_from_prefix::<PrefixRecord>(&prefix).map_err(|source| {
+fn installed(prefix: &Path) -> Result<Vec<PrefixRecord>, CondaError> {
+    super::input::check_records(prefix)?;
+    PrefixRecord::collect_from_prefix::<PrefixRecord>(prefix).map_err(|source| {
         CondaError::BadRecords {
             path: prefix.join("conda-meta"),
             source,
         }
-    })?;
-    Ok((Some(prefix), records, None))
-}
-
-/// Where the records came from, for errors: the prefix, else the file;
-/// empty for specs.
-fn origin(prefix: Option<&Path>, selector: &EnvSelector) -> PathBuf {
-    match (prefix, selector) {
-        (Some(prefix), _) => prefix.to_owned(),
-        (
-            None,
-            EnvSelector::Explicit(path)
-            | EnvSelector::EnvironmentFile(path)
-            | EnvSelector::LockFile(path),
-        ) => path.clone(),
-        (None, _) => PathBuf::new(),
-    }
+    })
 }
 
 /// The one place records enter: every field that later names a file or
