@@ -13,10 +13,12 @@
 use std::path::{Path, PathBuf};
 
 use rattler::install::PythonInfo;
-use rattler_conda_types::PrefixRecord;
-use rattler_conda_types::package::{FileMode, PathType, PathsEntry, PathsJson, PrefixPlaceholder};
+use rattler_conda_types::package::{
+    EntryPoint, FileMode, IndexJson, LinkJson, NoArchLinks, PathType, PathsEntry, PathsJson,
+    PrefixPlaceholder, PythonEntryPoints,
+};
 use rattler_conda_types::prefix_record::{PathType as InstalledType, PathsEntry as InstalledEntry};
-use serde_json::{Value, json};
+use rattler_conda_types::{PackageRecord, PrefixRecord};
 
 use super::CondaError;
 use super::cache::dist_name;
@@ -107,8 +109,9 @@ fn package_path(installed: &Path, noarch_python: bool, python: Option<&PythonInf
 }
 
 /// `command = module:function` from an entry point script written by
-/// conda's or rattler's template (`from M import F` ... `sys.exit(F())`).
-fn entry_point(name: &str, script: &str) -> Option<String> {
+/// conda's or rattler's template (`from M import F` ... `sys.exit(F())`),
+/// checked as rattler checks it when it reads `link.json`.
+fn entry_point(name: &str, script: &str) -> Option<EntryPoint> {
     let module = script
         .lines()
         .find_map(|l| l.trim().strip_prefix("from ")?.split_once(" import "))?
@@ -116,7 +119,7 @@ fn entry_point(name: &str, script: &str) -> Option<String> {
     let function = script
         .lines()
         .find_map(|l| l.trim().strip_prefix("sys.exit(")?.strip_suffix("())"))?;
-    Some(format!("{name} = {module}:{function}"))
+    format!("{name} = {module}:{function}").parse().ok()
 }
 
 /// Rebuilds the package of `record` from the environment at `prefix` into
@@ -173,7 +176,7 @@ struct Rebuild<'a> {
     /// The package's `paths.json` entries, in the record's order.
     paths: Vec<PathsEntry>,
     /// `command = module:function`, read back from the entry point scripts.
-    entry_points: Vec<String>,
+    entry_points: Vec<EntryPoint>,
 }
 
 impl Rebuild<'_> {
@@ -348,7 +351,8 @@ impl Rebuild<'_> {
 
     /// Writes the package's `info/`: `index.json` from the record (without
     /// what only repodata says), `paths.json`, and for noarch python a
-    /// `link.json` with the entry points.
+    /// `link.json` with the entry points; each as rattler's type for the
+    /// file, which is what rattler reads when it links the package.
     fn write_info(self, record: &PrefixRecord) -> Result<(), CondaError> {
         let Rebuild {
             dist,
@@ -360,39 +364,61 @@ impl Rebuild<'_> {
         } = self;
         let info = into.join("info");
         fs_err::create_dir_all(&info).map_err(io(&info))?;
-        let write_json = |name: &str, value: &Value| {
-            let path = info.join(name);
-            fs_err::write(&path, format!("{value:#}")).map_err(io(&path))
-        };
-        let unwritable = |e: serde_json::Error| CondaError::Unrelocatable {
-            file: into.to_owned(),
-            package: dist.clone(),
-            reason: format!("its metadata cannot be written: {e}"),
-        };
-        let mut index =
-            serde_json::to_value(&record.repodata_record.package_record).map_err(unwritable)?;
-        if let Some(object) = index.as_object_mut() {
-            for repodata_only in ["md5", "sha256", "size", "legacy_bz2_md5", "legacy_bz2_size"] {
-                object.remove(repodata_only);
-            }
-        }
-        write_json("index.json", &index)?;
-        let paths_json = PathsJson {
+        let index = index_json(&record.repodata_record.package_record);
+        write_json(&info.join("index.json"), &index, &dist)?;
+        let paths = PathsJson {
             paths,
             paths_version: 1,
         };
-        write_json(
-            "paths.json",
-            &serde_json::to_value(&paths_json).map_err(unwritable)?,
-        )?;
+        write_json(&info.join("paths.json"), &paths, &dist)?;
         if noarch_python {
-            entry_points.sort();
-            write_json(
-                "link.json",
-                &json!({"noarch": {"type": "python", "entry_points": entry_points}, "package_metadata_version": 1}),
-            )?;
+            entry_points.sort_by_cached_key(ToString::to_string);
+            let link = LinkJson {
+                noarch: NoArchLinks::Python(PythonEntryPoints { entry_points }),
+                package_metadata_version: 1,
+            };
+            write_json(&info.join("link.json"), &link, &dist)?;
         }
         Ok(())
+    }
+}
+
+/// Writes `value` as pretty JSON (two-space indent, fields in the type's
+/// order) to `path`, a metadata file of the package `dist`.
+fn write_json(path: &Path, value: &impl serde::Serialize, dist: &str) -> Result<(), CondaError> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| CondaError::Unrelocatable {
+        file: path.to_owned(),
+        package: dist.to_owned(),
+        reason: format!("its metadata cannot be written: {e}"),
+    })?;
+    fs_err::write(path, text).map_err(io(path))
+}
+
+/// The package's `index.json`: the record without what only repodata
+/// says (hashes, sizes, attestations, when it was indexed, run exports,
+/// which have their own file).
+fn index_json(p: &PackageRecord) -> IndexJson {
+    IndexJson {
+        arch: p.arch.clone(),
+        build: p.build.clone(),
+        build_number: p.build_number,
+        constrains: p.constrains.clone(),
+        depends: p.depends.clone(),
+        extra_depends: p.extra_depends.clone(),
+        features: p.features.clone(),
+        flags: p.flags.clone(),
+        license: p.license.clone(),
+        license_family: p.license_family.clone(),
+        name: p.name.clone(),
+        noarch: p.noarch,
+        platform: p.platform.clone(),
+        purls: p.purls.clone(),
+        python_site_packages_path: p.python_site_packages_path.clone(),
+        repodata_revision: None,
+        subdir: Some(p.subdir.clone()),
+        timestamp: p.timestamp,
+        track_features: p.track_features.clone(),
+        version: p.version.clone(),
     }
 }
 
@@ -458,7 +484,7 @@ mod tests {
     fn entry_points_are_read_back_from_scripts() {
         let script = "#!/env/bin/python\n# -*- coding: utf-8 -*-\nimport re\nimport sys\n\nfrom cdpkg.cli import main\n\nif __name__ == '__main__':\n    sys.argv[0] = re.sub(r'(-script\\.pyw?|\\.exe)?$', '', sys.argv[0])\n    sys.exit(main())\n";
         assert_eq!(
-            entry_point("cd-entry", script).unwrap(),
+            entry_point("cd-entry", script).unwrap().to_string(),
             "cd-entry = cdpkg.cli:main"
         );
     }
