@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
+use rattler_cache::package_cache::{CacheKey, PackageCacheLayer};
 use rattler_conda_types::{PrefixRecord, RepoDataRecord};
 
 use super::CondaError;
@@ -71,7 +72,7 @@ impl PackageCaches {
             }
         }
         for dir in &self.rattler {
-            if let Some(folder) = rattler_folder(dir, &dist, repodata) {
+            if let Some(folder) = rattler_folder(dir, repodata) {
                 return Ok(folder);
             }
         }
@@ -222,31 +223,34 @@ fn conda_folder_matches(folder: &Path, record: &RepoDataRecord) -> bool {
     }
 }
 
-/// rattler names a folder `dist` or `dist-<hash>` and keeps the archive's
-/// sha256 after an 8-byte revision in `<folder>.lock`.
-fn rattler_folder(dir: &Path, dist: &str, record: &RepoDataRecord) -> Option<PathBuf> {
-    let want = record.package_record.sha256?;
-    let entries = std::fs::read_dir(dir).ok()?;
-    let mut candidates: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                n == dist
-                    || n.strip_prefix(dist)
-                        .is_some_and(|rest| rest.starts_with('-') && !rest.ends_with(".lock"))
-            })
-        })
-        .filter(|p| p.is_dir())
-        .collect();
-    candidates.sort();
-    candidates.into_iter().find(|folder| {
-        let mut lock = folder.as_os_str().to_owned();
-        lock.push(".lock");
-        std::fs::read(PathBuf::from(lock))
-            .ok()
-            .and_then(|bytes| bytes.get(8..40).map(<[u8]>::to_vec))
-            .is_some_and(|sha| sha == want.as_slice())
+/// The folder rattler keeps for `record` in its cache `dir`, found and
+/// checked by rattler itself: [`PackageCacheLayer::try_validate`] opens the
+/// entry's `.lock` metadata read-only (`CacheMetadataFile::open_existing`,
+/// never `acquire`, which creates and opens for writing), accepts it only
+/// if it holds the record's sha256, reads the folder's `info/index.json`,
+/// and writes nothing: only its fetching sibling `validate_or_fetch` does.
+/// It takes no lock either, as rattler fills an entry in a temporary folder
+/// renamed into place and only then records its sha256. The folder is
+/// named by [`CacheKey`]: `name-version-build`, or with a hash of the
+/// origin (the URL, or a `file://` URL's path) in a cache kept per origin.
+fn rattler_folder(dir: &Path, record: &RepoDataRecord) -> Option<PathBuf> {
+    let sha256 = record.package_record.sha256?;
+    let key = CacheKey::from(&record.package_record).with_sha256(sha256);
+    let mut keys = vec![key.clone(), key.clone().with_url(record.url.clone())];
+    if let Ok(path) = record.url.to_file_path() {
+        keys.push(key.with_path(&path));
+    }
+    let layer = PackageCacheLayer::new(dir);
+    // try_validate is async and runs its file reads on tokio's blocking
+    // pool; a current-thread runtime is enough for one lookup.
+    let runtime = tokio::runtime::Builder::new_current_thread().build().ok()?;
+    runtime.block_on(async {
+        for key in &keys {
+            if let Ok(entry) = layer.try_validate(key).await {
+                return Some(entry.path().to_owned());
+            }
+        }
+        None
     })
 }
 
