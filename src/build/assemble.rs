@@ -3,11 +3,12 @@
 
 use crate::conda::activation::{activation, package_activation};
 use crate::conda::env::EnvironmentKind;
-use crate::image::{Image, ImageError};
+use crate::image::Image;
 use crate::layer::Layer;
 
 use super::env_layer::add_env_layer;
 use super::environment::Subject;
+use super::options::Checked;
 use super::{BuildError, BuildOptions, LayerReport};
 
 /// The PATH of an image whose base sets none (Docker's default).
@@ -21,10 +22,15 @@ pub(crate) fn assemble(
     subject: Subject,
     layers: Vec<(Layer, LayerReport)>,
     package_dirs: &[std::path::PathBuf],
-    options: &BuildOptions,
-    prefix_arc: &str,
+    checked: &Checked,
 ) -> Result<(Image, Vec<LayerReport>), BuildError> {
-    let Subject { env, mut base, .. } = subject;
+    let (options, prefix_arc) = (&checked.options, checked.prefix_arc.as_str());
+    let Subject {
+        env,
+        platform,
+        mut base,
+        ..
+    } = subject;
     let image = &mut base;
     let mut reports = Vec::new();
     for (layer, report) in layers {
@@ -42,7 +48,7 @@ pub(crate) fn assemble(
         EnvironmentKind::Installed { prefix } => activation(
             prefix,
             &options.image_prefix,
-            env.platform,
+            platform.subdir,
             options.activation_scripts,
         ),
         EnvironmentKind::Resolved { .. } => package_activation(package_dirs),
@@ -50,17 +56,14 @@ pub(crate) fn assemble(
     for warning in &activation.warnings {
         tracing::warn!("{warning}");
     }
-    configure(image, options, &activation.vars)?;
+    configure(image, options, &activation.vars);
+    image.set_reference(checked.name.clone());
     Ok((base, reports))
 }
 
 /// The config of the environment image: merged onto the base's, then the
 /// activation variables, then the user's.
-fn configure(
-    image: &mut Image,
-    options: &BuildOptions,
-    activation: &[(String, String)],
-) -> Result<(), ImageError> {
+fn configure(image: &mut Image, options: &BuildOptions, activation: &[(String, String)]) {
     let prefix = &options.image_prefix;
     let config = image.config_mut();
     let path = config
@@ -88,5 +91,4 @@ fn configure(
     for (key, value) in &options.labels {
         config.set_label(key, value);
     }
-    image.set_name(&options.name)
 }

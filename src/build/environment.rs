@@ -27,6 +27,8 @@ use super::{BuildError, BuildOptions};
 pub(crate) struct Subject {
     /// The environment, its records sorted by name.
     pub env: Environment,
+    /// The platform of the build, decided once here.
+    pub platform: BuildPlatform,
     /// The base image, of the environment's platform.
     pub base: Image,
     /// How the environment was solved (with the base's glibc, if read).
@@ -35,23 +37,39 @@ pub(crate) struct Subject {
     pub python: Option<PythonInfo>,
 }
 
+/// The platform of a build: the conda subdir of its packages and the
+/// image platform they make, one value handed to every later stage.
+#[derive(Clone, Debug)]
+pub(crate) struct BuildPlatform {
+    /// The packages' conda platform (`linux-64`).
+    pub subdir: Subdir,
+    /// The image's platform (`linux/amd64`).
+    pub image: Platform,
+}
+
 /// Reads (or solves) the environment and opens the base for its platform.
+/// A solve is for the platform asked (or linux-64), decided before it; an
+/// installed or listed environment's platform is its records'.
 pub(crate) fn resolve(options: &BuildOptions) -> Result<Subject, BuildError> {
     let mut solve = solve_options(options)?;
-    let early_base = match options.env.solves() {
-        true => Some(base_for_solve(options, &mut solve)?),
-        false => None,
+    let (env, platform, mut base) = match options.env.solves() {
+        true => {
+            let platform = decide_platform(solve.subdir(), options)?;
+            let base = base_for_solve(options, &platform, &mut solve)?;
+            (load(options, &solve)?, platform, base)
+        }
+        false => {
+            let env = load(options, &solve)?;
+            let platform = decide_platform(env.platform, options)?;
+            let base = open_base(options, &platform.image)?;
+            (env, platform, base)
+        }
     };
-    let env = load(options, &solve)?;
-    let platform = image_platform(&env, options)?;
-    let mut base = match early_base {
-        Some(base) => base,
-        None => open_base(options, &platform)?,
-    };
-    fit_base(&mut base, &platform, &env)?;
-    let python = python_info(&env.records, env.platform);
+    fit_base(&mut base, &platform)?;
+    let python = python_info(&env.records, platform.subdir);
     Ok(Subject {
         env,
+        platform,
         base,
         solve,
         python,
@@ -82,11 +100,12 @@ fn open_base(options: &BuildOptions, platform: &Platform) -> Result<Image, Build
 
 /// The base of an environment still to solve, opened for the solve's
 /// platform; its glibc goes into `solve` unless the user fixed one.
-fn base_for_solve(options: &BuildOptions, solve: &mut SolveOptions) -> Result<Image, BuildError> {
-    let subdir = solve.subdir();
-    let platform =
-        Platform::from_subdir(subdir).ok_or_else(|| BuildError::NotLinux(subdir.to_string()))?;
-    let base = open_base(options, &platform)?;
+fn base_for_solve(
+    options: &BuildOptions,
+    platform: &BuildPlatform,
+    solve: &mut SolveOptions,
+) -> Result<Image, BuildError> {
+    let base = open_base(options, &platform.image)?;
     if solve.glibc.is_none() && !solve.glibc_given() {
         solve.glibc = glibc_version(&base, &options.base)?;
         match &solve.glibc {
@@ -125,25 +144,30 @@ fn load(options: &BuildOptions, solve: &SolveOptions) -> Result<Environment, Bui
     Ok(env)
 }
 
-/// The image platform of the environment, which must be the one asked for.
-fn image_platform(env: &Environment, options: &BuildOptions) -> Result<Platform, BuildError> {
-    let platform = Platform::from_subdir(env.platform)
-        .ok_or_else(|| BuildError::NotLinux(env.platform.to_string()))?;
+/// The one place a build's platform is decided: the image platform of the
+/// packages' `subdir`, which must be the one asked for.
+fn decide_platform(subdir: Subdir, options: &BuildOptions) -> Result<BuildPlatform, BuildError> {
+    let image =
+        Platform::from_subdir(subdir).ok_or_else(|| BuildError::NotLinux(subdir.to_string()))?;
     if let Some(asked) = &options.platform
-        && *asked != platform
+        && *asked != image
     {
         return Err(BuildError::WrongPlatform {
             asked: asked.to_string(),
-            env: env.platform.to_string(),
-            platform: platform.to_string(),
+            env: subdir.to_string(),
+            platform: image.to_string(),
         });
     }
-    Ok(platform)
+    Ok(BuildPlatform { subdir, image })
 }
 
-/// Gives an empty base (`scratch`) the environment's platform, and refuses
-/// a base of another.
-fn fit_base(image: &mut Image, platform: &Platform, env: &Environment) -> Result<(), BuildError> {
+/// Gives an empty base (`scratch`) the build's platform, and refuses a
+/// base of another.
+fn fit_base(image: &mut Image, platform: &BuildPlatform) -> Result<(), BuildError> {
+    let BuildPlatform {
+        subdir,
+        image: platform,
+    } = platform;
     let (os, arch) = (platform.os(), platform.architecture());
     if image.layers().is_empty() {
         image
@@ -156,7 +180,7 @@ fn fit_base(image: &mut Image, platform: &Platform, env: &Environment) -> Result
                 image.config().os().unwrap_or("?"),
                 image.config().architecture().unwrap_or("?")
             ),
-            env: env.platform.to_string(),
+            env: subdir.to_string(),
             wanted: format!("{os}/{arch}"),
         });
     }

@@ -69,7 +69,7 @@ pub fn build(
         reporter,
     )?;
     // The image.
-    assemble::assemble(subject, layers, &located.dirs, options, prefix_arc)
+    assemble::assemble(subject, layers, &located.dirs, &checked)
 }
 
 /// A staging folder beside our package cache (same file system, so

@@ -7,6 +7,7 @@ use crate::conda::env::{EnvSelector, SolveOptions};
 use crate::image::{ImageError, ImageSource};
 use crate::layer::tar::archive_path;
 use crate::platform::Platform;
+use crate::reference::Reference;
 use crate::registry::RegistryOptions;
 
 use super::BuildError;
@@ -103,6 +104,8 @@ pub(crate) struct Checked {
     pub options: BuildOptions,
     /// The image prefix as a layer names it (`opt/conda`).
     pub prefix_arc: String,
+    /// The image name, parsed once.
+    pub name: Reference,
 }
 
 impl BuildOptions {
@@ -117,13 +120,11 @@ impl BuildOptions {
             image_prefix: format!("/{prefix_arc}"),
             ..self.clone()
         };
-        options
-            .name
-            .parse::<crate::reference::Reference>()
-            .map_err(ImageError::from)?;
+        let name = options.name.parse().map_err(ImageError::from)?;
         Ok(Checked {
             options,
             prefix_arc,
+            name,
         })
     }
 }

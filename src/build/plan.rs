@@ -66,7 +66,7 @@ pub(crate) fn plan(
         })?;
     let groups = groups(records, options.single_layer, budget);
     let settings = LayerSettings {
-        platform: subject.env.platform,
+        platform: subject.platform.subdir,
         image_prefix: &options.image_prefix,
         python: subject.python.as_ref(),
         compression: subject.base.compression(),
@@ -81,7 +81,7 @@ pub(crate) fn plan(
         .collect();
     Ok(LayerPlan {
         layers,
-        platform: subject.env.platform,
+        platform: subject.platform.subdir,
         image_prefix: options.image_prefix.clone(),
         prefix_arc: prefix_arc.to_owned(),
         python: subject.python.clone(),

@@ -436,8 +436,13 @@ impl Image {
 
     /// Names the image, `NAME[:TAG]` (tag `latest` if omitted).
     pub fn set_name(&mut self, name: &str) -> Result<(), ImageError> {
-        self.name = Some(name.parse()?);
+        self.set_reference(name.parse()?);
         Ok(())
+    }
+
+    /// Names the image with a reference already parsed.
+    pub fn set_reference(&mut self, name: Reference) {
+        self.name = Some(name);
     }
 
     /// Manifest annotations (OCI outputs only; docker archives have none).
