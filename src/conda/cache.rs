@@ -273,3 +273,77 @@ fn archive_matches(archive: &Path, record: &RepoDataRecord) -> Result<bool, Cond
     }
     Ok(false)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(sha256: &str) -> RepoDataRecord {
+        serde_json::from_value(serde_json::json!({
+            "name": "cd-a", "version": "1.0", "build": "0", "build_number": 0,
+            "subdir": "noarch", "sha256": sha256, "depends": [],
+            "url": "https://example.invalid/noarch/cd-a-1.0-0.conda",
+            "fn": "cd-a-1.0-0.conda", "channel": "https://example.invalid/",
+        }))
+        .unwrap()
+    }
+
+    fn listing(dir: &Path) -> Vec<(PathBuf, u64)> {
+        let mut all: Vec<_> = walk(dir);
+        all.sort();
+        all
+    }
+
+    fn walk(dir: &Path) -> Vec<(PathBuf, u64)> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flat_map(|e| {
+                let path = e.unwrap().path();
+                let meta = std::fs::metadata(&path).unwrap();
+                let mut here = vec![(path.clone(), meta.len())];
+                if meta.is_dir() {
+                    here.extend(walk(&path));
+                }
+                here
+            })
+            .collect()
+    }
+
+    /// A cache entry written by rattler itself is found by its sha256 and
+    /// only by it, and looking writes nothing into the cache.
+    #[test]
+    fn rattler_entries_are_found_by_sha256_without_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let sha = "aa".repeat(32);
+        let wanted = record(&sha);
+        let sha256 = wanted.package_record.sha256;
+        let cache = rattler_cache::package_cache::PackageCache::new(dir.path());
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(cache.get_or_fetch(
+                &wanted.package_record,
+                move |folder: PathBuf| async move {
+                    std::fs::create_dir_all(folder.join("info"))?;
+                    std::fs::write(
+                        folder.join("info/index.json"),
+                        r#"{"name":"cd-a","version":"1.0","build":"0","build_number":0}"#,
+                    )?;
+                    std::fs::write(
+                        folder.join("info/paths.json"),
+                        r#"{"paths":[],"paths_version":1}"#,
+                    )?;
+                    Ok::<_, std::io::Error>(sha256)
+                },
+                None,
+            ))
+            .unwrap();
+        let before = listing(dir.path());
+        assert_eq!(
+            rattler_folder(dir.path(), &wanted),
+            Some(dir.path().join("cd-a-1.0-0"))
+        );
+        assert_eq!(rattler_folder(dir.path(), &record(&"bb".repeat(32))), None);
+        assert_eq!(listing(dir.path()), before);
+    }
+}
