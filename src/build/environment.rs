@@ -49,18 +49,27 @@ pub(crate) struct BuildPlatform {
 
 /// Reads (or solves) the environment and opens the base for its platform.
 /// A solve is for the platform asked (or linux-64), decided before it; an
-/// installed or listed environment's platform is its records'.
+/// installed or listed environment's platform is its records' (the host's
+/// if every package is noarch, as conda would install them).
 pub(crate) fn resolve(options: &BuildOptions) -> Result<Subject, BuildError> {
     let mut solve = solve_options(options)?;
     let (env, platform, mut base) = match options.env.solves() {
         true => {
-            let platform = decide_platform(solve.subdir(), options)?;
+            let subdir = solve.subdir();
+            let platform = decide_platform(subdir, options)?;
             let base = base_for_solve(options, &platform, &mut solve)?;
-            (load(options, &solve)?, platform, base)
+            let env = load(options, &solve)?;
+            write_lock(options, &env, subdir)?;
+            (env, platform, base)
         }
         false => {
             let env = load(options, &solve)?;
-            let platform = decide_platform(env.platform, options)?;
+            let subdir = env
+                .platform
+                .or_else(Subdir::current)
+                .unwrap_or(Subdir::Linux64);
+            write_lock(options, &env, subdir)?;
+            let platform = decide_platform(subdir, options)?;
             let base = open_base(options, &platform.image)?;
             (env, platform, base)
         }
@@ -76,16 +85,16 @@ pub(crate) fn resolve(options: &BuildOptions) -> Result<Subject, BuildError> {
     })
 }
 
-/// The solve options, for `--platform` if one was asked for.
+/// The solve options, for `--platform` if one was asked for, else the
+/// caller's, else linux-64 (an image's default, whatever the host).
 fn solve_options(options: &BuildOptions) -> Result<SolveOptions, BuildError> {
     Ok(SolveOptions {
-        platform: match &options.platform {
-            Some(p) => Some(
-                p.subdir()
-                    .ok_or_else(|| BuildError::NotLinux(p.to_string()))?,
-            ),
-            None => options.solve.platform,
-        },
+        platform: Some(match &options.platform {
+            Some(p) => p
+                .subdir()
+                .ok_or_else(|| BuildError::NotLinux(p.to_string()))?,
+            None => options.solve.platform.unwrap_or(Subdir::Linux64),
+        }),
         ..options.solve.clone()
     })
 }
@@ -116,7 +125,7 @@ fn base_for_solve(
     Ok(base)
 }
 
-/// Reads or solves the environment, and writes `--lock-file` if asked.
+/// Reads or solves the environment.
 fn load(options: &BuildOptions, solve: &SolveOptions) -> Result<Environment, BuildError> {
     let env = Environment::load(&options.env, solve).map_err(|e| match e {
         // Without glibc in the base, packages built against it cannot be
@@ -133,15 +142,20 @@ fn load(options: &BuildOptions, solve: &SolveOptions) -> Result<Environment, Bui
         }
         other => other.into(),
     })?;
+    Ok(env)
+}
+
+/// Writes the environment to `--lock-file`, if asked, for `subdir`.
+fn write_lock(options: &BuildOptions, env: &Environment, subdir: Subdir) -> Result<(), BuildError> {
     if let Some(path) = &options.lock_file {
         let records: Vec<_> = env
             .records
             .iter()
             .map(|r| r.repodata_record.clone())
             .collect();
-        write_explicit(path, env.platform, &records)?;
+        write_explicit(path, subdir, &records)?;
     }
-    Ok(env)
+    Ok(())
 }
 
 /// The one place a build's platform is decided: the image platform of the

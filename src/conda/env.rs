@@ -250,8 +250,10 @@ pub struct Environment {
     /// One record per package, sorted by name. Only an installed
     /// environment's records list their files.
     pub records: Vec<PrefixRecord>,
-    /// The platform of its packages (`linux-64`, ...).
-    pub platform: Subdir,
+    /// The platform of its packages (`linux-64`, ...), as the source
+    /// states it: `None` when it does not (every package noarch), and the
+    /// build decides.
+    pub platform: Option<Subdir>,
 }
 
 /// What an environment is: the build matches on it once per stage.
@@ -321,7 +323,7 @@ impl Environment {
         check_all(&records, &origin)?;
         sort_by_name(&mut records);
         let platform = match stated {
-            Some(platform) => platform,
+            Some(platform) => Some(platform),
             None => platform_of(&records)?,
         };
         Ok(Environment {
@@ -447,8 +449,8 @@ fn sort_by_name(records: &mut [PrefixRecord]) {
     });
 }
 
-/// The one platform (besides noarch) of the records.
-fn platform_of(records: &[PrefixRecord]) -> Result<Subdir, CondaError> {
+/// The one platform (besides noarch) of the records, if any.
+fn platform_of(records: &[PrefixRecord]) -> Result<Option<Subdir>, CondaError> {
     let mut subdirs: Vec<&str> = records
         .iter()
         .map(|r| r.repodata_record.package_record.subdir.as_str())
@@ -457,9 +459,10 @@ fn platform_of(records: &[PrefixRecord]) -> Result<Subdir, CondaError> {
     subdirs.sort_unstable();
     subdirs.dedup();
     match subdirs.as_slice() {
-        [] => Ok(Subdir::current().unwrap_or(Subdir::Linux64)),
+        [] => Ok(None),
         [one] => one
             .parse()
+            .map(Some)
             .map_err(|_| CondaError::MixedPlatforms(format!("unknown platform {one}"))),
         many => Err(CondaError::MixedPlatforms(many.join(", "))),
     }
