@@ -5,7 +5,9 @@
 //! is five stages, a module each, handing typed values on:
 //!
 //! ```text
-//! what to build        environment  Subject: the environment, its base, its python
+//! checked options      options      Checked: the image prefix, the name parsed once
+//!   → what to build    environment  Subject: the environment (Installed | Resolved),
+//!                                   its one platform (decided here), base, python
 //!   → where bytes are  locate       Located: each package's folder (cache | prefix | fetched)
 //!   → layer plan       plan         LayerPlan: groups in dependency order, each with
 //!                                   its LayerIdentity (identity), before any byte
