@@ -282,14 +282,6 @@ pub enum Origin {
 }
 
 impl EnvironmentKind {
-    /// The prefix of an installed environment.
-    pub fn prefix(&self) -> Option<&Path> {
-        match self {
-            EnvironmentKind::Installed { prefix } => Some(prefix),
-            EnvironmentKind::Resolved { .. } => None,
-        }
-    }
-
     /// Where the records came from, for errors: the prefix or the file;
     /// empty for specs.
     fn origin_path(&self) -> &Path {
