@@ -127,6 +127,14 @@ impl Blob {
         }
     }
 
+    /// The file the blob is, if it is a whole file (not a range of one).
+    pub(crate) fn file_path(&self) -> Option<&Path> {
+        match &self.location {
+            Location::File(path) => Some(path),
+            Location::Range { .. } => None,
+        }
+    }
+
     /// A file in a scratch directory that must outlive this blob.
     pub(crate) fn scratch_file(path: PathBuf, scratch: Arc<TempDir>) -> Self {
         Blob {

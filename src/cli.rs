@@ -534,6 +534,10 @@ pub struct BuildArgs {
     /// digests change (the image id does not).
     #[arg(long)]
     pub compress_base: bool,
+    /// Build every layer again: take none from the layer cache and keep
+    /// none there (`CONDA_DOCKER_CACHE_DIR/layers`).
+    #[arg(long)]
+    pub no_cache: bool,
     /// Add a host file or folder as a layer of its own, above the
     /// environment, by Docker's COPY rules: a DEST ending in `/` or that
     /// is a directory receives the file inside it; a folder's contents go
@@ -730,6 +734,8 @@ fn build_options(args: BuildArgs, env: EnvSelector) -> Result<BuildOptions, CliE
         untracked: !args.no_untracked,
         activation_scripts: !args.no_activation_scripts,
         add: args.add,
+        layer_cache: (!args.no_cache)
+            .then(|| crate::layer::LayerCache::new(crate::dirs::cache_dir())),
         ..BuildOptions::default()
     })
 }

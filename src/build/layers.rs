@@ -10,22 +10,29 @@ use crate::conda::cache::dist_folder;
 use crate::conda::relocate::{Target, relocate};
 use crate::image::Image;
 use crate::layer::Layer;
-use crate::layer::LayerFactory;
+use crate::layer::{LayerCache, LayerFactory};
 use crate::parallel::{cores, in_parallel};
 
+use super::identity::LayerIdentity;
 use super::plan::{LayerPlan, PlannedLayer};
+
+/// The layer annotation naming the packages a layer holds.
+const PACKAGES_ANNOTATION: &str = "org.conda-docker.packages";
 use super::{BuildError, LayerReport, Reporter};
 
 /// The package layers of `plan`, in its order, each with its report.
 /// `records` and `package_dirs` are the environment's, in the same order;
 /// `image` (the base) gives the layers their compression and time stamp;
-/// packages are staged under `staging` while their layer is written.
+/// packages are staged under `staging` while their layer is written. A
+/// layer `cache` has (by the plan's identity) is taken from it unbuilt; a
+/// layer built is kept there.
 pub(crate) fn build_layers(
     plan: &LayerPlan,
     records: &[PrefixRecord],
     package_dirs: &[PathBuf],
     image: &mut Image,
     staging: &Path,
+    cache: Option<&LayerCache>,
     reporter: &dyn Reporter,
 ) -> Result<Vec<(Layer, LayerReport)>, BuildError> {
     let factory = image.layer_factory().map_err(|source| BuildError::Layer {
@@ -37,13 +44,27 @@ pub(crate) fn build_layers(
         platform: plan.platform,
         python: plan.python.as_ref(),
     };
-    let package_layer = |layer: &PlannedLayer| {
+    let package_layer = |planned: &PlannedLayer| {
+        let identity = planned.identity.as_ref().map(LayerIdentity::digest);
         let layer = PackageLayer {
-            packages: &layer.packages,
+            packages: &planned.packages,
             records,
             package_dirs,
         };
-        layer.build(&factory, &target, &plan.prefix_arc, staging, reporter)
+        let cached = cache.zip(identity.as_ref()).and_then(|(c, id)| c.get(id));
+        if let Some(cached) = cached {
+            return layer.cached(cached, reporter);
+        }
+        let built = layer.build(&factory, &target, &plan.prefix_arc, staging, reporter)?;
+        if let (Some(cache), Some(identity)) = (cache, identity)
+            && let Err(e) = cache.put(&identity, &built.0)
+        {
+            tracing::warn!(
+                "cannot keep layer {} in the layer cache: {e}",
+                built.0.digest()
+            );
+        }
+        Ok(built)
     };
     reporter.start(records.len());
     let built = in_parallel(&plan.layers, cores(), package_layer);
@@ -60,6 +81,28 @@ struct PackageLayer<'a> {
 }
 
 impl PackageLayer<'_> {
+    /// The layer as the cache keeps it, named like a built one.
+    fn cached(
+        &self,
+        mut layer: Layer,
+        reporter: &dyn Reporter,
+    ) -> Result<(Layer, LayerReport), BuildError> {
+        let packages = self
+            .packages
+            .iter()
+            .map(|&i| dist_folder(&self.records[i]).map(|d| d.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        tracing::info!("from the layer cache: {}", packages.join(" "));
+        layer.set_annotation(PACKAGES_ANNOTATION, packages.join(" "));
+        let report = LayerReport {
+            digest: layer.digest(),
+            size: layer.size(),
+            packages,
+        };
+        reporter.layer_built(&report);
+        Ok((layer, report))
+    }
+
     /// Relocates the packages into `staging`, writes them under
     /// `prefix_arc` into a layer, and removes what was staged.
     fn build(
@@ -101,7 +144,7 @@ impl PackageLayer<'_> {
         for dir in staged {
             let _ = std::fs::remove_dir_all(dir);
         }
-        layer.set_annotation("org.conda-docker.packages", &what);
+        layer.set_annotation(PACKAGES_ANNOTATION, &what);
         let report = LayerReport {
             digest: layer.digest(),
             size: layer.size(),

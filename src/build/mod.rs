@@ -68,6 +68,7 @@ pub fn build(
         &located.dirs,
         &mut subject.base,
         staging.path(),
+        options.layer_cache.as_ref(),
         reporter,
     )?;
     // The image.

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use crate::conda::cache::PackageCaches;
 use crate::conda::env::{EnvSelector, SolveOptions};
+use crate::dirs::cache_dir;
 use crate::image::{ImageError, ImageSource};
+use crate::layer::LayerCache;
 use crate::layer::tar::archive_path;
 use crate::platform::Platform;
 use crate::reference::Reference;
@@ -64,6 +66,9 @@ pub struct BuildOptions {
     /// Host files or folders added as a layer each, above the environment:
     /// `(source, destination inside the image)`.
     pub add: Vec<(PathBuf, String)>,
+    /// Where built layers are kept and looked up by their identity
+    /// (`None`: build every layer, keep none, as `--no-cache` asks).
+    pub layer_cache: Option<LayerCache>,
 }
 
 impl Default for BuildOptions {
@@ -93,6 +98,7 @@ impl Default for BuildOptions {
             untracked: true,
             activation_scripts: true,
             add: Vec::new(),
+            layer_cache: Some(LayerCache::new(cache_dir())),
         }
     }
 }

@@ -38,7 +38,6 @@ pub(crate) struct PlannedLayer {
     /// What decides the layer's bytes; `None` when something the identity
     /// cannot name does: a package rebuilt from the host's prefix, or one
     /// whose record has no hash.
-    #[expect(dead_code, reason = "the layer cache of the next issue keys on it")]
     pub identity: Option<LayerIdentity>,
 }
 

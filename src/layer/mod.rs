@@ -1,6 +1,7 @@
 //! Layers: building them (a deterministic tar, hashed and compressed in one
 //! pass) and describing them (digest, size, diff id, media type, bytes).
 
+mod cache;
 mod encode;
 pub(crate) mod headers;
 pub mod tar;
@@ -9,6 +10,7 @@ mod verify;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+pub use cache::LayerCache;
 pub use encode::{Compression, LayerFactory, LayerWriter};
 use oci_spec::image::MediaType;
 

@@ -17,6 +17,7 @@ mod glibc;
 mod golden;
 mod habits;
 mod harness_selftest;
+mod layer_cache;
 mod outputs;
 mod plugin;
 mod registry;
