@@ -69,7 +69,7 @@ fn top_layer_paths(image: &Path, n: usize) -> Vec<String> {
     let mut paths = Vec::new();
     for layer in &layers[layers.len() - n..] {
         let mut raw = Vec::new();
-        flate2::read::GzDecoder::new(layer.blob().open().unwrap())
+        flate2::read::MultiGzDecoder::new(layer.blob().open().unwrap())
             .read_to_end(&mut raw)
             .unwrap();
         for entry in tar::Archive::new(&raw[..]).entries().unwrap() {

@@ -57,7 +57,7 @@ fn image_bytes(image: &Image) -> Vec<u8> {
     let mut all = image.config().to_bytes();
     for layer in image.layers() {
         let mut raw = Vec::new();
-        flate2::read::GzDecoder::new(layer.blob().open().unwrap())
+        flate2::read::MultiGzDecoder::new(layer.blob().open().unwrap())
             .read_to_end(&mut raw)
             .unwrap();
         all.extend(raw);

@@ -147,7 +147,7 @@ fn source_date_epoch_sets_every_time() {
         image.layers()[2]
             .blob()
             .open()
-            .map(flate2::read::GzDecoder::new)
+            .map(flate2::read::MultiGzDecoder::new)
             .unwrap(),
     );
     for entry in tar.entries().unwrap() {

@@ -28,7 +28,7 @@ fn layer_bytes(path: &Path) -> Vec<u8> {
     let image = Image::open(path.to_str().unwrap()).unwrap();
     let mut all = Vec::new();
     for layer in image.layers() {
-        flate2::read::GzDecoder::new(layer.blob().open().unwrap())
+        flate2::read::MultiGzDecoder::new(layer.blob().open().unwrap())
             .read_to_end(&mut all)
             .unwrap();
     }
