@@ -84,7 +84,7 @@ impl PackageLayer<'_> {
     /// The layer as the cache keeps it, named like a built one.
     fn cached(
         &self,
-        mut layer: Layer,
+        layer: Layer,
         reporter: &dyn Reporter,
     ) -> Result<(Layer, LayerReport), BuildError> {
         let packages = self
@@ -93,14 +93,7 @@ impl PackageLayer<'_> {
             .map(|&i| dist_folder(&self.records[i]).map(|d| d.to_string()))
             .collect::<Result<Vec<_>, _>>()?;
         tracing::info!("from the layer cache: {}", packages.join(" "));
-        layer.set_annotation(PACKAGES_ANNOTATION, packages.join(" "));
-        let report = LayerReport {
-            digest: layer.digest(),
-            size: layer.size(),
-            packages,
-        };
-        reporter.layer_built(&report);
-        Ok((layer, report))
+        Ok(finish(layer, packages, reporter))
     }
 
     /// Relocates the packages into `staging`, writes them under
@@ -130,7 +123,7 @@ impl PackageLayer<'_> {
             packages.push(dist.to_string());
         }
         let what = packages.join(" ");
-        let mut layer = factory
+        let layer = factory
             .build(|tar| {
                 tar.normalize_modes();
                 staged
@@ -144,13 +137,23 @@ impl PackageLayer<'_> {
         for dir in staged {
             let _ = std::fs::remove_dir_all(dir);
         }
-        layer.set_annotation(PACKAGES_ANNOTATION, &what);
-        let report = LayerReport {
-            digest: layer.digest(),
-            size: layer.size(),
-            packages,
-        };
-        reporter.layer_built(&report);
-        Ok((layer, report))
+        Ok(finish(layer, packages, reporter))
     }
+}
+
+/// A package layer, built or from the cache, named by its packages (an
+/// annotation) and reported.
+fn finish(
+    mut layer: Layer,
+    packages: Vec<String>,
+    reporter: &dyn Reporter,
+) -> (Layer, LayerReport) {
+    layer.set_annotation(PACKAGES_ANNOTATION, packages.join(" "));
+    let report = LayerReport {
+        digest: layer.digest(),
+        size: layer.size(),
+        packages,
+    };
+    reporter.layer_built(&report);
+    (layer, report)
 }

@@ -13,7 +13,7 @@ use rattler_cache::package_cache::{CacheKey, PackageCacheLayer};
 use rattler_conda_types::{PrefixRecord, RepoDataRecord};
 
 use super::CondaError;
-use super::contained::{DistName, check_record, file_name};
+use super::contained::{DistName, file_name};
 use super::env::conda_root;
 use crate::dirs::{cache_dir, home, rattler_cache_dir};
 
@@ -189,10 +189,12 @@ impl PackageCaches {
     }
 }
 
-/// The folder name of `record`'s package. Records are checked when an
-/// environment is loaded; this is the one way to turn one into a path.
+/// The folder name of `record`'s package: the one way to turn a record into
+/// a path. Only the name, version and build are checked again here (a
+/// cheap check); the rest of the record was checked when the environment
+/// was loaded.
 pub fn dist_folder(record: &PrefixRecord) -> Result<DistName, CondaError> {
-    check_record(record).map_err(|_| unchecked(record))
+    DistName::of(&record.repodata_record.package_record).map_err(|_| unchecked(record))
 }
 
 fn unchecked(record: &PrefixRecord) -> CondaError {

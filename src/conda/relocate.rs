@@ -46,8 +46,8 @@ pub struct Target<'a> {
 /// The record conda keeps in `conda-meta/` for a package linked with
 /// `paths`, built from the package's `info/index.json` plus where it came
 /// from (url, channel, file name, hashes, size) and nothing else.
-pub fn fresh_record(
-    package_dir: &Path,
+fn fresh_record(
+    index: IndexJson,
     source: &RepoDataRecord,
     paths: Vec<rattler_conda_types::prefix_record::PathsEntry>,
 ) -> Result<PrefixRecord, CondaError> {
@@ -56,7 +56,6 @@ pub fn fresh_record(
         package: dist.clone(),
         source: cause,
     };
-    let index = read_index(package_dir, &dist)?;
     // One identity for the package, whichever way the environment was
     // named (an explicit spec knows one hash and no size; a solve knows
     // all three), so the layer is the same either way: the sha256 if
@@ -128,7 +127,7 @@ pub fn relocate(
         // Symlinks stay symlinks: copying one's target would read the host.
         allow_symbolic_links: Some(true),
         paths_json: Some(checked.paths),
-        index_json: Some(checked.index),
+        index_json: Some(checked.index.clone()),
         link_json: Some(checked.link),
         ..InstallOptions::default()
     };
@@ -143,7 +142,7 @@ pub fn relocate(
             fs_err::remove_file(&path).map_err(|e| fail(e.into()))?;
         }
     }
-    let record = fresh_record(package_dir, source, paths)?;
+    let record = fresh_record(checked.index, source, paths)?;
     let conda_meta = staging.join("conda-meta");
     let io = |source| CondaError::Io {
         path: conda_meta.clone(),
