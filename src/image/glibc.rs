@@ -37,8 +37,31 @@ const MAX_SCAN_ENTRIES: u64 = 1_000_000;
 /// layer cannot be read or decompressed, and when the base is larger
 /// than the scan's bounds (8 GiB of decompressed data, 1,000,000 entries):
 /// the error says to give the version with `--virtual-package __glibc=X`.
+///
+/// The answer is kept under the cache directory, keyed by the layers' diff
+/// ids, so a base is scanned once, not on every build that uses it.
 pub fn glibc_version(image: &Image, base: &dyn Display) -> Result<Option<String>, ImageError> {
-    scan(image, base, MAX_SCAN_BYTES, MAX_SCAN_ENTRIES)
+    if image.layers().is_empty() {
+        return Ok(None);
+    }
+    let ids: Vec<String> = image
+        .layers()
+        .iter()
+        .map(|l| l.diff_id().0.to_string())
+        .collect();
+    let memo = crate::dirs::cache_dir()
+        .join("glibc")
+        .join(crate::digest::Digest::of(ids.join("\n").as_bytes()).hex());
+    if let Ok(known) = std::fs::read_to_string(&memo) {
+        let known = known.trim();
+        return Ok((!known.is_empty()).then(|| known.to_owned()));
+    }
+    let found = scan(image, base, MAX_SCAN_BYTES, MAX_SCAN_ENTRIES)?;
+    // Only a hint for later builds: a memo that cannot be written is skipped.
+    let _ = fs_err::create_dir_all(memo.parent().unwrap_or(&memo)).and_then(|()| {
+        crate::atomic::write(&memo, found.as_deref().unwrap_or("").as_bytes(), 0o644)
+    });
+    Ok(found)
 }
 
 /// The scan, within one budget shared by all the base's layers.

@@ -144,6 +144,14 @@ fn a_locked_environment_is_checked_against_the_bases_glibc() {
         line.contains("has glibc 2.17, but the environment needs a newer glibc"),
         "{line}"
     );
+    // The base was scanned once; later builds read the answer it left.
+    let memos: Vec<_> = std::fs::read_dir(scene.path("cache/glibc"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    assert_eq!(memos, ["2.17"]);
+    let again = scene.refused(&["-b", &old, "--file", &lock]);
+    assert_eq!(again, line);
     let new = scene.base_with_glibc("2.36");
     common::run(&mut scene.build(&["-b", &new, "--file", &lock]));
     assert!(scene.path("out.tar").is_file());
