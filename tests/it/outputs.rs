@@ -5,7 +5,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::common::{self, CacheLayout, CondaChannel, Registry, install_env, require_tools};
+use crate::common::{
+    self, CacheLayout, CondaChannel, CondaEnv, Registry, install_env, require_tools,
+};
 use crate::fixtures::{conda_docker, failure};
 
 /// `conda-docker build -q -p ENV ARGS` with caches in `dir`, on
@@ -25,12 +27,17 @@ fn build(dir: &Path, env: &Path, args: &[&str]) -> Command {
     cmd
 }
 
+/// `cd-leaf` (and `cd-text`) installed from the fixture channel under `dir`.
+fn leaf_env(dir: &Path) -> CondaEnv {
+    let channel = CondaChannel::build_without_binary(&dir.join("channel"));
+    install_env(&channel, &["cd-leaf"], CacheLayout::Conda, dir)
+}
+
 #[test]
 fn build_writes_every_transport_and_plain_paths_by_format() {
     require_tools!("skopeo");
     let dir = tempfile::tempdir().unwrap();
-    let channel = CondaChannel::build_without_binary(&dir.path().join("channel"));
-    let env = install_env(&channel, &["cd-leaf"], CacheLayout::Conda, dir.path());
+    let env = leaf_env(dir.path());
     let d = dir.path();
     let digest = |reference: &str| {
         common::skopeo_inspect(reference, &[])["Digest"]
@@ -94,8 +101,7 @@ fn build_pushes_to_a_docker_reference_given_as_output() {
     let Some(registry) = Registry::plain(&dir.path().join("registry")) else {
         return;
     };
-    let channel = CondaChannel::build_without_binary(&dir.path().join("channel"));
-    let env = install_env(&channel, &["cd-leaf"], CacheLayout::Conda, dir.path());
+    let env = leaf_env(dir.path());
     let target = registry.reference("app/env:1");
     let summary: serde_json::Value = serde_json::from_slice(
         &common::run(&mut build(
@@ -127,8 +133,7 @@ fn one_manifest_digest_for_build_inspect_copy_and_push() {
     let Some(registry) = Registry::plain(&dir.path().join("registry")) else {
         return;
     };
-    let channel = CondaChannel::build_without_binary(&dir.path().join("channel"));
-    let env = install_env(&channel, &["cd-leaf"], CacheLayout::Conda, dir.path());
+    let env = leaf_env(dir.path());
     let d = dir.path();
     let json = |cmd: &mut Command| -> serde_json::Value {
         serde_json::from_slice(&common::run(cmd).stdout).unwrap()
@@ -172,8 +177,7 @@ fn plain_tar_base_layers_are_compressed_on_request() {
     let base_tar = d.join("plain.tar");
     base.write_file(&base_tar).unwrap();
     let base_ref = format!("docker-archive:{}", base_tar.display());
-    let channel = CondaChannel::build_without_binary(&d.join("channel"));
-    let env = install_env(&channel, &["cd-leaf"], CacheLayout::Conda, d);
+    let env = leaf_env(d);
     let layers = |layout: &str| -> Vec<serde_json::Value> {
         let raw = common::skopeo_inspect(&format!("oci:{}", d.join(layout).display()), &["--raw"]);
         raw["layers"].as_array().unwrap().clone()
