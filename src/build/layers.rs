@@ -11,7 +11,7 @@ use crate::conda::relocate::{Target, relocate};
 use crate::image::Image;
 use crate::layer::Layer;
 use crate::layer::{LayerCache, LayerFactory};
-use crate::parallel::{cores, in_parallel};
+use crate::parallel::in_parallel;
 
 use super::identity::LayerIdentity;
 use super::plan::{LayerPlan, PlannedLayer};
@@ -22,7 +22,8 @@ use super::{BuildError, LayerReport, Reporter};
 
 /// The package layers of `plan`, in its order, each with its report.
 /// `records` and `package_dirs` are the environment's, in the same order;
-/// `image` (the base) gives the layers their compression and time stamp;
+/// `image` (the base) gives the layers their compression, time stamp and
+/// threads (`--jobs`, which also bounds the layers built at once);
 /// packages are staged under `staging` while their layer is written. A
 /// layer `cache` has (by the plan's identity) is taken from it unbuilt; a
 /// layer built is kept there.
@@ -67,7 +68,7 @@ pub(crate) fn build_layers(
         Ok(built)
     };
     reporter.start(records.len());
-    let built = in_parallel(&plan.layers, cores(), package_layer);
+    let built = in_parallel(&plan.layers, image.jobs(), package_layer);
     reporter.finish();
     built.into_iter().collect()
 }
