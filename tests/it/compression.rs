@@ -15,24 +15,12 @@ use conda_docker::layer::compress::GZIP_CHUNK_SIZE;
 
 use crate::common::{self, HostilePackage, Podman, hostile_channel, require_tools, sha256_hex};
 use crate::fixtures::{busybox_base, conda_docker, failure};
+use crate::registry::noise;
 
 /// The big package's files: incompressible bytes (more than two chunks)
 /// and text (more than one), so its layer is several gzip members.
 const RANDOM: &str = "share/big/random.bin";
 const TEXT: &str = "share/big/text.txt";
-
-/// Bytes no compressor can shrink: a xorshift stream.
-fn random_bytes(len: usize) -> Vec<u8> {
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect()
-}
 
 /// Text that compresses about as source code does.
 fn text_bytes(len: usize) -> Vec<u8> {
@@ -61,7 +49,7 @@ impl Scene {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let work = dir.path().join("work");
-        let random = random_bytes(GZIP_CHUNK_SIZE * 5 / 2);
+        let random = noise(GZIP_CHUNK_SIZE * 5 / 2);
         let text = text_bytes(GZIP_CHUNK_SIZE * 3 / 2);
         let mut big = HostilePackage::new(&work, "big");
         big.file(RANDOM, &random, RANDOM).file(TEXT, &text, TEXT);

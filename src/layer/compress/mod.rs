@@ -3,6 +3,7 @@
 //! writing the same bytes whatever the number of threads.
 
 mod gzip;
+mod zstdmt;
 
 use std::fmt;
 use std::io::{self, Write};
@@ -13,13 +14,8 @@ use oci_spec::image::MediaType;
 
 pub(crate) use gzip::{ChunkedGzip, GzipThreads};
 pub use gzip::{GZIP_CHUNK_SIZE, GZIP_IMPLEMENTATION};
-
-/// The uncompressed size of one zstd job: a fixed size, so that where the
-/// jobs are cut, and so the bytes, depend on neither the number of
-/// threads nor zstd's defaults for a level. 4 MiB (half zstd's default at
-/// level 3) costs 0.06% of size on a 300 MB tree of libraries and lets a
-/// layer of 16 MB use four threads.
-pub const ZSTD_JOB_SIZE: u32 = 4 << 20;
+pub use zstdmt::ZSTD_JOB_SIZE;
+use zstdmt::ZstdWriter;
 
 /// How new layers are compressed. Levels are fixed per build so that the
 /// same input always gives the same bytes.
@@ -33,8 +29,8 @@ pub enum Compression {
     /// parallel.
     Gzip(u32),
     /// zstd, level 1-22 (`tar+zstd`): smaller and faster, but older engines
-    /// cannot read it. Compressed by zstd's own threads in jobs of
-    /// [`ZSTD_JOB_SIZE`].
+    /// cannot read it. One frame, compressed by zstd's own threads in jobs
+    /// of [`ZSTD_JOB_SIZE`].
     Zstd(i32),
 }
 
@@ -99,7 +95,7 @@ impl fmt::Display for Compression {
 
 /// The threads that compress the layers of one image: gzip chunks go to
 /// a pool of `jobs` threads shared by every layer written at the same
-/// time; each zstd layer runs `jobs` zstd workers.
+/// time, zstd jobs to zstd's pool of as many.
 #[derive(Clone)]
 pub(crate) struct Threads {
     jobs: usize,
@@ -121,7 +117,7 @@ impl Threads {
 pub(crate) enum Compressor<W: Write> {
     None(W),
     Gzip(ChunkedGzip<W>),
-    Zstd(zstd::Encoder<'static, W>),
+    Zstd(ZstdWriter<W>),
 }
 
 impl<W: Write> Compressor<W> {
@@ -133,14 +129,7 @@ impl<W: Write> Compressor<W> {
                 Compressor::Gzip(ChunkedGzip::new(inner, level.min(9), threads.gzip.clone()))
             }
             Compression::Zstd(level) => {
-                let mut encoder = zstd::Encoder::new(inner, level)?;
-                // zstd's multithreaded output depends on the job size but
-                // not on the number of workers, as long as there is one:
-                // with none it compresses in this thread, in another
-                // format of frame (facebook/zstd#2238, #2327).
-                encoder.multithread(u32::try_from(threads.jobs).unwrap_or(u32::MAX))?;
-                encoder.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB_SIZE))?;
-                Compressor::Zstd(encoder)
+                Compressor::Zstd(ZstdWriter::new(inner, level, threads.jobs)?)
             }
         })
     }
