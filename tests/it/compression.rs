@@ -379,6 +379,22 @@ fn zstd_for_a_docker_archive_is_refused_before_any_work() {
     );
     assert!(line.contains("--compression gzip"), "{line}");
     assert!(!out.exists());
+    let line = failure(
+        conda_docker()
+            .args(["build", "-p"])
+            .arg(dir.path().join("no-such-env"))
+            .args([
+                "-b",
+                "scratch",
+                "--compress-base",
+                "--compression",
+                "none",
+                "-o",
+            ])
+            .arg(&out),
+    );
+    assert!(line.contains("--compress-base compresses layers"), "{line}");
+    assert!(!out.exists());
 
     let usage = |args: &[&str]| {
         let output = common::run_unchecked(conda_docker().args(args));
