@@ -272,7 +272,6 @@ fn go_read(dir: &Path, blob: &Path) -> Vec<String> {
             .arg(&program)
             .arg(blob)
             .env("GOPROXY", "off")
-            .env("GOFLAGS", "-mod=mod")
             .env("GOPATH", dir.join("gopath"))
             .current_dir(dir),
     );
