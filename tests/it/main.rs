@@ -21,6 +21,7 @@ mod layer_cache;
 mod outputs;
 mod plugin;
 mod registry;
+mod registry_cache;
 mod registry_logins;
 mod registry_selftest;
 mod roundtrip;

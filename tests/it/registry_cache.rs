@@ -1,0 +1,265 @@
+//! `--cache-repo` (issue 15, "Beyond one machine"): machines, each with
+//! its own `CONDA_DOCKER_CACHE_DIR`, share package layers through one
+//! repository of a real `docker-registry` on 127.0.0.1. A fresh machine
+//! builds and uploads no package layer another built before; a read-only
+//! cache is never written; an entry whose blob is not what it says is not
+//! used.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use crate::common::{
+    self, CacheLayout, CondaChannel, CondaEnv, Registry, install_env, require_tools,
+};
+use crate::fixtures::conda_docker;
+
+/// One machine: `conda-docker` with its own home and cache under `dir`,
+/// reading the packages of `env`.
+fn machine(dir: &Path, env: &CondaEnv) -> Command {
+    let mut cmd = conda_docker();
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", dir.join("home"))
+        .env("CONDA_DOCKER_CACHE_DIR", dir.join("cache"))
+        .env("CONDA_PKGS_DIRS", &env.cache_dir)
+        .args(["build", "-v", "--json", "-b", "scratch", "-p"])
+        .arg(&env.prefix);
+    cmd
+}
+
+fn json_of(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\n{}",
+            common::stdout(output),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+/// Where each conda layer came from: `built`, `cache` or `registry`.
+fn sources(report: &Value) -> Vec<&str> {
+    report["conda_layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["source"].as_str().unwrap())
+        .collect()
+}
+
+/// Requests of conda-docker that send blob bytes.
+fn uploads(registry: &Registry) -> usize {
+    registry
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.user_agent.starts_with("conda-docker/")
+                && (r.method == "PATCH"
+                    || (r.method == "PUT" && r.path.contains("/blobs/uploads/")))
+        })
+        .count()
+}
+
+/// The tags of `repository`, as skopeo lists them.
+fn tags(registry: &Registry, repository: &str) -> Vec<String> {
+    let output = common::run(
+        Command::new(common::expect_tool("skopeo"))
+            .arg("list-tags")
+            .args(registry.client_flags())
+            .arg(registry.reference(repository)),
+    );
+    let listed: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let mut tags: Vec<String> = listed["Tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_owned())
+        .collect();
+    tags.sort();
+    tags
+}
+
+/// Entries of a machine's local layer cache.
+fn local_entries(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("cache/layers")).map_or(0, |d| d.count())
+}
+
+#[test]
+fn machines_share_package_layers_through_a_cache_repo() {
+    require_tools!("docker-registry", "skopeo");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let Some(registry) = Registry::plain(&d.join("registry")) else {
+        return;
+    };
+    let channel = CondaChannel::build_without_binary(&d.join("channel"));
+    let env = install_env(&channel, &["cd-leaf"], CacheLayout::Conda, d);
+    let packages = env.records.len();
+    let cache_repo = registry.image("ci/layers");
+    let target = registry.image("app/env:1");
+    let cached = ["--cache-repo", cache_repo.as_str()];
+
+    // Machine A builds every layer, writes one entry per layer, and pushes
+    // (mounting the layers from the cache repository it just filled).
+    let output = common::run(
+        machine(&d.join("a"), &env)
+            .args(cached)
+            .args(["--push", "-i", &target]),
+    );
+    let a = json_of(&output);
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(sources(&a), vec!["built"; packages], "{a:#}");
+    let digest = a["pushed"]["digest"].as_str().unwrap().to_owned();
+    assert_eq!(a["pushed"]["mounted"], packages, "{a:#}\n{log}");
+    let entries = tags(&registry, "ci/layers");
+    assert_eq!(entries.len(), packages, "{entries:?}");
+    assert!(entries.iter().all(|t| t.len() == 64), "{entries:?}");
+    let entry = registry.inspect(&format!("ci/layers:{}", entries[0]), &["--raw"]);
+    assert_eq!(
+        entry["artifactType"],
+        "application/vnd.conda-docker.layer.v1"
+    );
+    assert_eq!(entry["layers"].as_array().unwrap().len(), 1, "{entry:#}");
+
+    // Machine B, with an empty local cache, builds nothing, reads no layer
+    // and uploads nothing: the same image, whose layers the registry has.
+    let before = uploads(&registry);
+    let b = json_of(&common::run(
+        machine(&d.join("b"), &env)
+            .args(cached)
+            .args(["--push", "-i", &target]),
+    ));
+    assert_eq!(sources(&b), vec!["registry"; packages], "{b:#}");
+    assert_eq!(b["pushed"]["digest"], digest.as_str(), "{b:#}");
+    assert_eq!(b["pushed"]["uploaded"], 0, "{b:#}");
+    assert_eq!(uploads(&registry), before, "no upload requests");
+    assert_eq!(local_entries(&d.join("b")), 0, "nothing pulled");
+    let inspected = registry.inspect("app/env:1", &[]);
+    assert_eq!(inspected["Digest"], digest.as_str());
+    assert_eq!(tags(&registry, "ci/layers"), entries, "nothing written");
+
+    // Machine C pushes the same environment to another repository: the
+    // package layers are mounted from the cache repository, and only the
+    // environment's own layer and the config are uploaded.
+    let c = json_of(&common::run(
+        machine(&d.join("c"), &env).args(cached).args([
+            "--push",
+            "-i",
+            &registry.image("app/other:1"),
+        ]),
+    ));
+    assert_eq!(sources(&c), vec!["registry"; packages], "{c:#}");
+    assert_eq!(c["pushed"]["uploaded"], 2, "{c:#}");
+    assert_eq!(c["pushed"]["digest"], digest.as_str(), "{c:#}");
+    let mounts = registry
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.method == "POST"
+                && r.path.starts_with("/v2/app/other/")
+                && r.path.contains("from=ci%2Flayers")
+                && r.status == 201
+        })
+        .count();
+    assert_eq!(mounts, packages);
+    assert_eq!(
+        registry.inspect("app/other:1", &[])["Digest"],
+        digest.as_str()
+    );
+
+    // Machine D writes an OCI layout: the layers are pulled (and checked)
+    // into its local cache; the image is the same.
+    let layout = d.join("d-layout");
+    let out = format!("oci:{}:t", layout.display());
+    let dd = json_of(&common::run(
+        machine(&d.join("d"), &env).args(cached).args(["-o", &out]),
+    ));
+    assert_eq!(sources(&dd), vec!["registry"; packages], "{dd:#}");
+    assert_eq!(local_entries(&d.join("d")), packages);
+    assert_eq!(common::skopeo_inspect(&out, &[])["Digest"], digest.as_str());
+}
+
+#[test]
+fn a_read_only_cache_repo_is_never_written_and_a_bad_entry_is_not_used() {
+    require_tools!("docker-registry", "skopeo");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let Some(registry) = Registry::plain(&d.join("registry")) else {
+        return;
+    };
+    let channel = CondaChannel::build_without_binary(&d.join("channel"));
+    let env = install_env(&channel, &["cd-leaf"], CacheLayout::Conda, d);
+    let packages = env.records.len();
+    let cache_repo = registry.image("ci/layers");
+    let cached = ["--cache-repo", cache_repo.as_str()];
+    let out = |name: &str| format!("oci:{}:t", d.join(name).display());
+
+    // Read only: the layers are built, and no entry is written.
+    let ro = json_of(&common::run(
+        machine(&d.join("ro"), &env).args(cached).args([
+            "--cache-repo-read-only",
+            "-o",
+            &out("ro-layout"),
+        ]),
+    ));
+    assert_eq!(sources(&ro), vec!["built"; packages], "{ro:#}");
+    let missing = common::run_unchecked(
+        Command::new(common::expect_tool("skopeo"))
+            .arg("list-tags")
+            .args(registry.client_flags())
+            .arg(registry.reference("ci/layers")),
+    );
+    assert!(!missing.status.success(), "no tag, no repository");
+    let listed = registry.requests();
+    assert!(
+        !listed
+            .iter()
+            .any(|r| r.path.starts_with("/v2/ci/layers/") && r.method != "GET"),
+        "{listed:#?}"
+    );
+
+    // Written by a machine that may.
+    let a = json_of(&common::run(
+        machine(&d.join("a"), &env)
+            .args(cached)
+            .args(["-o", &out("a-layout")]),
+    ));
+    assert_eq!(sources(&a), vec!["built"; packages], "{a:#}");
+    assert_eq!(tags(&registry, "ci/layers").len(), packages);
+    let image = common::skopeo_inspect(&out("a-layout"), &[])["Digest"].clone();
+
+    // The registry serves other bytes for one layer: that entry is not
+    // used (the layer is built), the others are, and the image is the same.
+    let poisoned = a["conda_layers"][0]["digest"].as_str().unwrap();
+    let hex = poisoned.trim_start_matches("sha256:");
+    let data = registry
+        .dir()
+        .join("data/docker/registry/v2/blobs/sha256")
+        .join(&hex[..2])
+        .join(hex)
+        .join("data");
+    let mut bytes = std::fs::read(&data).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&data, bytes).unwrap();
+    let output = common::run(machine(&d.join("b"), &env).args(cached).args([
+        "--cache-repo-read-only",
+        "-o",
+        &out("b-layout"),
+    ]));
+    let b = json_of(&output);
+    let mut expected = vec!["registry"; packages];
+    expected[0] = "built";
+    assert_eq!(sources(&b), expected, "{b:#}");
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        log.contains("is not used") && log.contains("does not match its digest"),
+        "{log}"
+    );
+    assert_eq!(
+        common::skopeo_inspect(&out("b-layout"), &[])["Digest"],
+        image
+    );
+}
