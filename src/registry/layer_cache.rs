@@ -25,6 +25,7 @@ use serde_json::json;
 use super::client::content_digest;
 use super::pull::Puller;
 use super::push::{Item, PushTarget, Pusher};
+use super::store::BlobStore;
 use super::{RegistryError, RegistryOptions};
 use crate::blob::{Blob, read_capped};
 use crate::digest::{DiffId, Digest};
@@ -135,7 +136,7 @@ impl<'a> SharedLayers<'a> {
     pub(crate) fn find(&self, identity: &Digest) -> Option<Layer> {
         let (repo, config) = (self.repo.as_ref()?, self.config?);
         let local = self.local?;
-        let entry = match self.lookup(repo, identity) {
+        let entry = match lookup(repo, identity) {
             Ok(entry) => entry,
             Err(e) => {
                 tracing::warn!("the cache repository: looking up layer {identity}: {e}");
@@ -178,46 +179,10 @@ impl<'a> SharedLayers<'a> {
         }
     }
 
-    /// The entry tagged `identity`'s hex: `None` when there is none, or
-    /// it is not a well-formed entry for that identity (a warning).
-    fn lookup(&self, repo: &Puller, identity: &Digest) -> Result<Option<Layer>, RegistryError> {
-        let client = repo.client()?;
-        let response = repo.manifest_request(reqwest::Method::GET, &identity.hex())?;
-        if response.status() == StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        if !response.status().is_success() {
-            return Err(client.status_error("fetching a cache entry", response));
-        }
-        let sent = content_digest(&response);
-        let bytes = read_capped(response, MAX_ENTRY).map_err(|source| RegistryError::Transfer {
-            host: client.registry().to_owned(),
-            what: "reading a cache entry".into(),
-            source,
-        })?;
-        let checked = bytes
-            .ok_or_else(|| "it is not a cache entry: larger than 64 KiB".to_owned())
-            .and_then(|bytes| match sent {
-                Some(sent) if sent != Digest::of(&bytes) => {
-                    Err(format!("it does not match its digest {sent}"))
-                }
-                _ => entry(&bytes, identity, repo),
-            });
-        match checked {
-            Ok(entry) => Ok(Some(entry)),
-            Err(why) => {
-                tracing::warn!(
-                    "the cache repository's entry for layer identity {identity} is not used: {why}"
-                );
-                Ok(None)
-            }
-        }
-    }
-
     /// Writes an entry for each of `layers` (identity, layer built or
     /// taken here) that the cache repository lacks, unless it is read
-    /// only. A layer written gets the cache repository as its origin, so
-    /// a push to the same registry mounts it from there.
+    /// only. A layer the cache repository then has gets it as its origin,
+    /// so a push to the same registry mounts it from there.
     pub(crate) fn store(&self, layers: Vec<(Digest, &mut Layer)>) {
         let (Some(repo), Some(config)) = (&self.repo, self.config) else {
             return;
@@ -234,23 +199,24 @@ impl<'a> SharedLayers<'a> {
             .collect();
         let written = in_parallel(&todo, PARALLEL_WRITES, |(identity, layer)| {
             let looked_up = known.contains_key(identity);
-            Ok::<_, std::convert::Infallible>(match write(repo, identity, layer, looked_up) {
-                Ok(written) => written,
-                Err(e) => {
-                    tracing::warn!(
-                        "cannot write layer {} to the cache repository: {e}",
-                        layer.digest()
-                    );
-                    false
-                }
-            })
+            Ok::<_, std::convert::Infallible>(
+                write(repo, identity, layer, looked_up)
+                    .inspect_err(|e| {
+                        tracing::warn!(
+                            "cannot write layer {} to the cache repository: {e}",
+                            layer.digest()
+                        );
+                    })
+                    .ok(),
+            )
         });
         let mut count = 0;
         for ((_, layer), written) in todo.into_iter().zip(written) {
-            if written.unwrap_or(false) {
-                layer.set_origin(Arc::new(config.repository.clone()));
-                count += 1;
-            }
+            let Ok(Some(written)) = written else {
+                continue;
+            };
+            layer.set_origin(Arc::new(config.repository.clone()));
+            count += usize::from(written);
         }
         if count > 0 {
             tracing::info!(
@@ -258,6 +224,42 @@ impl<'a> SharedLayers<'a> {
                 config.repository.registry(),
                 config.repository.repository()
             );
+        }
+    }
+}
+
+/// The entry tagged `identity`'s hex: `None` when there is none, or
+/// it is not a well-formed entry for that identity (a warning).
+fn lookup(repo: &Puller, identity: &Digest) -> Result<Option<Layer>, RegistryError> {
+    let client = repo.client()?;
+    let response = repo.manifest_request(reqwest::Method::GET, &identity.hex())?;
+    if response.status() == StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    if !response.status().is_success() {
+        return Err(client.status_error("fetching a cache entry", response));
+    }
+    let sent = content_digest(&response);
+    let bytes = read_capped(response, MAX_ENTRY).map_err(|source| RegistryError::Transfer {
+        host: client.registry().to_owned(),
+        what: "reading a cache entry".into(),
+        source,
+    })?;
+    let checked = bytes
+        .ok_or_else(|| "it is not a cache entry: larger than 64 KiB".to_owned())
+        .and_then(|bytes| match sent {
+            Some(sent) if sent != Digest::of(&bytes) => {
+                Err(format!("it does not match its digest {sent}"))
+            }
+            _ => entry(&bytes, identity, &repo.store),
+        });
+    match checked {
+        Ok(entry) => Ok(Some(entry)),
+        Err(why) => {
+            tracing::warn!(
+                "the cache repository's entry for layer identity {identity} is not used: {why}"
+            );
+            Ok(None)
         }
     }
 }
@@ -280,7 +282,7 @@ fn in_registry(layer: Layer, target: &Reference) -> Layer {
 
 /// The layer the entry in `bytes` names, if it is an entry for
 /// `identity`: checked for form, not yet against the layer's bytes.
-fn entry(bytes: &[u8], identity: &Digest, repo: &Puller) -> Result<Layer, String> {
+fn entry(bytes: &[u8], identity: &Digest, store: &BlobStore) -> Result<Layer, String> {
     let manifest: EntryManifest =
         serde_json::from_slice(bytes).map_err(|e| format!("it is not a cache entry: {e}"))?;
     if manifest.artifact_type.as_deref() != Some(LAYER_ARTIFACT_TYPE) {
@@ -303,7 +305,7 @@ fn entry(bytes: &[u8], identity: &Digest, repo: &Puller) -> Result<Layer, String
         .get(DIFF_ID_ANNOTATION)
         .and_then(|d| d.parse().ok())
         .ok_or("its layer has no valid diff id")?;
-    let blob = Blob::file(repo.store.path(&digest));
+    let blob = Blob::file(store.path(&digest));
     Ok(Layer::new(
         media_type,
         digest,
@@ -331,7 +333,8 @@ fn pulled(repo: &Puller, layer: Layer) -> Result<Layer, RegistryError> {
 }
 
 /// Writes the entry of `layer` under `identity`, unless (when it was not
-/// `looked_up` before) the repository has one; whether it was written.
+/// `looked_up` before) the repository has one: whether it was written
+/// (else it was there already).
 fn write(
     repo: &Puller,
     identity: &Digest,
@@ -381,4 +384,66 @@ fn entry_manifest(identity: &Digest, layer: &Layer) -> Vec<u8> {
         "annotations": BTreeMap::from([(IDENTITY_ANNOTATION, identity.to_string())]),
     });
     serde_json::to_vec(&manifest).expect("a manifest of strings and numbers serialises")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer() -> Layer {
+        Layer::new(
+            oci_spec::image::MediaType::ImageLayerGzip,
+            Digest::of(b"blob"),
+            4,
+            DiffId(Digest::of(b"tar")),
+            Blob::file("/nonexistent"),
+        )
+    }
+
+    #[test]
+    fn an_entry_names_its_layer() {
+        let identity = Digest::of(b"identity");
+        let bytes = entry_manifest(&identity, &layer());
+        let store = BlobStore::open();
+        let read = entry(&bytes, &identity, &store).unwrap();
+        assert_eq!(read.digest(), layer().digest());
+        assert_eq!(read.size(), 4);
+        assert_eq!(read.diff_id(), layer().diff_id());
+        assert_eq!(read.media_type(), layer().media_type());
+        assert_eq!(
+            read.blob().file_path(),
+            Some(store.path(&read.digest()).as_path())
+        );
+    }
+
+    #[test]
+    fn entries_that_are_not_what_they_say_are_refused() {
+        let identity = Digest::of(b"identity");
+        let store = BlobStore::open();
+        let good: serde_json::Value =
+            serde_json::from_slice(&entry_manifest(&identity, &layer())).unwrap();
+        let refused = |why: &str, change: &dyn Fn(&mut serde_json::Value)| {
+            let mut manifest = good.clone();
+            change(&mut manifest);
+            let bytes = serde_json::to_vec(&manifest).unwrap();
+            let error = entry(&bytes, &identity, &store).err().unwrap();
+            assert!(error.contains(why), "{error}");
+        };
+        refused("another layer identity", &|m| {
+            m["annotations"][IDENTITY_ANNOTATION] = json!(Digest::of(b"other").to_string())
+        });
+        refused("artifactType", &|m| {
+            m["artifactType"] = json!("application/x")
+        });
+        refused("exactly one layer", &|m| m["layers"] = json!([]));
+        refused("no valid diff id", &|m| {
+            m["layers"][0]["annotations"][DIFF_ID_ANNOTATION] = json!("sha256:short")
+        });
+        refused("not a layer media type", &|m| {
+            m["layers"][0]["mediaType"] = json!("text/plain")
+        });
+        refused("not a cache entry", &|m| m["layers"][0]["size"] = json!(-1));
+        let error = entry(b"{", &identity, &store).err().unwrap();
+        assert!(error.contains("not a cache entry"), "{error}");
+    }
 }

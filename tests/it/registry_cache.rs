@@ -169,6 +169,19 @@ fn machines_share_package_layers_through_a_cache_repo() {
         digest.as_str()
     );
 
+    // Machine A again, to a third repository: its layers come from its
+    // local cache, and are mounted from the cache repository, which has them.
+    let again = json_of(&common::run(
+        machine(&d.join("a"), &env).args(cached).args([
+            "--push",
+            "-i",
+            &registry.image("app/third:1"),
+        ]),
+    ));
+    assert_eq!(sources(&again), vec!["cache"; packages], "{again:#}");
+    assert_eq!(again["pushed"]["mounted"], packages, "{again:#}");
+    assert_eq!(tags(&registry, "ci/layers"), entries, "nothing written");
+
     // Machine D writes an OCI layout: the layers are pulled (and checked)
     // into its local cache; the image is the same.
     let layout = d.join("d-layout");
