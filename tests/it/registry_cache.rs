@@ -6,7 +6,7 @@
 //! used.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use serde_json::Value;
 
@@ -14,6 +14,7 @@ use crate::common::{
     self, CacheLayout, CondaChannel, CondaEnv, Registry, install_env, require_tools,
 };
 use crate::fixtures::conda_docker;
+use crate::registry::{json_of, uploads};
 
 /// One machine: `conda-docker` with its own home and cache under `dir`,
 /// reading the packages of `env`.
@@ -29,16 +30,6 @@ fn machine(dir: &Path, env: &CondaEnv) -> Command {
     cmd
 }
 
-fn json_of(output: &Output) -> Value {
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\n{}",
-            common::stdout(output),
-            String::from_utf8_lossy(&output.stderr)
-        )
-    })
-}
-
 /// Where each conda layer came from: `built`, `cache` or `registry`.
 fn sources(report: &Value) -> Vec<&str> {
     report["conda_layers"]
@@ -47,19 +38,6 @@ fn sources(report: &Value) -> Vec<&str> {
         .iter()
         .map(|l| l["source"].as_str().unwrap())
         .collect()
-}
-
-/// Requests of conda-docker that send blob bytes.
-fn uploads(registry: &Registry) -> usize {
-    registry
-        .requests()
-        .iter()
-        .filter(|r| {
-            r.user_agent.starts_with("conda-docker/")
-                && (r.method == "PATCH"
-                    || (r.method == "PUT" && r.path.contains("/blobs/uploads/")))
-        })
-        .count()
 }
 
 /// The tags of `repository`, as skopeo lists them.
@@ -81,6 +59,30 @@ fn tags(registry: &Registry, repository: &str) -> Vec<String> {
     tags
 }
 
+/// What the machines share: a plain registry with the cache repository
+/// `ci/layers`, and an environment of `packages` packages from a
+/// conda-style package cache (so each layer has an identity).
+struct Machines {
+    registry: Registry,
+    env: CondaEnv,
+    packages: usize,
+    cache_repo: String,
+}
+
+impl Machines {
+    fn new(dir: &Path) -> Option<Self> {
+        let registry = Registry::plain(&dir.join("registry"))?;
+        let channel = CondaChannel::build_without_binary(&dir.join("channel"));
+        let env = install_env(&channel, &["cd-leaf"], CacheLayout::Conda, dir);
+        Some(Machines {
+            packages: env.records.len(),
+            cache_repo: registry.image("ci/layers"),
+            registry,
+            env,
+        })
+    }
+}
+
 /// Entries of a machine's local layer cache.
 fn local_entries(dir: &Path) -> usize {
     std::fs::read_dir(dir.join("cache/layers")).map_or(0, |d| d.count())
@@ -91,13 +93,15 @@ fn machines_share_package_layers_through_a_cache_repo() {
     require_tools!("docker-registry", "skopeo");
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let Some(registry) = Registry::plain(&d.join("registry")) else {
+    let Some(Machines {
+        registry,
+        env,
+        packages,
+        cache_repo,
+    }) = Machines::new(d)
+    else {
         return;
     };
-    let channel = CondaChannel::build_without_binary(&d.join("channel"));
-    let env = install_env(&channel, &["cd-leaf"], CacheLayout::Conda, d);
-    let packages = env.records.len();
-    let cache_repo = registry.image("ci/layers");
     let target = registry.image("app/env:1");
     let cached = ["--cache-repo", cache_repo.as_str()];
 
@@ -199,13 +203,15 @@ fn a_read_only_cache_repo_is_never_written_and_a_bad_entry_is_not_used() {
     require_tools!("docker-registry", "skopeo");
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let Some(registry) = Registry::plain(&d.join("registry")) else {
+    let Some(Machines {
+        registry,
+        env,
+        packages,
+        cache_repo,
+    }) = Machines::new(d)
+    else {
         return;
     };
-    let channel = CondaChannel::build_without_binary(&d.join("channel"));
-    let env = install_env(&channel, &["cd-leaf"], CacheLayout::Conda, d);
-    let packages = env.records.len();
-    let cache_repo = registry.image("ci/layers");
     let cached = ["--cache-repo", cache_repo.as_str()];
     let out = |name: &str| format!("oci:{}:t", d.join(name).display());
 
