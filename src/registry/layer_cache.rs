@@ -115,7 +115,10 @@ impl<'a> SharedLayers<'a> {
             match puller.client() {
                 Ok(_) => Some((puller, config)),
                 Err(e) => {
-                    tracing::warn!("the cache repository cannot be used: {e}");
+                    tracing::warn!(
+                        "the cache repository cannot be used: {}",
+                        crate::error_line(&e)
+                    );
                     None
                 }
             }
@@ -139,7 +142,10 @@ impl<'a> SharedLayers<'a> {
         let entry = match lookup(repo, identity) {
             Ok(entry) => entry,
             Err(e) => {
-                tracing::warn!("the cache repository: looking up layer {identity}: {e}");
+                tracing::warn!(
+                    "the cache repository: looking up layer {identity}: {}",
+                    crate::error_line(&e)
+                );
                 return None;
             }
         };
@@ -150,7 +156,12 @@ impl<'a> SharedLayers<'a> {
             match push.holds(&layer.digest(), layer.size(), Some(&config.repository)) {
                 Ok(true) => return Some(in_registry(layer, push.reference())),
                 Ok(false) => {}
-                Err(e) => tracing::warn!("{}: checking {}: {e}", push.reference(), layer.digest()),
+                Err(e) => tracing::warn!(
+                    "{}: checking {}: {}",
+                    push.reference(),
+                    layer.digest(),
+                    crate::error_line(&e)
+                ),
             }
         }
         match pulled(repo, layer) {
@@ -165,7 +176,8 @@ impl<'a> SharedLayers<'a> {
             }
             Err(e) => {
                 tracing::warn!(
-                    "the cache repository's entry for layer identity {identity} is not used: {e}"
+                    "the cache repository's entry for layer identity {identity} is not used: {}",
+                    crate::error_line(&e)
                 );
                 self.note(identity, false);
                 None
@@ -203,8 +215,9 @@ impl<'a> SharedLayers<'a> {
                 write(repo, identity, layer, looked_up)
                     .inspect_err(|e| {
                         tracing::warn!(
-                            "cannot write layer {} to the cache repository: {e}",
-                            layer.digest()
+                            "cannot write layer {} to the cache repository: {}",
+                            layer.digest(),
+                            crate::error_line(e)
                         );
                     })
                     .ok(),

@@ -259,7 +259,8 @@ fn a_read_only_cache_repo_is_never_written_and_a_bad_entry_is_not_used() {
         .join(&hex[..2])
         .join(hex)
         .join("data");
-    let mut bytes = std::fs::read(&data).unwrap();
+    let original = std::fs::read(&data).unwrap();
+    let mut bytes = original.clone();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
     std::fs::write(&data, bytes).unwrap();
@@ -281,4 +282,101 @@ fn a_read_only_cache_repo_is_never_written_and_a_bad_entry_is_not_used() {
         common::skopeo_inspect(&out("b-layout"), &[])["Digest"],
         image
     );
+    std::fs::write(&data, &original).unwrap();
+
+    // An entry whose diff id is not its layer's: not used either.
+    let wrong_diff_id = a["conda_layers"][1]["digest"].as_str().unwrap();
+    let tag = tags(&registry, "ci/layers")
+        .into_iter()
+        .find(|tag| {
+            let entry = registry.inspect(&format!("ci/layers:{tag}"), &["--raw"]);
+            entry["layers"][0]["digest"] == wrong_diff_id
+        })
+        .unwrap();
+    let mut entry = registry.inspect(&format!("ci/layers:{tag}"), &["--raw"]);
+    entry["layers"][0]["annotations"]["org.conda-docker.layer.diff-id"] =
+        serde_json::json!(format!("sha256:{}", "0".repeat(64)));
+    let put = common::http_request(
+        registry.host(),
+        "PUT",
+        &format!("/v2/ci/layers/manifests/{tag}"),
+        &[("Content-Type", "application/vnd.oci.image.manifest.v1+json")],
+        &serde_json::to_vec(&entry).unwrap(),
+    );
+    assert_eq!(put.status, 201, "{}", put.text());
+    let output = common::run(machine(&d.join("c"), &env).args(cached).args([
+        "--cache-repo-read-only",
+        "-o",
+        &out("c-layout"),
+    ]));
+    let c = json_of(&output);
+    let mut expected = vec!["registry"; packages];
+    expected[1] = "built";
+    assert_eq!(sources(&c), expected, "{c:#}");
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(log.contains("does not match its diff id"), "{log}");
+    assert_eq!(
+        common::skopeo_inspect(&out("c-layout"), &[])["Digest"],
+        image
+    );
+}
+
+/// The cache repository is reached with the user's login for its registry;
+/// without one, or without a registry at all, the build goes on (warnings)
+/// and builds every layer.
+#[test]
+fn the_cache_repo_uses_the_login_for_its_registry_and_never_stops_a_build() {
+    require_tools!("docker-registry", "skopeo", "htpasswd");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let Some(registry) = Registry::basic(&d.join("registry"), "ci", "secret") else {
+        return;
+    };
+    let channel = CondaChannel::build_without_binary(&d.join("channel"));
+    let env = install_env(&channel, &["cd-leaf"], CacheLayout::Conda, d);
+    let packages = env.records.len();
+    let build = |name: &str, cache_repo: &str| {
+        let output = common::run(machine(&d.join(name), &env).args([
+            "--cache-repo",
+            cache_repo,
+            "-o",
+            &format!("oci:{}:t", d.join(format!("{name}-layout")).display()),
+        ]));
+        (
+            json_of(&output),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let cache_repo = registry.image("ci/layers");
+
+    // No registry there at all.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = format!("{}/ci/layers", closed.local_addr().unwrap());
+    drop(closed);
+    let (report, log) = build("nowhere", &nowhere);
+    assert_eq!(sources(&report), vec!["built"; packages], "{report:#}");
+    assert!(log.contains("the cache repository cannot be used"), "{log}");
+
+    // No login for the registry: refused, the build goes on.
+    let (report, log) = build("anonymous", &cache_repo);
+    assert_eq!(sources(&report), vec!["built"; packages], "{report:#}");
+    assert!(log.contains("not authorised to pull from"), "{log}");
+
+    // With the user's login (docker's config.json), entries are written,
+    // then found by another machine logged in too.
+    for name in ["a", "b"] {
+        let docker = d.join(name).join("home/.docker");
+        std::fs::create_dir_all(&docker).unwrap();
+        std::fs::write(
+            docker.join("config.json"),
+            registry.docker_config(false).to_string(),
+        )
+        .unwrap();
+    }
+    let (report, log) = build("a", &cache_repo);
+    assert_eq!(sources(&report), vec!["built"; packages], "{report:#}");
+    assert!(!log.contains("WARN"), "{log}");
+    assert_eq!(tags(&registry, "ci/layers").len(), packages);
+    let (report, _) = build("b", &cache_repo);
+    assert_eq!(sources(&report), vec!["registry"; packages], "{report:#}");
 }
