@@ -55,7 +55,8 @@ Environment:
   RATTLER_CACHE_DIR         rattler's cache: downloaded packages go to its pkgs/
   CONDA_DOCKER_CACHE_DIR    where pulled base image blobs are kept
   CONDA_DOCKER_REGISTRY_USER, CONDA_DOCKER_REGISTRY_PASSWORD
-                            the login --push uses, before docker's and podman's
+                            the login --push (and a --cache-repo there) uses, before
+                            docker's and podman's
   SOURCE_DATE_EPOCH         the timestamp of every file and history entry (default 0)
   PIXI_PROJECT_MANIFEST     the pixi project `pixi docker` builds (else found from the
                             current directory up)
@@ -666,6 +667,12 @@ fn run_build(args: BuildArgs) -> Result<(), CliError> {
     if destination.is_none() {
         options.push_only = push_target.clone();
     }
+    // CI's login for the registry pushed to serves a cache repository there.
+    if let (Some(cache), Some(push_to)) = (&mut options.cache_repo, &push_to)
+        && cache.repository.registry() == push_to.registry()
+    {
+        cache.login = Login::from_environment();
+    }
     let progress = Progress::new(quiet);
     let (mut image, layers) = build(&options, &progress)?;
     if compress_base {
@@ -770,6 +777,7 @@ fn build_options(args: BuildArgs, env: EnvSelector) -> Result<BuildOptions, CliE
         cache_repo: args.cache_repo.map(|repository| CacheRepo {
             repository,
             read_only: args.cache_repo_read_only,
+            login: None,
         }),
         ..BuildOptions::default()
     })

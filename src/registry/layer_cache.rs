@@ -23,6 +23,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::client::content_digest;
+use super::credentials::Login;
 use super::pull::Puller;
 use super::push::{Item, PushTarget, Pusher};
 use super::store::BlobStore;
@@ -62,6 +63,9 @@ pub struct CacheRepo {
     /// for builds that may read the cache but not change it, such as
     /// those of pull requests.
     pub read_only: bool,
+    /// The login for its registry; `None`: the user's stored one, found
+    /// as for a pull.
+    pub login: Option<Login>,
 }
 
 /// A cache entry's manifest, as far as it is read.
@@ -111,7 +115,7 @@ impl<'a> SharedLayers<'a> {
         options: &'a RegistryOptions,
     ) -> Self {
         let repo = repo.and_then(|config| {
-            let puller = Puller::new(&config.repository, options);
+            let puller = Puller::new(&config.repository, options).with_login(config.login.clone());
             match puller.client() {
                 Ok(_) => Some((puller, config)),
                 Err(e) => {

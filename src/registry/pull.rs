@@ -10,7 +10,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use serde_json::Value;
 
 use super::client::{Action, Client, Scope, content_digest};
-use super::credentials::lookup;
+use super::credentials::{Login, lookup};
 use super::store::BlobStore;
 use super::{RegistryError, RegistryOptions};
 use crate::blob::{Blob, Capped, MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE, read_capped, size_text};
@@ -48,6 +48,8 @@ pub(super) struct Puller<'a> {
     target: String,
     pub(super) store: BlobStore,
     options: &'a RegistryOptions,
+    /// The login to use, else the user's stored one for the registry.
+    login: Option<Login>,
     client: OnceLock<Client>,
 }
 
@@ -65,8 +67,15 @@ impl<'a> Puller<'a> {
             target: format!("{}/{}", reference.registry(), reference.repository()),
             store: BlobStore::open(),
             options,
+            login: None,
             client: OnceLock::new(),
         }
+    }
+
+    /// Uses `login`, if given, instead of the user's stored one.
+    pub(super) fn with_login(mut self, login: Option<Login>) -> Self {
+        self.login = login;
+        self
     }
 
     /// The repository read.
@@ -85,7 +94,10 @@ impl<'a> Puller<'a> {
             return Ok(client);
         }
         let registry = self.reference.registry();
-        let login = lookup(registry, self.reference.repository())?;
+        let login = match &self.login {
+            Some(login) => Some(login.clone()),
+            None => lookup(registry, self.reference.repository())?,
+        };
         let client = Client::connect(registry, self.options, login)?;
         Ok(self.client.get_or_init(|| client))
     }

@@ -362,21 +362,29 @@ fn the_cache_repo_uses_the_login_for_its_registry_and_never_stops_a_build() {
     assert_eq!(sources(&report), vec!["built"; packages], "{report:#}");
     assert!(log.contains("not authorised to pull from"), "{log}");
 
-    // With the user's login (docker's config.json), entries are written,
-    // then found by another machine logged in too.
-    for name in ["a", "b"] {
-        let docker = d.join(name).join("home/.docker");
-        std::fs::create_dir_all(&docker).unwrap();
-        std::fs::write(
-            docker.join("config.json"),
-            registry.docker_config(false).to_string(),
-        )
-        .unwrap();
-    }
-    let (report, log) = build("a", &cache_repo);
+    // CI's login for the registry pushed to serves the cache repository
+    // there: entries are written.
+    let output = common::run(
+        machine(&d.join("ci"), &env)
+            .env("CONDA_DOCKER_REGISTRY_USER", "ci")
+            .env("CONDA_DOCKER_REGISTRY_PASSWORD", "secret")
+            .args(["--cache-repo", &cache_repo, "--push", "-i"])
+            .arg(registry.image("app/env:1")),
+    );
+    let (report, log) = (json_of(&output), String::from_utf8_lossy(&output.stderr));
     assert_eq!(sources(&report), vec!["built"; packages], "{report:#}");
     assert!(!log.contains("WARN"), "{log}");
     assert_eq!(tags(&registry, "ci/layers").len(), packages);
-    let (report, _) = build("b", &cache_repo);
+
+    // The user's stored login (docker's config.json): entries are found.
+    let docker = d.join("a/home/.docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    std::fs::write(
+        docker.join("config.json"),
+        registry.docker_config(false).to_string(),
+    )
+    .unwrap();
+    let (report, log) = build("a", &cache_repo);
     assert_eq!(sources(&report), vec!["registry"; packages], "{report:#}");
+    assert!(!log.contains("WARN"), "{log}");
 }
