@@ -663,8 +663,9 @@ fn run_build(args: BuildArgs) -> Result<(), CliError> {
         .map(|reference| PushTarget::check(reference, &options.registry, Login::from_environment()))
         .transpose()?
         .map(std::sync::Arc::new);
-    // Only a push needs no layer's bytes that the registry has.
-    if destination.is_none() {
+    // Only a push needs no layer's bytes that the registry has (and
+    // --compress-base reads every plain layer).
+    if destination.is_none() && !compress_base {
         options.push_only = push_target.clone();
     }
     // CI's login for the registry pushed to serves a cache repository there.

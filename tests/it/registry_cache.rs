@@ -388,3 +388,48 @@ fn the_cache_repo_uses_the_login_for_its_registry_and_never_stops_a_build() {
     assert_eq!(sources(&report), vec!["registry"; packages], "{report:#}");
     assert!(!log.contains("WARN"), "{log}");
 }
+
+/// On a registry with bearer tokens (Docker Hub's and ghcr's flow), a push
+/// to another repository mounts the layers from the cache repository with
+/// a token for both.
+#[test]
+fn layers_are_mounted_from_the_cache_repo_with_bearer_tokens() {
+    require_tools!("docker-registry", "skopeo", "openssl");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let Some(registry) = Registry::token(&d.join("registry"), "ci", "secret") else {
+        return;
+    };
+    let channel = CondaChannel::build_without_binary(&d.join("channel"));
+    let env = install_env(&channel, &["cd-leaf"], CacheLayout::Conda, d);
+    let packages = env.records.len();
+    let push = |name: &str, image: &str| {
+        json_of(&common::run(
+            machine(&d.join(name), &env)
+                .env("CONDA_DOCKER_REGISTRY_USER", "ci")
+                .env("CONDA_DOCKER_REGISTRY_PASSWORD", "secret")
+                .args(["--cache-repo", &registry.image("ci/layers"), "--push", "-i"])
+                .arg(registry.image(image)),
+        ))
+    };
+    let a = push("a", "app/env:1");
+    assert_eq!(sources(&a), vec!["built"; packages], "{a:#}");
+    let b = push("b", "app/other:1");
+    assert_eq!(sources(&b), vec!["registry"; packages], "{b:#}");
+    assert_eq!(b["pushed"]["digest"], a["pushed"]["digest"], "{b:#}");
+    assert!(
+        registry.tokens().iter().any(|t| {
+            t.scopes
+                .contains(&"repository:app/other:pull,push".to_owned())
+                && t.scopes.contains(&"repository:ci/layers:pull".to_owned())
+        }),
+        "{:#?}",
+        registry.tokens()
+    );
+    let mounted = registry
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains("from=ci%2Flayers") && r.status == 201)
+        .count();
+    assert_eq!(mounted, 2 * packages, "A's push and B's build mount each");
+}
