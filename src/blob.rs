@@ -273,3 +273,22 @@ impl fmt::Debug for Blob {
         write!(f, "Blob({self})")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_blob_in_a_registry_cannot_be_read() {
+        let blob = Blob::in_registry("ghcr.io", "org/app", 42);
+        assert!(!blob.is_local());
+        assert_eq!(blob.size().unwrap(), 42);
+        assert_eq!(blob.file_path(), None);
+        assert_eq!(blob.to_string(), "ghcr.io/org/app (not on this machine)");
+        let error = blob.open().err().unwrap();
+        assert_eq!(error.kind(), io::ErrorKind::Unsupported);
+        assert!(error.to_string().contains("in ghcr.io/org/app"), "{error}");
+        assert!(blob.hash().is_err());
+        assert!(Blob::file("/x").is_local());
+    }
+}
