@@ -70,8 +70,9 @@ struct Machines {
 }
 
 impl Machines {
-    fn new(dir: &Path) -> Option<Self> {
-        let registry = Registry::plain(&dir.join("registry"))?;
+    /// The registry `start` starts in `dir/registry` (`None`: skipped).
+    fn new(dir: &Path, start: impl FnOnce(&Path) -> Option<Registry>) -> Option<Self> {
+        let registry = start(&dir.join("registry"))?;
         let channel = CondaChannel::build_without_binary(&dir.join("channel"));
         let env = install_env(&channel, &["cd-leaf"], CacheLayout::Conda, dir);
         Some(Machines {
@@ -98,7 +99,7 @@ fn machines_share_package_layers_through_a_cache_repo() {
         env,
         packages,
         cache_repo,
-    }) = Machines::new(d)
+    }) = Machines::new(d, Registry::plain)
     else {
         return;
     };
@@ -208,7 +209,7 @@ fn a_read_only_cache_repo_is_never_written_and_a_bad_entry_is_not_used() {
         env,
         packages,
         cache_repo,
-    }) = Machines::new(d)
+    }) = Machines::new(d, Registry::plain)
     else {
         return;
     };
@@ -329,12 +330,16 @@ fn the_cache_repo_uses_the_login_for_its_registry_and_never_stops_a_build() {
     require_tools!("docker-registry", "skopeo", "htpasswd");
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let Some(registry) = Registry::basic(&d.join("registry"), "ci", "secret") else {
+    let basic = |dir: &Path| Registry::basic(dir, "ci", "secret");
+    let Some(Machines {
+        registry,
+        env,
+        packages,
+        cache_repo,
+    }) = Machines::new(d, basic)
+    else {
         return;
     };
-    let channel = CondaChannel::build_without_binary(&d.join("channel"));
-    let env = install_env(&channel, &["cd-leaf"], CacheLayout::Conda, d);
-    let packages = env.records.len();
     let build = |name: &str, cache_repo: &str| {
         let output = common::run(machine(&d.join(name), &env).args([
             "--cache-repo",
@@ -347,7 +352,6 @@ fn the_cache_repo_uses_the_login_for_its_registry_and_never_stops_a_build() {
             String::from_utf8_lossy(&output.stderr).into_owned(),
         )
     };
-    let cache_repo = registry.image("ci/layers");
 
     // No registry there at all.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -397,18 +401,22 @@ fn layers_are_mounted_from_the_cache_repo_with_bearer_tokens() {
     require_tools!("docker-registry", "skopeo", "openssl");
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let Some(registry) = Registry::token(&d.join("registry"), "ci", "secret") else {
+    let token = |dir: &Path| Registry::token(dir, "ci", "secret");
+    let Some(Machines {
+        registry,
+        env,
+        packages,
+        cache_repo,
+    }) = Machines::new(d, token)
+    else {
         return;
     };
-    let channel = CondaChannel::build_without_binary(&d.join("channel"));
-    let env = install_env(&channel, &["cd-leaf"], CacheLayout::Conda, d);
-    let packages = env.records.len();
     let push = |name: &str, image: &str| {
         json_of(&common::run(
             machine(&d.join(name), &env)
                 .env("CONDA_DOCKER_REGISTRY_USER", "ci")
                 .env("CONDA_DOCKER_REGISTRY_PASSWORD", "secret")
-                .args(["--cache-repo", &registry.image("ci/layers"), "--push", "-i"])
+                .args(["--cache-repo", &cache_repo, "--push", "-i"])
                 .arg(registry.image(image)),
         ))
     };
