@@ -126,6 +126,7 @@ impl PackageLayer<'_> {
         let layer = factory
             .build(|tar| {
                 tar.normalize_modes();
+                tar.links_as_copies();
                 staged
                     .iter()
                     .try_for_each(|dir| tar.add_tree(dir, prefix_arc, None))
