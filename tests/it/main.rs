@@ -23,6 +23,7 @@ mod plugin;
 mod registry;
 mod registry_logins;
 mod registry_selftest;
+mod relocation_diff;
 mod roundtrip;
 mod security;
 mod security_images;
