@@ -423,7 +423,9 @@ pub struct BuildArgs {
     /// Search only the channels given with -c (and the file's).
     #[arg(long)]
     pub override_channels: bool,
-    /// A virtual package for the solve, e.g. `__cuda=12.4` (repeatable).
+    /// A virtual package for the solve, e.g. `__cuda=12.4` (repeatable);
+    /// beats `CONDA_OVERRIDE_*` and `.condarc`'s `override_virtual_packages`.
+    /// `__cuda=host` takes this machine's NVIDIA driver version.
     #[arg(long = "virtual-package", value_name = "__NAME=VERSION")]
     pub virtual_packages: Vec<String>,
     /// Leave out the `pip:` section of an environment.yml.

@@ -28,3 +28,4 @@ mod roundtrip;
 mod security;
 mod security_images;
 mod solve;
+mod virtual_packages;
