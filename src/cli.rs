@@ -1,6 +1,8 @@
 //! Command-line definitions (clap only: no logic here) and the commands
 //! they run.
 
+mod read_back;
+
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,6 +13,7 @@ use serde_json::json;
 use crate::build::{BuildError, BuildOptions, DEFAULT_BASE, LayerReport, Reporter, build};
 use crate::conda::CondaError;
 use crate::conda::env::{EnvFlags, EnvSelector, SolveOptions};
+use crate::contents::{ContentsError, LockFormat};
 use crate::image::{Image, ImageDestination, ImageError, ImageSource};
 use crate::invocation::Invocation;
 use crate::platform::Platform;
@@ -78,6 +81,52 @@ pub enum Command {
         /// `oci-archive:PATH[:TAG]` or a path.
         source: ImageSource,
         /// How to pick and reach it.
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// List the conda packages inside an image (ours, or any with a conda
+    /// prefix), read from its `conda-meta/` records with the layer each
+    /// came in.
+    Packages {
+        /// The image (as for `inspect`).
+        source: ImageSource,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// How to pick and reach it.
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Write an image's environment as a file to build or create it from
+    /// again: an `@EXPLICIT` spec with sha256 hashes (`build --file`,
+    /// `conda create --file`) or an environment.yml.
+    Lock {
+        /// The image (as for `inspect`).
+        source: ImageSource,
+        /// The file to write.
+        #[arg(short = 'o', long = "output", value_name = "PATH")]
+        output: PathBuf,
+        /// The environment, when the image has several (`/opt/conda`).
+        #[arg(long = "prefix", value_name = "PATH")]
+        prefix: Option<String>,
+        /// The kind of file.
+        #[arg(long, value_enum, default_value = "explicit")]
+        format: LockFormat,
+        /// How to pick and reach it.
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Compare two images: conda packages added, removed and changed, and
+    /// the layer bytes they share.
+    Diff {
+        /// The first image (as for `inspect`).
+        first: ImageSource,
+        /// The second.
+        second: ImageSource,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// How to pick and reach them.
         #[command(flatten)]
         remote: RemoteArgs,
     },
@@ -621,6 +670,9 @@ pub enum CliError {
     /// Talking to a registry.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// Reading an image's environments.
+    #[error(transparent)]
+    Contents(#[from] ContentsError),
     /// Flags that do not fit together.
     #[error("{0}")]
     Usage(String),
@@ -982,6 +1034,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             let image = registry::open(&source, &remote.into())?;
             println!("{:#}", summary(&image));
             Ok(())
+        }
+        command @ (Command::Packages { .. } | Command::Lock { .. } | Command::Diff { .. }) => {
+            read_back::run(command)
         }
         Command::Copy {
             source,

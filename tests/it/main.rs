@@ -20,6 +20,7 @@ mod harness_selftest;
 mod layer_cache;
 mod outputs;
 mod plugin;
+mod read_back;
 mod registry;
 mod registry_logins;
 mod registry_selftest;
