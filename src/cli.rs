@@ -183,6 +183,12 @@ pub enum Command {
         #[command(flatten)]
         registry_args: RegistryArgs,
     },
+    /// Remove a registry's login from where docker keeps it (the
+    /// counterpart of `login`).
+    Logout {
+        /// The registry: `docker.io`, `ghcr.io`, `host:port`.
+        registry: String,
+    },
     /// Print a shell completion script: `source <(conda-docker completions
     /// bash)`, or save it where your shell looks.
     Completions {
@@ -914,6 +920,15 @@ fn run_login(
     Ok(())
 }
 
+/// `logout`: like `docker logout`, not being logged in is no error.
+fn run_logout(registry: &str) -> Result<(), CliError> {
+    match crate::registry::logout(registry)? {
+        Some(from) => eprintln!("logged out of {registry}: removed the login from {from}"),
+        None => eprintln!("not logged in to {registry}"),
+    }
+    Ok(())
+}
+
 /// `NAME@DIGEST` on stdout, for scripts; what was sent on stderr.
 fn print_pushed(report: &PushReport, quiet: bool) {
     if !quiet {
@@ -1100,6 +1115,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             password_stdin,
             registry_args,
         } => run_login(&registry, username, password_stdin, &registry_args.into()),
+        Command::Logout { registry } => run_logout(&registry),
         Command::Completions { shell } => {
             let script = completions(shell, Invocation::current().executable());
             std::io::Write::write_all(&mut std::io::stdout(), script.as_bytes())

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 
 use crate::digest::Digest;
 
-pub use credentials::{Credentials, Login, Origin, login};
+pub use credentials::{Credentials, Login, Origin, login, logout};
 pub use open::{OpenOptions, open};
 pub use pull::pull;
 pub use push::{PushReport, PushTarget, push};
