@@ -1,6 +1,8 @@
 //! Command-line definitions (clap only: no logic here) and the commands
 //! they run.
 
+mod read_back;
+
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,6 +13,7 @@ use serde_json::json;
 use crate::build::{BuildError, BuildOptions, DEFAULT_BASE, LayerReport, Reporter, build};
 use crate::conda::CondaError;
 use crate::conda::env::{EnvFlags, EnvSelector, SolveOptions};
+use crate::contents::{ContentsError, LockFormat};
 use crate::image::{Image, ImageDestination, ImageError, ImageSource};
 use crate::invocation::Invocation;
 use crate::platform::Platform;
@@ -83,6 +86,52 @@ pub enum Command {
         #[command(flatten)]
         remote: RemoteArgs,
     },
+    /// List the conda packages inside an image (ours, or any with a conda
+    /// prefix), read from its `conda-meta/` records with the layer each
+    /// came in.
+    Packages {
+        /// The image (as for `inspect`).
+        source: ImageSource,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// How to pick and reach it.
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Write an image's environment as a file to build or create it from
+    /// again: an `@EXPLICIT` spec with sha256 hashes (`build --file`,
+    /// `conda create --file`) or an environment.yml.
+    Lock {
+        /// The image (as for `inspect`).
+        source: ImageSource,
+        /// The file to write.
+        #[arg(short = 'o', long = "output", value_name = "PATH")]
+        output: PathBuf,
+        /// The environment, when the image has several (`/opt/conda`).
+        #[arg(long = "prefix", value_name = "PATH")]
+        prefix: Option<String>,
+        /// The kind of file.
+        #[arg(long, value_enum, default_value = "explicit")]
+        format: LockFormat,
+        /// How to pick and reach it.
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Compare two images: conda packages added, removed and changed, and
+    /// the layer bytes they share.
+    Diff {
+        /// The first image (as for `inspect`).
+        first: ImageSource,
+        /// The second.
+        second: ImageSource,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// How to pick and reach them.
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
     /// Copy an image to another format or registry, keeping every blob as
     /// it is.
     Copy {
@@ -135,6 +184,12 @@ pub enum Command {
         /// How to reach the registry.
         #[command(flatten)]
         registry_args: RegistryArgs,
+    },
+    /// Remove a registry's login from where docker keeps it (the
+    /// counterpart of `login`).
+    Logout {
+        /// The registry: `docker.io`, `ghcr.io`, `host:port`.
+        registry: String,
     },
     /// Print a shell completion script: `source <(conda-docker completions
     /// bash)`, or save it where your shell looks.
@@ -425,7 +480,9 @@ pub struct BuildArgs {
     /// Search only the channels given with -c (and the file's).
     #[arg(long)]
     pub override_channels: bool,
-    /// A virtual package for the solve, e.g. `__cuda=12.4` (repeatable).
+    /// A virtual package for the solve, e.g. `__cuda=12.4` (repeatable);
+    /// beats `CONDA_OVERRIDE_*` and `.condarc`'s `override_virtual_packages`.
+    /// `__cuda=host` takes this machine's NVIDIA driver version.
     #[arg(long = "virtual-package", value_name = "__NAME=VERSION")]
     pub virtual_packages: Vec<String>,
     /// Leave out the `pip:` section of an environment.yml.
@@ -646,6 +703,9 @@ pub enum CliError {
     /// Talking to a registry.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// Reading an image's environments.
+    #[error(transparent)]
+    Contents(#[from] ContentsError),
     /// Flags that do not fit together.
     #[error("{0}")]
     Usage(String),
@@ -904,6 +964,15 @@ fn run_login(
     Ok(())
 }
 
+/// `logout`: like `docker logout`, not being logged in is no error.
+fn run_logout(registry: &str) -> Result<(), CliError> {
+    match crate::registry::logout(registry)? {
+        Some(from) => eprintln!("logged out of {registry}: removed the login from {from}"),
+        None => eprintln!("not logged in to {registry}"),
+    }
+    Ok(())
+}
+
 /// `NAME@DIGEST` on stdout, for scripts; what was sent on stderr.
 fn print_pushed(report: &PushReport, quiet: bool) {
     if !quiet {
@@ -1025,6 +1094,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             println!("{:#}", summary(&image));
             Ok(())
         }
+        command @ (Command::Packages { .. } | Command::Lock { .. } | Command::Diff { .. }) => {
+            read_back::run(command)
+        }
         Command::Copy {
             source,
             destination,
@@ -1087,6 +1159,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             password_stdin,
             registry_args,
         } => run_login(&registry, username, password_stdin, &registry_args.into()),
+        Command::Logout { registry } => run_logout(&registry),
         Command::Completions { shell } => {
             let script = completions(shell, Invocation::current().executable());
             std::io::Write::write_all(&mut std::io::stdout(), script.as_bytes())

@@ -72,9 +72,30 @@ pub(crate) fn build_layers(
         Ok(built)
     };
     reporter.start(records.len());
-    let built = in_parallel(&plan.layers, cores(), package_layer);
+    let order = largest_first(&plan.layers, records);
+    let built = in_parallel(&order, cores(), |&i| {
+        package_layer(&plan.layers[i]).map(|layer| (i, layer))
+    });
     reporter.finish();
-    built.into_iter().collect()
+    let mut built = built.into_iter().collect::<Result<Vec<_>, _>>()?;
+    built.sort_by_key(|&(i, _)| i);
+    Ok(built.into_iter().map(|(_, layer)| layer).collect())
+}
+
+/// The indices of `layers`, the biggest first (by their packages' archive
+/// sizes, where records know them): the biggest layer is the longest job,
+/// and started last it would run alone while the other workers idle.
+fn largest_first(layers: &[PlannedLayer], records: &[PrefixRecord]) -> Vec<usize> {
+    let size = |layer: &PlannedLayer| -> u64 {
+        layer
+            .packages
+            .iter()
+            .filter_map(|&i| records[i].repodata_record.package_record.size)
+            .sum()
+    };
+    let mut order: Vec<usize> = (0..layers.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(size(&layers[i])));
+    order
 }
 
 /// The packages of one layer.
@@ -136,6 +157,7 @@ impl PackageLayer<'_> {
         let layer = factory
             .build(|tar| {
                 tar.normalize_modes();
+                tar.links_as_copies();
                 staged
                     .iter()
                     .try_for_each(|dir| tar.add_tree(dir, prefix_arc, None))

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 
 use crate::digest::Digest;
 
-pub use credentials::{Credentials, Login, Origin, login};
+pub use credentials::{Credentials, Login, Origin, login, logout};
 pub(crate) use layer_cache::SharedLayers;
 pub use layer_cache::{CacheRepo, LAYER_ARTIFACT_TYPE};
 pub use open::{OpenOptions, open};
