@@ -19,7 +19,8 @@ use crate::invocation::Invocation;
 use crate::platform::Platform;
 use crate::reference::Reference;
 use crate::registry::{
-    self, Login, OpenOptions, PushReport, PushTarget, RegistryError, RegistryOptions, login,
+    self, CacheRepo, Login, OpenOptions, PushReport, PushTarget, RegistryError, RegistryOptions,
+    login,
 };
 
 /// Turn a conda environment into a layered container image, without Docker.
@@ -57,7 +58,8 @@ Environment:
   RATTLER_CACHE_DIR         rattler's cache: downloaded packages go to its pkgs/
   CONDA_DOCKER_CACHE_DIR    where pulled base image blobs are kept
   CONDA_DOCKER_REGISTRY_USER, CONDA_DOCKER_REGISTRY_PASSWORD
-                            the login --push uses, before docker's and podman's
+                            the login --push (and a --cache-repo there) uses, before
+                            docker's and podman's
   SOURCE_DATE_EPOCH         the timestamp of every file and history entry (default 0)
   PIXI_PROJECT_MANIFEST     the pixi project `pixi docker` builds (else found from the
                             current directory up)
@@ -591,10 +593,21 @@ pub struct BuildArgs {
     /// digests change (the image id does not).
     #[arg(long)]
     pub compress_base: bool,
-    /// Build every layer again: take none from the layer cache and keep
-    /// none there (`CONDA_DOCKER_CACHE_DIR/layers`).
+    /// Build every layer again: take none from the layer cache
+    /// (`CONDA_DOCKER_CACHE_DIR/layers`) or --cache-repo, and keep none in
+    /// the layer cache.
     #[arg(long)]
     pub no_cache: bool,
+    /// Share package layers between machines through a registry
+    /// repository: each is looked up there by its identity before it is
+    /// built (then mounted into the repository pushed to, or pulled), and
+    /// the missing ones are written there after. Uses your login for that
+    /// registry; whoever may push there decides what your builds take.
+    #[arg(long, value_name = "REGISTRY/REPO", value_parser = cache_repository)]
+    pub cache_repo: Option<Reference>,
+    /// Read --cache-repo but never write to it (builds of pull requests).
+    #[arg(long, requires = "cache_repo")]
+    pub cache_repo_read_only: bool,
     /// Add a host file or folder as a layer of its own, above the
     /// environment, by Docker's COPY rules: a DEST ending in `/` or that
     /// is a directory receives the file inside it; a folder's contents go
@@ -627,6 +640,20 @@ fn source_destination(text: &str) -> Result<(PathBuf, String), String> {
             "`{text}` is not of the form SRC:/absolute/destination"
         )),
     }
+}
+
+/// A `--cache-repo`: a repository, whose tags are the cache's own.
+fn cache_repository(text: &str) -> Result<Reference, String> {
+    let reference: Reference = text
+        .parse()
+        .map_err(|e: crate::reference::ReferenceError| e.to_string())?;
+    let last = text.rsplit('/').next().unwrap_or(text);
+    if last.contains(':') || last.contains('@') {
+        return Err(format!(
+            "`{text}` names a tag or digest; give REGISTRY/REPOSITORY only (its tags are the cache's entries)"
+        ));
+    }
+    Ok(reference)
 }
 
 fn key_value(text: &str) -> Result<(String, String), String> {
@@ -689,12 +716,24 @@ fn run_build(args: BuildArgs) -> Result<(), CliError> {
     let (destination, push_to) =
         image_goes_to(args.output.as_deref(), args.format, args.push, &args.image)?;
     let (json, quiet, compress_base) = (args.json, args.quiet, args.compress_base);
-    let options = build_options(args, env)?;
+    let mut options = build_options(args, env)?;
     // The login, the registry and the right to push, before any work.
     let push_target = push_to
         .as_ref()
         .map(|reference| PushTarget::check(reference, &options.registry, Login::from_environment()))
-        .transpose()?;
+        .transpose()?
+        .map(std::sync::Arc::new);
+    // Only a push needs no layer's bytes that the registry has (and
+    // --compress-base reads every plain layer).
+    if destination.is_none() && !compress_base {
+        options.push_only = push_target.clone();
+    }
+    // CI's login for the registry pushed to serves a cache repository there.
+    if let (Some(cache), Some(push_to)) = (&mut options.cache_repo, &push_to)
+        && cache.repository.registry() == push_to.registry()
+    {
+        cache.login = Login::from_environment();
+    }
     let progress = Progress::new(quiet);
     let (mut image, layers) = build(&options, &progress)?;
     if compress_base {
@@ -796,6 +835,11 @@ fn build_options(args: BuildArgs, env: EnvSelector) -> Result<BuildOptions, CliE
         add: args.add,
         layer_cache: (!args.no_cache)
             .then(|| crate::layer::LayerCache::new(crate::dirs::cache_dir())),
+        cache_repo: args.cache_repo.map(|repository| CacheRepo {
+            repository,
+            read_only: args.cache_repo_read_only,
+            login: None,
+        }),
         ..BuildOptions::default()
     })
 }

@@ -12,27 +12,29 @@ use crate::image::Image;
 use crate::layer::Layer;
 use crate::layer::{LayerCache, LayerFactory};
 use crate::parallel::{cores, in_parallel};
+use crate::registry::SharedLayers;
 
 use super::identity::LayerIdentity;
 use super::plan::{LayerPlan, PlannedLayer};
 
 /// The layer annotation naming the packages a layer holds.
 const PACKAGES_ANNOTATION: &str = "org.conda-docker.packages";
-use super::{BuildError, LayerReport, Reporter};
+use super::{BuildError, LayerReport, LayerSource, Reporter};
 
 /// The package layers of `plan`, in its order, each with its report.
 /// `records` and `package_dirs` are the environment's, in the same order;
 /// `image` (the base) gives the layers their compression and time stamp;
 /// packages are staged under `staging` while their layer is written. A
-/// layer `cache` has (by the plan's identity) is taken from it unbuilt; a
-/// layer built is kept there.
+/// layer the local cache of `caches` has (by the plan's identity) is taken
+/// from it unbuilt, else one the shared cache finds; a layer built is kept
+/// in the local cache.
 pub(crate) fn build_layers(
     plan: &LayerPlan,
     records: &[PrefixRecord],
     package_dirs: &[PathBuf],
     image: &mut Image,
     staging: &Path,
-    cache: Option<&LayerCache>,
+    (cache, shared): (Option<&LayerCache>, &SharedLayers),
     reporter: &dyn Reporter,
 ) -> Result<Vec<(Layer, LayerReport)>, BuildError> {
     let factory = image.layer_factory().map_err(|source| BuildError::Layer {
@@ -53,7 +55,10 @@ pub(crate) fn build_layers(
         };
         let cached = cache.zip(identity.as_ref()).and_then(|(c, id)| c.get(id));
         if let Some(cached) = cached {
-            return layer.cached(cached, reporter);
+            return layer.cached(cached, LayerSource::Cache, reporter);
+        }
+        if let Some(found) = identity.as_ref().and_then(|id| shared.find(id)) {
+            return layer.cached(found, LayerSource::Registry, reporter);
         }
         let built = layer.build(&factory, &target, &plan.prefix_arc, staging, reporter)?;
         if let (Some(cache), Some(identity)) = (cache, identity)
@@ -102,10 +107,11 @@ struct PackageLayer<'a> {
 }
 
 impl PackageLayer<'_> {
-    /// The layer as the cache keeps it, named like a built one.
+    /// The layer as a cache keeps it, named like a built one.
     fn cached(
         &self,
         layer: Layer,
+        source: LayerSource,
         reporter: &dyn Reporter,
     ) -> Result<(Layer, LayerReport), BuildError> {
         let packages = self
@@ -113,8 +119,12 @@ impl PackageLayer<'_> {
             .iter()
             .map(|&i| dist_folder(&self.records[i]).map(|d| d.to_string()))
             .collect::<Result<Vec<_>, _>>()?;
-        tracing::info!("from the layer cache: {}", packages.join(" "));
-        Ok(finish(layer, packages, reporter))
+        let from = match source {
+            LayerSource::Registry => "from the cache repository",
+            _ => "from the layer cache",
+        };
+        tracing::info!("{from}: {}", packages.join(" "));
+        Ok(finish(layer, packages, source, reporter))
     }
 
     /// Relocates the packages into `staging`, writes them under
@@ -159,7 +169,7 @@ impl PackageLayer<'_> {
         for dir in staged {
             let _ = std::fs::remove_dir_all(dir);
         }
-        Ok(finish(layer, packages, reporter))
+        Ok(finish(layer, packages, LayerSource::Built, reporter))
     }
 }
 
@@ -168,6 +178,7 @@ impl PackageLayer<'_> {
 fn finish(
     mut layer: Layer,
     packages: Vec<String>,
+    source: LayerSource,
     reporter: &dyn Reporter,
 ) -> (Layer, LayerReport) {
     layer.set_annotation(PACKAGES_ANNOTATION, packages.join(" "));
@@ -175,6 +186,7 @@ fn finish(
         digest: layer.digest(),
         size: layer.size(),
         packages,
+        source,
     };
     reporter.layer_built(&report);
     (layer, report)

@@ -34,11 +34,12 @@ use crate::conda::CondaError;
 use crate::conda::env::{EnvSelector, SolveOptions};
 use crate::dirs::cache_dir;
 use crate::image::Image;
+use crate::registry::SharedLayers;
 
 pub use error::BuildError;
 pub use identity::{LAYER_FORMAT, LayerIdentity};
 pub use options::{BuildOptions, DEFAULT_BASE};
-pub use report::{LayerReport, Reporter, Silent};
+pub use report::{LayerReport, LayerSource, Reporter, Silent};
 
 /// Builds the image of an environment.
 pub fn build(
@@ -62,15 +63,31 @@ pub fn build(
     // The layer plan.
     let plan = plan::plan(&subject, &located, options, prefix_arc)?;
     // The layers.
-    let layers = layers::build_layers(
+    let shared = SharedLayers::new(
+        options.cache_repo.as_ref(),
+        options
+            .push_only
+            .as_deref()
+            .filter(|_| options.add.is_empty()),
+        options.layer_cache.as_ref(),
+        &options.registry,
+    );
+    let mut layers = layers::build_layers(
         &plan,
         &subject.env.records,
         &located.dirs,
         &mut subject.base,
         staging.path(),
-        options.layer_cache.as_ref(),
+        (options.layer_cache.as_ref(), &shared),
         reporter,
     )?;
+    shared.store(
+        plan.layers
+            .iter()
+            .zip(&mut layers)
+            .filter_map(|(planned, (layer, _))| Some((planned.identity.as_ref()?.digest(), layer)))
+            .collect(),
+    );
     // The image.
     assemble::assemble(subject, layers, &located.dirs, &checked)
 }

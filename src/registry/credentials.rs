@@ -91,7 +91,8 @@ pub struct Login {
 impl Login {
     /// The login CI gives in `CONDA_DOCKER_REGISTRY_USER` and
     /// `CONDA_DOCKER_REGISTRY_PASSWORD`, if both are set (for the registry
-    /// pushed to, and only that one).
+    /// pushed to, and only that one: its repositories pushed to and read
+    /// as a cache).
     pub fn from_environment() -> Option<Login> {
         let username = std::env::var("CONDA_DOCKER_REGISTRY_USER").ok()?;
         let password = std::env::var("CONDA_DOCKER_REGISTRY_PASSWORD").ok()?;

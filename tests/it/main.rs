@@ -22,6 +22,7 @@ mod outputs;
 mod plugin;
 mod read_back;
 mod registry;
+mod registry_cache;
 mod registry_logins;
 mod registry_selftest;
 mod relocation_diff;
