@@ -1029,6 +1029,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Build(args) => run_build(*args),
         Command::Inspect { source, remote } => {
+            let _lock = lock_cache_for(&source)?;
             let image = registry::open(&source, &remote.into())?;
             println!("{:#}", summary(&image));
             Ok(())
@@ -1051,6 +1052,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 )?),
                 Target::File(_) => None,
             };
+            let _lock = lock_cache_for(&source)?;
             let mut image = registry::open(&source, &options)?;
             if let Some(name) = name {
                 image.set_name(&name)?;
@@ -1080,6 +1082,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 }
             };
             let options: OpenOptions = remote.into();
+            let _lock = lock_cache_for(&ImageSource::Registry(reference.clone()))?;
             let image = registry::pull(&reference, &options.platform, &options.registry)?;
             image.write_to(&destination)?;
             eprintln!(
@@ -1103,6 +1106,21 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Man { dir } => write_man(dir),
         Command::Cache { command } => run_cache(command),
     }
+}
+
+/// The cache's shared lock while a command reads a registry image, whose
+/// blobs it keeps in (and reads from) the cache, so that a `cache prune`
+/// waits for it; `None` for other sources.
+fn lock_cache_for(source: &ImageSource) -> Result<Option<CacheLock>, CliError> {
+    if !matches!(source, ImageSource::Registry(_)) {
+        return Ok(None);
+    }
+    let dir = crate::dirs::cache_dir();
+    let lock = CacheLock::shared(&dir, || {
+        eprintln!("waiting for `cache prune` to finish with {}", dir.display());
+    })
+    .map_err(BuildError::from)?;
+    Ok(Some(lock))
 }
 
 /// `cache info` and `cache prune`, on our cache directory.
