@@ -6,16 +6,21 @@ mod read_back;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
-use crate::build::{BuildError, BuildOptions, DEFAULT_BASE, LayerReport, Reporter, build};
+use crate::build::{
+    BuildError, BuildOptions, DEFAULT_BASE, LayerReport, Reporter, build_with_output,
+};
 use crate::conda::CondaError;
 use crate::conda::env::{EnvFlags, EnvSelector, SolveOptions};
 use crate::contents::{ContentsError, LockFormat};
 use crate::image::{Image, ImageDestination, ImageError, ImageSource};
 use crate::invocation::Invocation;
+use crate::layer::cache::CacheLock;
+use crate::layer::cache::prune::{self, PruneOptions, parse_days, parse_size};
 use crate::platform::Platform;
 use crate::reference::Reference;
 use crate::registry::{
@@ -56,7 +61,8 @@ Environment:
   CONDA_CHANNEL_ALIAS       the URL channel names resolve against
   CONDARC                   one more .condarc to read
   RATTLER_CACHE_DIR         rattler's cache: downloaded packages go to its pkgs/
-  CONDA_DOCKER_CACHE_DIR    where pulled base image blobs are kept
+  CONDA_DOCKER_CACHE_DIR    where built layers and pulled base image blobs are kept
+                            (see `cache info`)
   CONDA_DOCKER_REGISTRY_USER, CONDA_DOCKER_REGISTRY_PASSWORD
                             the login --push (and a --cache-repo there) uses, before
                             docker's and podman's
@@ -191,6 +197,13 @@ pub enum Command {
         /// The registry: `docker.io`, `ghcr.io`, `host:port`.
         registry: String,
     },
+    /// Show or prune the cache of built layers and pulled image blobs
+    /// (CONDA_DOCKER_CACHE_DIR).
+    Cache {
+        /// What to do.
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
     /// Print a shell completion script: `source <(conda-docker completions
     /// bash)`, or save it where your shell looks.
     Completions {
@@ -203,6 +216,37 @@ pub enum Command {
         /// Where to write `conda-docker.1`, `conda-docker-build.1`, ...
         #[arg(value_name = "DIR")]
         dir: Option<PathBuf>,
+    },
+}
+
+/// `cache` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Where the cache is, its size and what it holds.
+    Info {
+        /// Print it as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove what builds no longer use, least recently used first.
+    ///
+    /// Removes layer entries and pulled images last used longer ago than
+    /// --older-than, then the least recently used ones until the cache fits
+    /// in --max-size, with every blob nothing left refers to and what
+    /// killed runs left behind. Waits for running builds to finish first.
+    Prune {
+        /// Keep at most SIZE: bytes, or with a unit (500MB, 10GB, 2GiB).
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        max_size: Option<u64>,
+        /// Remove what was last used more than DAYS days ago.
+        #[arg(long, value_name = "DAYS", value_parser = parse_days)]
+        older_than: Option<Duration>,
+        /// How long to wait for running builds, in seconds, before giving up.
+        #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+        timeout: u64,
+        /// Print what was removed as JSON on stdout.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -608,6 +652,12 @@ pub struct BuildArgs {
     /// Read --cache-repo but never write to it (builds of pull requests).
     #[arg(long, requires = "cache_repo")]
     pub cache_repo_read_only: bool,
+    /// Check each layer taken from the layer cache against its digest
+    /// first. Without it a layer is checked when it is streamed (to a
+    /// docker-archive, a push); an OCI layout links it, checking its size.
+    /// A damaged one is built again.
+    #[arg(long)]
+    pub verify: bool,
     /// Add a host file or folder as a layer of its own, above the
     /// environment, by Docker's COPY rules: a DEST ending in `/` or that
     /// is a directory receives the file inside it; a folder's contents go
@@ -735,17 +785,18 @@ fn run_build(args: BuildArgs) -> Result<(), CliError> {
         cache.login = Login::from_environment();
     }
     let progress = Progress::new(quiet);
-    let (mut image, layers) = build(&options, &progress)?;
-    if compress_base {
-        image.compress_plain_layers()?;
-    }
-    if let Some(destination) = &destination {
-        image.write_to(destination)?;
-    }
-    let pushed = match &push_target {
-        Some(target) => Some(target.push(&image)?),
-        None => None,
-    };
+    let (image, layers, pushed) = build_with_output(&options, &progress, |image, _| {
+        if compress_base {
+            image.compress_plain_layers()?;
+        }
+        if let Some(destination) = &destination {
+            image.write_to(destination)?;
+        }
+        Ok::<_, CliError>(match &push_target {
+            Some(target) => Some(target.push(image)?),
+            None => None,
+        })
+    })?;
     if json {
         print_build_json(&image, &layers, pushed.as_ref());
         return Ok(());
@@ -833,8 +884,9 @@ fn build_options(args: BuildArgs, env: EnvSelector) -> Result<BuildOptions, CliE
         untracked: !args.no_untracked,
         activation_scripts: !args.no_activation_scripts,
         add: args.add,
-        layer_cache: (!args.no_cache)
-            .then(|| crate::layer::LayerCache::new(crate::dirs::cache_dir())),
+        layer_cache: (!args.no_cache).then(|| {
+            crate::layer::LayerCache::new(crate::dirs::cache_dir()).verifying(args.verify)
+        }),
         cache_repo: args.cache_repo.map(|repository| CacheRepo {
             repository,
             read_only: args.cache_repo_read_only,
@@ -1090,6 +1142,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Build(args) => run_build(*args),
         Command::Inspect { source, remote } => {
+            let _lock = lock_cache_for(&source)?;
             let image = registry::open(&source, &remote.into())?;
             println!("{:#}", summary(&image));
             Ok(())
@@ -1115,6 +1168,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 )?),
                 Target::File(_) => None,
             };
+            let _lock = lock_cache_for(&source)?;
             let mut image = registry::open(&source, &options)?;
             if let Some(name) = name {
                 image.set_name(&name)?;
@@ -1134,25 +1188,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             output,
             format,
             remote,
-        } => {
-            let destination = match Target::output(&output, format)? {
-                Target::File(destination) => destination,
-                Target::Registry(_) => {
-                    return Err(CliError::Usage(
-                        "pull writes a file; to copy between registries use `copy`".into(),
-                    ));
-                }
-            };
-            let options: OpenOptions = remote.into();
-            let image = registry::pull(&reference, &options.platform, &options.registry)?;
-            image.write_to(&destination)?;
-            eprintln!(
-                "wrote {destination}: {}, id {}",
-                counted(image.layers().len(), "layer"),
-                image.config_digest()
-            );
-            Ok(())
-        }
+        } => run_pull(&reference, &output, format, remote.into()),
         Command::Login {
             registry,
             username,
@@ -1166,7 +1202,113 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 .map_err(|e| CliError::Usage(format!("cannot write the completions: {e}")))
         }
         Command::Man { dir } => write_man(dir),
+        Command::Cache { command } => run_cache(command),
     }
+}
+
+/// `pull`: a registry image into a file.
+fn run_pull(
+    reference: &Reference,
+    output: &str,
+    format: Option<Format>,
+    options: OpenOptions,
+) -> Result<(), CliError> {
+    let destination = match Target::output(output, format)? {
+        Target::File(destination) => destination,
+        Target::Registry(_) => {
+            return Err(CliError::Usage(
+                "pull writes a file; to copy between registries use `copy`".into(),
+            ));
+        }
+    };
+    let _lock = lock_cache_for(&ImageSource::Registry(reference.clone()))?;
+    let image = registry::pull(reference, &options.platform, &options.registry)?;
+    image.write_to(&destination)?;
+    eprintln!(
+        "wrote {destination}: {}, id {}",
+        counted(image.layers().len(), "layer"),
+        image.config_digest()
+    );
+    Ok(())
+}
+
+/// The cache's shared lock while a command reads a registry image, whose
+/// blobs it keeps in (and reads from) the cache, so that a `cache prune`
+/// waits for it; `None` for other sources.
+fn lock_cache_for(source: &ImageSource) -> Result<Option<CacheLock>, CliError> {
+    if !matches!(source, ImageSource::Registry(_)) {
+        return Ok(None);
+    }
+    let dir = crate::dirs::cache_dir();
+    let lock = CacheLock::shared(&dir, || {
+        eprintln!("waiting for `cache prune` to finish with {}", dir.display());
+    })
+    .map_err(BuildError::from)?;
+    Ok(Some(lock))
+}
+
+/// `cache info` and `cache prune`, on our cache directory.
+fn run_cache(command: CacheCommand) -> Result<(), CliError> {
+    let dir = crate::dirs::cache_dir();
+    let mb = |bytes: u64| format!("{:.1} MB", bytes as f64 / 1e6);
+    match command {
+        CacheCommand::Info { json } => {
+            let usage = prune::usage(&dir);
+            if json {
+                println!("{:#}", json!(usage));
+                return Ok(());
+            }
+            println!("cache: {} ({})", dir.display(), mb(usage.size));
+            println!("layer entries: {}", usage.layer_entries);
+            println!(
+                "blobs: {} ({}): {} pulled manifests, {} unreferenced",
+                usage.blobs,
+                mb(usage.blob_bytes),
+                usage.pulled_manifests,
+                usage.unreferenced_blobs
+            );
+            println!("glibc memos: {}", usage.glibc_memos);
+            println!("left by killed runs: {}", usage.leftovers);
+            for (name, bytes) in &usage.other {
+                println!("not pruned: {name}/ ({})", mb(*bytes));
+            }
+        }
+        CacheCommand::Prune {
+            max_size,
+            older_than,
+            timeout,
+            json,
+        } => {
+            let _lock = CacheLock::exclusive(&dir, Duration::from_secs(timeout), || {
+                eprintln!(
+                    "waiting for running builds to finish with {} (at most {timeout} s)",
+                    dir.display()
+                );
+            })
+            .map_err(BuildError::from)?;
+            let options = PruneOptions {
+                older_than,
+                max_size,
+            };
+            let report = prune::prune(&dir, options);
+            if json {
+                println!("{:#}", json!(report));
+                return Ok(());
+            }
+            println!(
+                "removed {} layer entries, {} pulled images, {} blobs, {} glibc memos and {} leftovers: {} freed; {} left in {}",
+                report.layer_entries,
+                report.pulled_manifests,
+                report.blobs,
+                report.glibc_memos,
+                report.leftovers,
+                mb(report.freed),
+                mb(report.size),
+                dir.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The completion script for `shell`, keyed on `executable` (what shells

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use super::{CliError, Command, counted};
+use super::{CliError, Command, counted, lock_cache_for};
 use crate::contents::{self, Change, ContentsError};
 use crate::image::ImageSource;
 use crate::registry::{self, OpenOptions};
@@ -23,6 +23,7 @@ pub(super) fn run(command: Command) -> Result<(), CliError> {
             format,
             remote,
         } => {
+            let _lock = lock_cache_for(&source)?;
             let image = registry::open(&source, &remote.into())?;
             let envs = contents::environments(&image)?;
             let env = contents::choose(&envs, prefix.as_deref(), &source.to_string())?;
@@ -50,6 +51,7 @@ pub(super) fn run(command: Command) -> Result<(), CliError> {
 /// `packages`: each environment of the image, its packages as a table (or
 /// JSON) with the layer each came in.
 fn packages(source: &ImageSource, json: bool, options: &OpenOptions) -> Result<(), CliError> {
+    let _lock = lock_cache_for(source)?;
     let image = registry::open(source, options)?;
     let envs = contents::environments(&image)?;
     if envs.is_empty() {
@@ -143,6 +145,7 @@ fn diff(
     json: bool,
     options: &OpenOptions,
 ) -> Result<(), CliError> {
+    let _locks = (lock_cache_for(first)?, lock_cache_for(second)?);
     let a = registry::open(first, options)?;
     let b = registry::open(second, options)?;
     let (a_envs, b_envs) = (contents::environments(&a)?, contents::environments(&b)?);
