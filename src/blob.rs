@@ -116,6 +116,13 @@ enum Location {
         offset: u64,
         len: u64,
     },
+    /// Bytes that stay in a registry: a layer the registry a push goes to
+    /// already has, so it is neither built nor read here.
+    Registry {
+        registry: String,
+        repository: String,
+        len: u64,
+    },
 }
 
 impl Blob {
@@ -131,7 +138,7 @@ impl Blob {
     pub(crate) fn file_path(&self) -> Option<&Path> {
         match &self.location {
             Location::File(path) => Some(path),
-            Location::Range { .. } => None,
+            Location::Range { .. } | Location::Registry { .. } => None,
         }
     }
 
@@ -156,6 +163,26 @@ impl Blob {
         }
     }
 
+    /// `len` bytes that are in `repository` of `registry` and nowhere on
+    /// this machine. Opening them fails: such a blob can be left where it
+    /// is (a push to a repository that has it) but never read, so an
+    /// output that needs the bytes cannot stream nothing by accident.
+    pub(crate) fn in_registry(registry: &str, repository: &str, len: u64) -> Self {
+        Blob {
+            location: Location::Registry {
+                registry: registry.to_owned(),
+                repository: repository.to_owned(),
+                len,
+            },
+            _scratch: None,
+        }
+    }
+
+    /// Whether the bytes are on this machine (not only in a registry).
+    pub(crate) fn is_local(&self) -> bool {
+        !matches!(self.location, Location::Registry { .. })
+    }
+
     /// Opens the bytes for reading from the start.
     pub fn open(&self) -> io::Result<Box<dyn Read + Send>> {
         match &self.location {
@@ -171,6 +198,16 @@ impl Blob {
                 file.seek(SeekFrom::Start(*offset))?;
                 Ok(Box::new(file.take(*len)))
             }
+            Location::Registry {
+                registry,
+                repository,
+                ..
+            } => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "the blob is in {registry}/{repository} and not on this machine, so it cannot be read; only a push to that repository can use it"
+                ),
+            )),
         }
     }
 
@@ -199,7 +236,7 @@ impl Blob {
     pub fn size(&self) -> io::Result<u64> {
         match &self.location {
             Location::File(path) => Ok(fs_err::metadata(path)?.len()),
-            Location::Range { len, .. } => Ok(*len),
+            Location::Range { len, .. } | Location::Registry { len, .. } => Ok(*len),
         }
     }
 
@@ -222,6 +259,11 @@ impl fmt::Display for Blob {
             Location::Range {
                 archive, member, ..
             } => write!(f, "{} in {}", member, archive.display()),
+            Location::Registry {
+                registry,
+                repository,
+                ..
+            } => write!(f, "{registry}/{repository} (not on this machine)"),
         }
     }
 }
@@ -229,5 +271,24 @@ impl fmt::Display for Blob {
 impl fmt::Debug for Blob {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Blob({self})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_blob_in_a_registry_cannot_be_read() {
+        let blob = Blob::in_registry("ghcr.io", "org/app", 42);
+        assert!(!blob.is_local());
+        assert_eq!(blob.size().unwrap(), 42);
+        assert_eq!(blob.file_path(), None);
+        assert_eq!(blob.to_string(), "ghcr.io/org/app (not on this machine)");
+        let error = blob.open().err().unwrap();
+        assert_eq!(error.kind(), io::ErrorKind::Unsupported);
+        assert!(error.to_string().contains("in ghcr.io/org/app"), "{error}");
+        assert!(blob.hash().is_err());
+        assert!(Blob::file("/x").is_local());
     }
 }

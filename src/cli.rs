@@ -1,23 +1,32 @@
 //! Command-line definitions (clap only: no logic here) and the commands
 //! they run.
 
+mod read_back;
+
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
-use crate::build::{BuildError, BuildOptions, DEFAULT_BASE, LayerReport, Reporter, build};
+use crate::build::{
+    BuildError, BuildOptions, DEFAULT_BASE, LayerReport, Reporter, build_with_output,
+};
 use crate::conda::CondaError;
 use crate::conda::env::{EnvFlags, EnvSelector, SolveOptions};
+use crate::contents::{ContentsError, LockFormat};
 use crate::image::{Image, ImageDestination, ImageError, ImageSource};
 use crate::invocation::Invocation;
 use crate::layer::Compression;
+use crate::layer::cache::CacheLock;
+use crate::layer::cache::prune::{self, PruneOptions, parse_days, parse_size};
 use crate::platform::Platform;
 use crate::reference::Reference;
 use crate::registry::{
-    self, Login, OpenOptions, PushReport, PushTarget, RegistryError, RegistryOptions, login,
+    self, CacheRepo, Login, OpenOptions, PushReport, PushTarget, RegistryError, RegistryOptions,
+    login,
 };
 
 /// Turn a conda environment into a layered container image, without Docker.
@@ -53,9 +62,11 @@ Environment:
   CONDA_CHANNEL_ALIAS       the URL channel names resolve against
   CONDARC                   one more .condarc to read
   RATTLER_CACHE_DIR         rattler's cache: downloaded packages go to its pkgs/
-  CONDA_DOCKER_CACHE_DIR    where pulled base image blobs are kept
+  CONDA_DOCKER_CACHE_DIR    where built layers and pulled base image blobs are kept
+                            (see `cache info`)
   CONDA_DOCKER_REGISTRY_USER, CONDA_DOCKER_REGISTRY_PASSWORD
-                            the login --push uses, before docker's and podman's
+                            the login --push (and a --cache-repo there) uses, before
+                            docker's and podman's
   SOURCE_DATE_EPOCH         the timestamp of every file and history entry (default 0)
   PIXI_PROJECT_MANIFEST     the pixi project `pixi docker` builds (else found from the
                             current directory up)
@@ -79,6 +90,52 @@ pub enum Command {
         /// `oci-archive:PATH[:TAG]` or a path.
         source: ImageSource,
         /// How to pick and reach it.
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// List the conda packages inside an image (ours, or any with a conda
+    /// prefix), read from its `conda-meta/` records with the layer each
+    /// came in.
+    Packages {
+        /// The image (as for `inspect`).
+        source: ImageSource,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// How to pick and reach it.
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Write an image's environment as a file to build or create it from
+    /// again: an `@EXPLICIT` spec with sha256 hashes (`build --file`,
+    /// `conda create --file`) or an environment.yml.
+    Lock {
+        /// The image (as for `inspect`).
+        source: ImageSource,
+        /// The file to write.
+        #[arg(short = 'o', long = "output", value_name = "PATH")]
+        output: PathBuf,
+        /// The environment, when the image has several (`/opt/conda`).
+        #[arg(long = "prefix", value_name = "PATH")]
+        prefix: Option<String>,
+        /// The kind of file.
+        #[arg(long, value_enum, default_value = "explicit")]
+        format: LockFormat,
+        /// How to pick and reach it.
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Compare two images: conda packages added, removed and changed, and
+    /// the layer bytes they share.
+    Diff {
+        /// The first image (as for `inspect`).
+        first: ImageSource,
+        /// The second.
+        second: ImageSource,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// How to pick and reach them.
         #[command(flatten)]
         remote: RemoteArgs,
     },
@@ -139,6 +196,19 @@ pub enum Command {
         #[command(flatten)]
         registry_args: RegistryArgs,
     },
+    /// Remove a registry's login from where docker keeps it (the
+    /// counterpart of `login`).
+    Logout {
+        /// The registry: `docker.io`, `ghcr.io`, `host:port`.
+        registry: String,
+    },
+    /// Show or prune the cache of built layers and pulled image blobs
+    /// (CONDA_DOCKER_CACHE_DIR).
+    Cache {
+        /// What to do.
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
     /// Print a shell completion script: `source <(conda-docker completions
     /// bash)`, or save it where your shell looks.
     Completions {
@@ -151,6 +221,37 @@ pub enum Command {
         /// Where to write `conda-docker.1`, `conda-docker-build.1`, ...
         #[arg(value_name = "DIR")]
         dir: Option<PathBuf>,
+    },
+}
+
+/// `cache` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Where the cache is, its size and what it holds.
+    Info {
+        /// Print it as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove what builds no longer use, least recently used first.
+    ///
+    /// Removes layer entries and pulled images last used longer ago than
+    /// --older-than, then the least recently used ones until the cache fits
+    /// in --max-size, with every blob nothing left refers to and what
+    /// killed runs left behind. Waits for running builds to finish first.
+    Prune {
+        /// Keep at most SIZE: bytes, or with a unit (500MB, 10GB, 2GiB).
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        max_size: Option<u64>,
+        /// Remove what was last used more than DAYS days ago.
+        #[arg(long, value_name = "DAYS", value_parser = parse_days)]
+        older_than: Option<Duration>,
+        /// How long to wait for running builds, in seconds, before giving up.
+        #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+        timeout: u64,
+        /// Print what was removed as JSON on stdout.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -449,7 +550,9 @@ pub struct BuildArgs {
     /// Search only the channels given with -c (and the file's).
     #[arg(long)]
     pub override_channels: bool,
-    /// A virtual package for the solve, e.g. `__cuda=12.4` (repeatable).
+    /// A virtual package for the solve, e.g. `__cuda=12.4` (repeatable);
+    /// beats `CONDA_OVERRIDE_*` and `.condarc`'s `override_virtual_packages`.
+    /// `__cuda=host` takes this machine's NVIDIA driver version.
     #[arg(long = "virtual-package", value_name = "__NAME=VERSION")]
     pub virtual_packages: Vec<String>,
     /// Leave out the `pip:` section of an environment.yml.
@@ -563,10 +666,27 @@ pub struct BuildArgs {
     /// How new layers are compressed, and by how many threads.
     #[command(flatten)]
     pub compression: CompressionArgs,
-    /// Build every layer again: take none from the layer cache and keep
-    /// none there (`CONDA_DOCKER_CACHE_DIR/layers`).
+    /// Build every layer again: take none from the layer cache
+    /// (`CONDA_DOCKER_CACHE_DIR/layers`) or --cache-repo, and keep none in
+    /// the layer cache.
     #[arg(long)]
     pub no_cache: bool,
+    /// Share package layers between machines through a registry
+    /// repository: each is looked up there by its identity before it is
+    /// built (then mounted into the repository pushed to, or pulled), and
+    /// the missing ones are written there after. Uses your login for that
+    /// registry; whoever may push there decides what your builds take.
+    #[arg(long, value_name = "REGISTRY/REPO", value_parser = cache_repository)]
+    pub cache_repo: Option<Reference>,
+    /// Read --cache-repo but never write to it (builds of pull requests).
+    #[arg(long, requires = "cache_repo")]
+    pub cache_repo_read_only: bool,
+    /// Check each layer taken from the layer cache against its digest
+    /// first. Without it a layer is checked when it is streamed (to a
+    /// docker-archive, a push); an OCI layout links it, checking its size.
+    /// A damaged one is built again.
+    #[arg(long)]
+    pub verify: bool,
     /// Add a host file or folder as a layer of its own, above the
     /// environment, by Docker's COPY rules: a DEST ending in `/` or that
     /// is a directory receives the file inside it; a folder's contents go
@@ -599,6 +719,20 @@ fn source_destination(text: &str) -> Result<(PathBuf, String), String> {
             "`{text}` is not of the form SRC:/absolute/destination"
         )),
     }
+}
+
+/// A `--cache-repo`: a repository, whose tags are the cache's own.
+fn cache_repository(text: &str) -> Result<Reference, String> {
+    let reference: Reference = text
+        .parse()
+        .map_err(|e: crate::reference::ReferenceError| e.to_string())?;
+    let last = text.rsplit('/').next().unwrap_or(text);
+    if last.contains(':') || last.contains('@') {
+        return Err(format!(
+            "`{text}` names a tag or digest; give REGISTRY/REPOSITORY only (its tags are the cache's entries)"
+        ));
+    }
+    Ok(reference)
 }
 
 fn key_value(text: &str) -> Result<(String, String), String> {
@@ -648,6 +782,9 @@ pub enum CliError {
     /// Talking to a registry.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// Reading an image's environments.
+    #[error(transparent)]
+    Contents(#[from] ContentsError),
     /// Flags that do not fit together.
     #[error("{0}")]
     Usage(String),
@@ -663,24 +800,37 @@ fn run_build(args: BuildArgs) -> Result<(), CliError> {
         args.compress_base.then_some("--compress-base"),
     )?;
     let (json, quiet, compress_base) = (args.json, args.quiet, args.compress_base);
-    let options = build_options(args, env)?;
+    let mut options = build_options(args, env)?;
     // The login, the registry and the right to push, before any work.
     let push_target = push_to
         .as_ref()
         .map(|reference| PushTarget::check(reference, &options.registry, Login::from_environment()))
-        .transpose()?;
+        .transpose()?
+        .map(std::sync::Arc::new);
+    // Only a push needs no layer's bytes that the registry has (and
+    // --compress-base reads every plain layer).
+    if destination.is_none() && !compress_base {
+        options.push_only = push_target.clone();
+    }
+    // CI's login for the registry pushed to serves a cache repository there.
+    if let (Some(cache), Some(push_to)) = (&mut options.cache_repo, &push_to)
+        && cache.repository.registry() == push_to.registry()
+    {
+        cache.login = Login::from_environment();
+    }
     let progress = Progress::new(quiet);
-    let (mut image, layers) = build(&options, &progress)?;
-    if compress_base {
-        image.compress_plain_layers()?;
-    }
-    if let Some(destination) = &destination {
-        image.write_to(destination)?;
-    }
-    let pushed = match &push_target {
-        Some(target) => Some(target.push(&image)?),
-        None => None,
-    };
+    let (image, layers, pushed) = build_with_output(&options, &progress, |image, _| {
+        if compress_base {
+            image.compress_plain_layers()?;
+        }
+        if let Some(destination) = &destination {
+            image.write_to(destination)?;
+        }
+        Ok::<_, CliError>(match &push_target {
+            Some(target) => Some(target.push(image)?),
+            None => None,
+        })
+    })?;
     if json {
         print_build_json(&image, &layers, pushed.as_ref());
         return Ok(());
@@ -768,8 +918,14 @@ fn build_options(args: BuildArgs, env: EnvSelector) -> Result<BuildOptions, CliE
         untracked: !args.no_untracked,
         activation_scripts: !args.no_activation_scripts,
         add: args.add,
-        layer_cache: (!args.no_cache)
-            .then(|| crate::layer::LayerCache::new(crate::dirs::cache_dir())),
+        layer_cache: (!args.no_cache).then(|| {
+            crate::layer::LayerCache::new(crate::dirs::cache_dir()).verifying(args.verify)
+        }),
+        cache_repo: args.cache_repo.map(|repository| CacheRepo {
+            repository,
+            read_only: args.cache_repo_read_only,
+            login: None,
+        }),
         jobs: args.compression.jobs(),
         compression: args.compression.compression,
         ..BuildOptions::default()
@@ -917,6 +1073,15 @@ fn run_login(
     Ok(())
 }
 
+/// `logout`: like `docker logout`, not being logged in is no error.
+fn run_logout(registry: &str) -> Result<(), CliError> {
+    match crate::registry::logout(registry)? {
+        Some(from) => eprintln!("logged out of {registry}: removed the login from {from}"),
+        None => eprintln!("not logged in to {registry}"),
+    }
+    Ok(())
+}
+
 /// `NAME@DIGEST` on stdout, for scripts; what was sent on stderr.
 fn print_pushed(report: &PushReport, quiet: bool) {
     if !quiet {
@@ -1034,9 +1199,13 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Build(args) => run_build(*args),
         Command::Inspect { source, remote } => {
+            let _lock = lock_cache_for(&source)?;
             let image = registry::open(&source, &remote.into())?;
             println!("{:#}", summary(&image));
             Ok(())
+        }
+        command @ (Command::Packages { .. } | Command::Lock { .. } | Command::Diff { .. }) => {
+            read_back::run(command)
         }
         Command::Copy {
             source,
@@ -1057,37 +1226,21 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             output,
             format,
             remote,
-        } => {
-            let destination = match Target::output(&output, format)? {
-                Target::File(destination) => destination,
-                Target::Registry(_) => {
-                    return Err(CliError::Usage(
-                        "pull writes a file; to copy between registries use `copy`".into(),
-                    ));
-                }
-            };
-            let options: OpenOptions = remote.into();
-            let image = registry::pull(&reference, &options.platform, &options.registry)?;
-            image.write_to(&destination)?;
-            eprintln!(
-                "wrote {destination}: {}, id {}",
-                counted(image.layers().len(), "layer"),
-                image.config_digest()
-            );
-            Ok(())
-        }
+        } => run_pull(&reference, &output, format, remote.into()),
         Command::Login {
             registry,
             username,
             password_stdin,
             registry_args,
         } => run_login(&registry, username, password_stdin, &registry_args.into()),
+        Command::Logout { registry } => run_logout(&registry),
         Command::Completions { shell } => {
             let script = completions(shell, Invocation::current().executable());
             std::io::Write::write_all(&mut std::io::stdout(), script.as_bytes())
                 .map_err(|e| CliError::Usage(format!("cannot write the completions: {e}")))
         }
         Command::Man { dir } => write_man(dir),
+        Command::Cache { command } => run_cache(command),
     }
 }
 
@@ -1118,6 +1271,7 @@ fn run_copy(
         )?),
         Target::File(_) => None,
     };
+    let _lock = lock_cache_for(source)?;
     let mut image = registry::open(source, &options)?;
     if let Some(name) = name {
         image.set_name(&name)?;
@@ -1131,6 +1285,111 @@ fn run_copy(
         print_pushed(&target.push(&image)?, false);
     } else if let Target::File(destination) = destination {
         image.write_to(&destination)?;
+    }
+    Ok(())
+}
+
+/// `pull`: a registry image into a file.
+fn run_pull(
+    reference: &Reference,
+    output: &str,
+    format: Option<Format>,
+    options: OpenOptions,
+) -> Result<(), CliError> {
+    let destination = match Target::output(output, format)? {
+        Target::File(destination) => destination,
+        Target::Registry(_) => {
+            return Err(CliError::Usage(
+                "pull writes a file; to copy between registries use `copy`".into(),
+            ));
+        }
+    };
+    let _lock = lock_cache_for(&ImageSource::Registry(reference.clone()))?;
+    let image = registry::pull(reference, &options.platform, &options.registry)?;
+    image.write_to(&destination)?;
+    eprintln!(
+        "wrote {destination}: {}, id {}",
+        counted(image.layers().len(), "layer"),
+        image.config_digest()
+    );
+    Ok(())
+}
+
+/// The cache's shared lock while a command reads a registry image, whose
+/// blobs it keeps in (and reads from) the cache, so that a `cache prune`
+/// waits for it; `None` for other sources.
+fn lock_cache_for(source: &ImageSource) -> Result<Option<CacheLock>, CliError> {
+    if !matches!(source, ImageSource::Registry(_)) {
+        return Ok(None);
+    }
+    let dir = crate::dirs::cache_dir();
+    let lock = CacheLock::shared(&dir, || {
+        eprintln!("waiting for `cache prune` to finish with {}", dir.display());
+    })
+    .map_err(BuildError::from)?;
+    Ok(Some(lock))
+}
+
+/// `cache info` and `cache prune`, on our cache directory.
+fn run_cache(command: CacheCommand) -> Result<(), CliError> {
+    let dir = crate::dirs::cache_dir();
+    let mb = |bytes: u64| format!("{:.1} MB", bytes as f64 / 1e6);
+    match command {
+        CacheCommand::Info { json } => {
+            let usage = prune::usage(&dir);
+            if json {
+                println!("{:#}", json!(usage));
+                return Ok(());
+            }
+            println!("cache: {} ({})", dir.display(), mb(usage.size));
+            println!("layer entries: {}", usage.layer_entries);
+            println!(
+                "blobs: {} ({}): {} pulled manifests, {} unreferenced",
+                usage.blobs,
+                mb(usage.blob_bytes),
+                usage.pulled_manifests,
+                usage.unreferenced_blobs
+            );
+            println!("glibc memos: {}", usage.glibc_memos);
+            println!("left by killed runs: {}", usage.leftovers);
+            for (name, bytes) in &usage.other {
+                println!("not pruned: {name}/ ({})", mb(*bytes));
+            }
+        }
+        CacheCommand::Prune {
+            max_size,
+            older_than,
+            timeout,
+            json,
+        } => {
+            let _lock = CacheLock::exclusive(&dir, Duration::from_secs(timeout), || {
+                eprintln!(
+                    "waiting for running builds to finish with {} (at most {timeout} s)",
+                    dir.display()
+                );
+            })
+            .map_err(BuildError::from)?;
+            let options = PruneOptions {
+                older_than,
+                max_size,
+            };
+            let report = prune::prune(&dir, options);
+            if json {
+                println!("{:#}", json!(report));
+                return Ok(());
+            }
+            println!(
+                "removed {} layer entries, {} pulled images, {} blobs, {} glibc memos and {} leftovers: {} freed; {} left in {}",
+                report.layer_entries,
+                report.pulled_manifests,
+                report.blobs,
+                report.glibc_memos,
+                report.leftovers,
+                mb(report.freed),
+                mb(report.size),
+                dir.display()
+            );
+        }
     }
     Ok(())
 }

@@ -39,7 +39,8 @@
 //! Data flows one way: [`layer`] builds layer blobs, [`image`] holds an
 //! image (config + layers) and reads and writes its formats, [`registry`]
 //! moves images over the distribution API, [`conda`] reads environments
-//! and packages, and [`build`] ties them together.
+//! and packages, and [`build`] ties them together; [`contents`] reads the
+//! environments of an image back.
 #![deny(missing_docs)]
 // Short functions that read alone (clippy.toml sets the bound: 80 lines).
 #![warn(clippy::too_many_lines)]
@@ -49,6 +50,7 @@ pub mod blob;
 pub mod build;
 pub mod cli;
 pub mod conda;
+pub mod contents;
 pub mod digest;
 pub(crate) mod dirs;
 pub mod image;

@@ -2,6 +2,7 @@
 
 use crate::conda::CondaError;
 use crate::image::ImageError;
+use crate::layer::cache::LockError;
 use crate::registry::RegistryError;
 
 use super::DEFAULT_BASE;
@@ -74,6 +75,9 @@ pub enum BuildError {
     /// A bad `--prefix-in-image`.
     #[error("--prefix-in-image `{0}` must be an absolute path such as /opt/conda")]
     BadImagePrefix(String),
+    /// The cache's lock (see `cache prune`).
+    #[error(transparent)]
+    CacheLock(#[from] LockError),
     /// Staging or layer I/O.
     #[error("cannot build the layer of {what}")]
     Layer {

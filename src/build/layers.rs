@@ -12,28 +12,30 @@ use crate::image::Image;
 use crate::layer::Layer;
 use crate::layer::{LayerCache, LayerFactory};
 use crate::parallel::in_parallel;
+use crate::registry::SharedLayers;
 
 use super::identity::LayerIdentity;
 use super::plan::{LayerPlan, PlannedLayer};
 
 /// The layer annotation naming the packages a layer holds.
 const PACKAGES_ANNOTATION: &str = "org.conda-docker.packages";
-use super::{BuildError, LayerReport, Reporter};
+use super::{BuildError, LayerReport, LayerSource, Reporter};
 
 /// The package layers of `plan`, in its order, each with its report.
 /// `records` and `package_dirs` are the environment's, in the same order;
 /// `image` (the base) gives the layers their compression, time stamp and
 /// threads (`--jobs`, which also bounds the layers built at once);
 /// packages are staged under `staging` while their layer is written. A
-/// layer `cache` has (by the plan's identity) is taken from it unbuilt; a
-/// layer built is kept there.
+/// layer the local cache of `caches` has (by the plan's identity) is taken
+/// from it unbuilt, else one the shared cache finds; a layer built is kept
+/// in the local cache.
 pub(crate) fn build_layers(
     plan: &LayerPlan,
     records: &[PrefixRecord],
     package_dirs: &[PathBuf],
     image: &mut Image,
     staging: &Path,
-    cache: Option<&LayerCache>,
+    (cache, shared): (Option<&LayerCache>, &SharedLayers),
     reporter: &dyn Reporter,
 ) -> Result<Vec<(Layer, LayerReport)>, BuildError> {
     let factory = image.layer_factory().map_err(|source| BuildError::Layer {
@@ -54,7 +56,10 @@ pub(crate) fn build_layers(
         };
         let cached = cache.zip(identity.as_ref()).and_then(|(c, id)| c.get(id));
         if let Some(cached) = cached {
-            return layer.cached(cached, reporter);
+            return layer.cached(cached, LayerSource::Cache, reporter);
+        }
+        if let Some(found) = identity.as_ref().and_then(|id| shared.find(id)) {
+            return layer.cached(found, LayerSource::Registry, reporter);
         }
         let built = layer.build(&factory, &target, &plan.prefix_arc, staging, reporter)?;
         if let (Some(cache), Some(identity)) = (cache, identity)
@@ -68,9 +73,30 @@ pub(crate) fn build_layers(
         Ok(built)
     };
     reporter.start(records.len());
-    let built = in_parallel(&plan.layers, image.jobs(), package_layer);
+    let order = largest_first(&plan.layers, records);
+    let built = in_parallel(&order, image.jobs(), |&i| {
+        package_layer(&plan.layers[i]).map(|layer| (i, layer))
+    });
     reporter.finish();
-    built.into_iter().collect()
+    let mut built = built.into_iter().collect::<Result<Vec<_>, _>>()?;
+    built.sort_by_key(|&(i, _)| i);
+    Ok(built.into_iter().map(|(_, layer)| layer).collect())
+}
+
+/// The indices of `layers`, the biggest first (by their packages' archive
+/// sizes, where records know them): the biggest layer is the longest job,
+/// and started last it would run alone while the other workers idle.
+fn largest_first(layers: &[PlannedLayer], records: &[PrefixRecord]) -> Vec<usize> {
+    let size = |layer: &PlannedLayer| -> u64 {
+        layer
+            .packages
+            .iter()
+            .filter_map(|&i| records[i].repodata_record.package_record.size)
+            .sum()
+    };
+    let mut order: Vec<usize> = (0..layers.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(size(&layers[i])));
+    order
 }
 
 /// The packages of one layer.
@@ -82,10 +108,11 @@ struct PackageLayer<'a> {
 }
 
 impl PackageLayer<'_> {
-    /// The layer as the cache keeps it, named like a built one.
+    /// The layer as a cache keeps it, named like a built one.
     fn cached(
         &self,
         layer: Layer,
+        source: LayerSource,
         reporter: &dyn Reporter,
     ) -> Result<(Layer, LayerReport), BuildError> {
         let packages = self
@@ -93,8 +120,12 @@ impl PackageLayer<'_> {
             .iter()
             .map(|&i| dist_folder(&self.records[i]).map(|d| d.to_string()))
             .collect::<Result<Vec<_>, _>>()?;
-        tracing::info!("from the layer cache: {}", packages.join(" "));
-        Ok(finish(layer, packages, reporter))
+        let from = match source {
+            LayerSource::Registry => "from the cache repository",
+            _ => "from the layer cache",
+        };
+        tracing::info!("{from}: {}", packages.join(" "));
+        Ok(finish(layer, packages, source, reporter))
     }
 
     /// Relocates the packages into `staging`, writes them under
@@ -127,6 +158,7 @@ impl PackageLayer<'_> {
         let layer = factory
             .build(|tar| {
                 tar.normalize_modes();
+                tar.links_as_copies();
                 staged
                     .iter()
                     .try_for_each(|dir| tar.add_tree(dir, prefix_arc, None))
@@ -138,7 +170,7 @@ impl PackageLayer<'_> {
         for dir in staged {
             let _ = std::fs::remove_dir_all(dir);
         }
-        Ok(finish(layer, packages, reporter))
+        Ok(finish(layer, packages, LayerSource::Built, reporter))
     }
 }
 
@@ -147,6 +179,7 @@ impl PackageLayer<'_> {
 fn finish(
     mut layer: Layer,
     packages: Vec<String>,
+    source: LayerSource,
     reporter: &dyn Reporter,
 ) -> (Layer, LayerReport) {
     layer.set_annotation(PACKAGES_ANNOTATION, packages.join(" "));
@@ -154,6 +187,7 @@ fn finish(
         digest: layer.digest(),
         size: layer.size(),
         packages,
+        source,
     };
     reporter.layer_built(&report);
     (layer, report)

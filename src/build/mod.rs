@@ -34,17 +34,22 @@ use crate::conda::CondaError;
 use crate::conda::env::{EnvSelector, SolveOptions};
 use crate::dirs::cache_dir;
 use crate::image::Image;
+use crate::layer::cache::CacheLock;
+use crate::registry::SharedLayers;
 
 pub use error::BuildError;
 pub use identity::{LAYER_FORMAT, LayerIdentity};
 pub use options::{BuildOptions, DEFAULT_BASE};
-pub use report::{LayerReport, Reporter, Silent};
+pub use report::{LayerReport, LayerSource, Reporter, Silent};
 
-/// Builds the image of an environment.
+/// Builds the image of an environment. The layers may be files in the
+/// cache directory: to write or push the image while a `cache prune` may
+/// run, use [`build_with_output`], which keeps them there until it is done.
 pub fn build(
     options: &BuildOptions,
     reporter: &dyn Reporter,
 ) -> Result<(Image, Vec<LayerReport>), BuildError> {
+    let _locks = lock_caches(options)?;
     let checked = options.checked()?;
     let (options, prefix_arc) = (&checked.options, checked.prefix_arc.as_str());
     // What to build.
@@ -64,17 +69,85 @@ pub fn build(
     // The layer plan.
     let plan = plan::plan(&subject, &located, options, prefix_arc)?;
     // The layers.
-    let layers = layers::build_layers(
+    let shared = SharedLayers::new(
+        options.cache_repo.as_ref(),
+        options
+            .push_only
+            .as_deref()
+            .filter(|_| options.add.is_empty()),
+        options.layer_cache.as_ref(),
+        &options.registry,
+    );
+    let mut layers = layers::build_layers(
         &plan,
         &subject.env.records,
         &located.dirs,
         &mut subject.base,
         staging.path(),
-        options.layer_cache.as_ref(),
+        (options.layer_cache.as_ref(), &shared),
         reporter,
     )?;
+    shared.store(
+        plan.layers
+            .iter()
+            .zip(&mut layers)
+            .filter_map(|(planned, (layer, _))| Some((planned.identity.as_ref()?.digest(), layer)))
+            .collect(),
+    );
     // The image.
     assemble::assemble(subject, layers, &located.dirs, &checked)
+}
+
+/// Builds the image of an environment and hands it to `output` (to write
+/// or push it), holding the cache's shared lock throughout, so a `cache
+/// prune` waits for the whole run. When `output` fails and a layer taken
+/// from the layer cache turns out to be damaged (its blob no longer has
+/// its digest), that entry is evicted and the build runs once more: it
+/// builds those layers again and takes the others from the cache.
+pub fn build_with_output<T, E: From<BuildError>>(
+    options: &BuildOptions,
+    reporter: &dyn Reporter,
+    mut output: impl FnMut(&mut Image, &[LayerReport]) -> Result<T, E>,
+) -> Result<(Image, Vec<LayerReport>, T), E> {
+    let _locks = lock_caches(options)?;
+    let mut retried = false;
+    loop {
+        let (mut image, layers) = build(options, reporter)?;
+        let error = match output(&mut image, &layers) {
+            Ok(done) => return Ok((image, layers, done)),
+            Err(error) => error,
+        };
+        let damaged = match (&options.layer_cache, retried) {
+            (Some(cache), false) => cache.evict_damaged(),
+            _ => 0,
+        };
+        if damaged == 0 {
+            return Err(error);
+        }
+        tracing::warn!(
+            "{damaged} layer(s) taken from the layer cache were damaged; building the image again"
+        );
+        retried = true;
+    }
+}
+
+/// Shares the lock of our cache directory (and of the layer cache's, when
+/// elsewhere) with other builds, waiting while a prune holds it.
+fn lock_caches(options: &BuildOptions) -> Result<Vec<CacheLock>, BuildError> {
+    let mut dirs = vec![cache_dir()];
+    if let Some(cache) = &options.layer_cache
+        && cache.dir() != dirs[0]
+    {
+        dirs.push(cache.dir().to_owned());
+    }
+    dirs.iter()
+        .map(|dir| {
+            CacheLock::shared(dir, || {
+                tracing::warn!("waiting for `cache prune` to finish with {}", dir.display());
+            })
+            .map_err(BuildError::from)
+        })
+        .collect()
 }
 
 /// A staging folder beside our package cache (same file system, so
@@ -114,7 +187,10 @@ pub fn build_docker_environment(
         },
         ..BuildOptions::default()
     };
-    let (image, _) = build(&options, &Silent)?;
-    image.write_file(output_filename)?;
+    let (image, _, ()) = build_with_output(&options, &Silent, |image, _| {
+        image
+            .write_file(output_filename.as_ref())
+            .map_err(BuildError::from)
+    })?;
     Ok(image)
 }

@@ -1,6 +1,7 @@
 //! What a build is asked to do, and the checks made before any work.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::conda::cache::PackageCaches;
 use crate::conda::env::{EnvSelector, SolveOptions};
@@ -10,7 +11,7 @@ use crate::layer::tar::archive_path;
 use crate::layer::{Compression, LayerCache};
 use crate::platform::Platform;
 use crate::reference::Reference;
-use crate::registry::RegistryOptions;
+use crate::registry::{CacheRepo, PushTarget, RegistryOptions};
 
 use super::BuildError;
 
@@ -74,6 +75,14 @@ pub struct BuildOptions {
     /// How many layers are built at once, and how many threads compress
     /// them (default: one per core). The image's bytes do not depend on it.
     pub jobs: usize,
+    /// A registry repository where package layers are looked up by
+    /// identity before they are built, and written after (`--cache-repo`).
+    pub cache_repo: Option<CacheRepo>,
+    /// The repository the image is pushed to, when the push is the only
+    /// output (`--push` without `-o`): a package layer found by identity
+    /// that this repository has, or can mount, is neither built nor read.
+    /// Ignored with `add`, which reads every layer.
+    pub push_only: Option<Arc<PushTarget>>,
 }
 
 impl Default for BuildOptions {
@@ -106,6 +115,8 @@ impl Default for BuildOptions {
             layer_cache: Some(LayerCache::new(cache_dir())),
             compression: Compression::default(),
             jobs: crate::parallel::cores(),
+            cache_repo: None,
+            push_only: None,
         }
     }
 }

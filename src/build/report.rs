@@ -12,6 +12,21 @@ pub struct LayerReport {
     pub size: u64,
     /// `name-version-build` of each package in it.
     pub packages: Vec<String>,
+    /// Where the layer came from.
+    pub source: LayerSource,
+}
+
+/// Where a package layer came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LayerSource {
+    /// Built from its packages.
+    Built,
+    /// Taken from the layer cache (`CONDA_DOCKER_CACHE_DIR`).
+    Cache,
+    /// Found in a registry by its identity (`--cache-repo`): pulled, or
+    /// left in the registry the image is pushed to.
+    Registry,
 }
 
 /// Hears how a build goes, so a front end can show progress; the library

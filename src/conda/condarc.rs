@@ -23,6 +23,9 @@ pub struct CondaRc {
     /// Channel names served from somewhere other than the alias:
     /// name → base URL (the channel is `URL/name`).
     pub custom_channels: std::collections::BTreeMap<String, String>,
+    /// `override_virtual_packages` (conda ≥ 25.11): virtual package name
+    /// (`cuda`) → value; an empty value removes it, `null` says nothing.
+    pub override_virtual_packages: std::collections::BTreeMap<String, Option<String>>,
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -37,6 +40,8 @@ struct File {
     channel_alias: Option<String>,
     #[serde(default)]
     custom_channels: std::collections::BTreeMap<String, String>,
+    #[serde(default, alias = "virtual_packages")]
+    override_virtual_packages: std::collections::BTreeMap<String, Option<serde_yaml::Value>>,
 }
 
 /// conda's search path: system, root, user, then the active environment
@@ -131,6 +136,11 @@ impl CondaRc {
                     for (name, url) in file.custom_channels {
                         rc.custom_channels.entry(name).or_insert(url);
                     }
+                    for (name, value) in file.override_virtual_packages {
+                        rc.override_virtual_packages
+                            .entry(name)
+                            .or_insert_with(|| value.as_ref().and_then(scalar));
+                    }
                 }
                 Err(e) => tracing::warn!("ignoring {}: not a valid condarc ({e})", path.display()),
             }
@@ -165,6 +175,17 @@ impl CondaRc {
         if let Some(alias) = var("CONDA_CHANNEL_ALIAS").filter(|a| !a.is_empty()) {
             self.channel_alias = Some(alias);
         }
+    }
+}
+
+/// A YAML scalar as the string conda makes of it (`cuda: 12.4` is a
+/// number to YAML); `None` for anything else.
+fn scalar(value: &serde_yaml::Value) -> Option<String> {
+    match value {
+        serde_yaml::Value::String(s) => Some(s.clone()),
+        serde_yaml::Value::Number(n) => Some(n.to_string()),
+        serde_yaml::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
     }
 }
 

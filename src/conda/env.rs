@@ -10,6 +10,7 @@ use super::contained::{check_record, shown};
 use super::envfile::{FileKind, kind_of, read_environment_yaml, read_lock_file};
 use super::explicit::read_explicit;
 use super::solve::{self, SolveRequest};
+use super::virtual_packages::Overrides;
 
 /// How the user named the environment.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,12 +128,11 @@ impl SolveOptions {
         self.platform.unwrap_or(Subdir::Linux64)
     }
 
-    /// Whether `--virtual-package __glibc=...` fixes glibc, so the base
-    /// image's need not be read.
+    /// Whether the user states the glibc (`--virtual-package __glibc=...`,
+    /// `CONDA_OVERRIDE_GLIBC`, `.condarc`), so the base image's need not be
+    /// read.
     pub fn glibc_given(&self) -> bool {
-        self.virtual_packages
-            .iter()
-            .any(|v| v.to_ascii_lowercase().starts_with("__glibc="))
+        Overrides::from_config(&self.virtual_packages).is_ok_and(|o| o.glibc().is_some())
     }
 }
 

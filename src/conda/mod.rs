@@ -19,6 +19,7 @@ pub(crate) mod relocate;
 pub mod solve;
 pub(crate) mod unrelocate;
 pub(crate) mod untracked;
+pub(crate) mod virtual_packages;
 
 use std::path::PathBuf;
 

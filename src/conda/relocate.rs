@@ -2,8 +2,12 @@
 //!
 //! The linking is rattler's (`link_package_sync` with a target prefix that
 //! differs from the folder written to): text and binary placeholders,
-//! noarch python paths and entry points, symlinks and file modes. Files are
-//! copied, never hard-linked, so nothing touches the user's cache. The
+//! noarch python paths and entry points, symlinks and file modes. A file
+//! with no placeholder is hard-linked (or reflinked) from the package
+//! folder where the file system allows, so most bytes are never copied:
+//! the staged tree is only read, once, into the layer's tar (which writes
+//! such links as plain files), then unlinked; a file with a placeholder is
+//! written anew. Nothing is ever written through a link. The
 //! package's `conda-meta` record is written fresh from its own metadata, so
 //! a layer depends only on the package, the image prefix and the python
 //! version: never on the host, its paths or how the package was installed.
@@ -122,8 +126,11 @@ pub fn relocate(
         target_prefix: Some(target.image_prefix.into()),
         platform: Some(target.platform),
         python_info: target.python.cloned(),
-        allow_hard_links: Some(false),
-        allow_ref_links: Some(false),
+        // A file rattler need not rewrite is hard-linked (or reflinked)
+        // from the package folder: the staging costs no copy, and the
+        // layer reads the bytes once, from the cache.
+        allow_hard_links: Some(true),
+        allow_ref_links: Some(true),
         // Symlinks stay symlinks: copying one's target would read the host.
         allow_symbolic_links: Some(true),
         paths_json: Some(checked.paths),

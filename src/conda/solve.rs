@@ -5,15 +5,14 @@
 //! for it (and noarch), and the virtual packages the solver sees describe
 //! a Linux container of that architecture, not this machine.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::str::FromStr;
+
 use std::sync::Arc;
 
 use rattler_cache::package_cache::PackageCache;
 use rattler_conda_types::{
-    Channel, ChannelConfig, GenericVirtualPackage, MatchSpec, PackageName, ParseStrictness,
-    RepoDataRecord, Subdir, Version,
+    Channel, ChannelConfig, GenericVirtualPackage, MatchSpec, ParseStrictness, RepoDataRecord,
+    Subdir,
 };
 use rattler_networking::{AuthenticationMiddleware, LazyClient};
 use rattler_repodata_gateway::{Gateway, RepoData};
@@ -21,10 +20,8 @@ use rattler_solve::{SolverImpl, SolverTask, resolvo};
 use url::Url;
 
 use super::condarc::CondaRc;
+use super::virtual_packages::Overrides;
 
-/// The kernel version stated for `__linux` (the host kernel is unknown at
-/// build time; this is what conda-forge packages ask for at most today).
-const LINUX_VERSION: &str = "5.10";
 /// Channel names are resolved against this unless `.condarc` says
 /// otherwise.
 const DEFAULT_CHANNEL: &str = "conda-forge";
@@ -70,6 +67,16 @@ pub enum SolveError {
     /// A `--virtual-package` that is not `__name=version`.
     #[error("invalid --virtual-package `{0}`: expected __NAME=VERSION, e.g. __cuda=12.4")]
     BadVirtualPackage(String),
+    /// `--virtual-package __cuda=host` on a machine with no NVIDIA driver.
+    #[error(
+        "--virtual-package __cuda=host: no NVIDIA driver found on this machine (NVML, libcuda, nvidia-smi); give the CUDA version the image will run with, e.g. --virtual-package __cuda=12.4"
+    )]
+    NoCudaDriver,
+    /// `host` for a virtual package other than `__cuda`.
+    #[error(
+        "invalid --virtual-package `{0}`: only __cuda=host reads this machine; give a version, e.g. __glibc=2.28"
+    )]
+    HostOnlyForCuda(String),
     /// Repodata could not be fetched.
     #[error("cannot read the channels ({channels})")]
     Repodata {
@@ -185,48 +192,6 @@ pub fn channels(
     Ok(channels)
 }
 
-/// The virtual packages of a Linux container on `platform`: `__unix`,
-/// `__linux`, `__glibc` (the base's; none for a base without glibc, so
-/// packages that need it do not solve) and `__archspec`, then the
-/// overrides.
-pub fn virtual_packages(
-    platform: Subdir,
-    glibc: Option<&str>,
-    overrides: &[String],
-) -> Result<Vec<GenericVirtualPackage>, SolveError> {
-    let package = |name: &str, version: &str, build: &str| GenericVirtualPackage {
-        name: PackageName::new_unchecked(name),
-        version: Version::from_str(version).unwrap_or_else(|_| Version::major(0)),
-        build_string: rattler_conda_types::package::BuildString::new_unchecked(build),
-    };
-    // conda's name of the architecture, rattler's table.
-    let arch = platform
-        .arch()
-        .map_or_else(|| "x86".to_owned(), |arch| arch.to_string());
-    let mut packages: BTreeMap<String, GenericVirtualPackage> = BTreeMap::new();
-    let glibc = glibc.map(|version| package("__glibc", version, "0"));
-    for p in [
-        package("__unix", "0", "0"),
-        package("__linux", LINUX_VERSION, "0"),
-        package("__archspec", "1", &arch),
-    ]
-    .into_iter()
-    .chain(glibc)
-    {
-        packages.insert(p.name.as_normalized().to_owned(), p);
-    }
-    for text in overrides {
-        let (name, version) = text
-            .split_once('=')
-            .filter(|(n, v)| n.starts_with("__") && !v.is_empty())
-            .ok_or_else(|| SolveError::BadVirtualPackage(text.clone()))?;
-        Version::from_str(version).map_err(|_| SolveError::BadVirtualPackage(text.clone()))?;
-        let name = name.to_lowercase();
-        packages.insert(name.clone(), package(&name, version, "0"));
-    }
-    Ok(packages.into_values().collect())
-}
-
 /// Solves `request` into the records of an environment, sorted by name.
 pub fn solve(request: &SolveRequest) -> Result<Vec<RepoDataRecord>, SolveError> {
     let specs = parse_specs(&request.specs)?;
@@ -240,11 +205,8 @@ pub fn solve(request: &SolveRequest) -> Result<Vec<RepoDataRecord>, SolveError> 
         .map(|c| c.base_url.to_string())
         .collect::<Vec<_>>()
         .join(", ");
-    let virtual_packages = virtual_packages(
-        request.platform,
-        request.glibc.as_deref(),
-        &request.virtual_packages,
-    )?;
+    let virtual_packages = Overrides::from_config(&request.virtual_packages)?
+        .packages(request.platform, request.glibc.as_deref())?;
     tracing::info!(
         "solving {} for {} in {channel_list}",
         request.specs.join(" "),
@@ -436,28 +398,6 @@ pub fn fetch(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn virtual_packages_describe_the_target() {
-        let v = virtual_packages(Subdir::LinuxAarch64, None, &["__cuda=12.4".into()]).unwrap();
-        let find = |n: &str| v.iter().find(|p| p.name.as_normalized() == n).unwrap();
-        assert_eq!(find("__archspec").build_string, "aarch64");
-        assert!(
-            !v.iter().any(|p| p.name.as_normalized() == "__glibc"),
-            "no glibc in the base, no __glibc"
-        );
-        assert_eq!(find("__cuda").version.to_string(), "12.4");
-        let v = virtual_packages(Subdir::Linux64, Some("2.41"), &["__glibc=2.17".into()]).unwrap();
-        assert_eq!(
-            v.iter()
-                .find(|p| p.name.as_normalized() == "__glibc")
-                .unwrap()
-                .version
-                .to_string(),
-            "2.17"
-        );
-        assert!(virtual_packages(Subdir::Linux64, None, &["cuda".into()]).is_err());
-    }
 
     #[test]
     fn channels_follow_condarc() {

@@ -280,6 +280,10 @@ impl Rebuild<'_> {
                 fs_err::create_dir_all(&target).map_err(io(&target))?;
                 PathType::Directory
             }
+            _ if entry.prefix_placeholder.is_none() => {
+                self.copy_unchanged(entry, installed, &target)?;
+                PathType::HardLink
+            }
             _ => {
                 let original = self.original_bytes(entry, installed)?;
                 write_new(&target, &original, installed)?;
@@ -303,14 +307,70 @@ impl Rebuild<'_> {
         Ok(())
     }
 
-    /// The file's bytes as the package shipped them: relocation undone,
-    /// then checked against the record's sha256, so a file changed after
-    /// install never enters the image as the package's.
+    /// The sha256 the record gives `installed`'s file, which its bytes are
+    /// checked against.
+    fn wanted_sha256(
+        &self,
+        entry: &InstalledEntry,
+        installed: &Path,
+    ) -> Result<rattler_digest::Sha256Hash, CondaError> {
+        entry.sha256.ok_or_else(|| {
+            self.unrelocatable(
+                installed,
+                "has no sha256 in the record, so it cannot be checked",
+            )
+        })
+    }
+
+    /// The error for a file whose bytes are not the package's.
+    fn modified(&self, installed: &Path) -> CondaError {
+        self.unrelocatable(
+            installed,
+            "it was modified after install (its bytes do not match the package's sha256)",
+        )
+    }
+
+    /// Copies a file that relocation left as it was to `target`, checked
+    /// against the record's sha256 on the way: one buffer of memory, however
+    /// big the file.
+    fn copy_unchanged(
+        &self,
+        entry: &InstalledEntry,
+        installed: &Path,
+        target: &Path,
+    ) -> Result<(), CondaError> {
+        let want = self.wanted_sha256(entry, installed)?;
+        let mut from = std::fs::File::open(installed).map_err(io(installed))?;
+        let to = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(target)
+            .map_err(io(target))?;
+        let mut hashing = rattler_digest::HashingWriter::<_, rattler_digest::Sha256>::new(
+            std::io::BufWriter::with_capacity(1 << 16, to),
+        );
+        std::io::copy(&mut from, &mut hashing).map_err(io(installed))?;
+        let (buffered, hash) = hashing.finalize();
+        buffered
+            .into_inner()
+            .map_err(|e| io(target)(e.into_error()))?;
+        if hash != want {
+            return Err(self.modified(installed));
+        }
+        copy_mode(installed, target)
+    }
+
+    /// The bytes of a file with a prefix placeholder as the package shipped
+    /// them: relocation undone, then checked against the record's sha256,
+    /// so a file changed after install never enters the image as the
+    /// package's. Such files (scripts, configs, some libraries) are read
+    /// whole, as the replacement needs them.
     fn original_bytes(
         &self,
         entry: &InstalledEntry,
         installed: &Path,
     ) -> Result<Vec<u8>, CondaError> {
+        let want = self.wanted_sha256(entry, installed)?;
         let bytes = std::fs::read(installed).map_err(io(installed))?;
         let host = self.host.as_bytes();
         let original = match (&entry.prefix_placeholder, entry.file_mode) {
@@ -320,19 +380,8 @@ impl Rebuild<'_> {
             (Some(placeholder), _) => Some(replace(&bytes, host, placeholder.as_bytes())),
             (None, _) => Some(bytes),
         };
-        let modified = || {
-            self.unrelocatable(
-                installed,
-                "it was modified after install (its bytes do not match the package's sha256)",
-            )
-        };
+        let modified = || self.modified(installed);
         let original = original.ok_or_else(modified)?;
-        let Some(want) = entry.sha256 else {
-            return Err(self.unrelocatable(
-                installed,
-                "has no sha256 in the record, so it cannot be checked",
-            ));
-        };
         let matches = |bytes: &[u8]| {
             rattler_digest::compute_bytes_digest::<rattler_digest::Sha256>(bytes) == want
         };
@@ -432,6 +481,11 @@ fn write_new(target: &Path, bytes: &[u8], installed: &Path) -> Result<(), CondaE
         .open(target)
         .and_then(|mut file| std::io::Write::write_all(&mut file, bytes))
         .map_err(io(target))?;
+    copy_mode(installed, target)
+}
+
+/// Gives `target` the permissions of `installed`.
+fn copy_mode(installed: &Path, target: &Path) -> Result<(), CondaError> {
     let mode = std::fs::metadata(installed)
         .map_err(io(installed))?
         .permissions();

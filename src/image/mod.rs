@@ -29,6 +29,7 @@ use tempfile::TempDir;
 
 pub use config::{ConfigError, ImageConfig, rfc3339};
 pub use glibc::glibc_version;
+pub use rootfs::PickedFile as ImageFile;
 pub use source::{ImageDestination, ImageSource};
 
 use self::add::{Plan, PlanError};
@@ -424,6 +425,19 @@ impl Image {
     /// The layers, bottom first.
     pub fn layers(&self) -> &[Layer] {
         &self.layers
+    }
+
+    /// The regular files of the image's file system (its layers applied in
+    /// order, whiteouts included) whose path `pick` chooses (relative to
+    /// the root: `opt/conda/conda-meta/x.json`), read whole, each at most
+    /// `max_file` bytes, with the layer it comes from. Only the picked
+    /// files' bytes are kept; layers are bounded as for `--add`.
+    pub fn read_files(
+        &self,
+        pick: &(dyn Fn(&str) -> bool + Sync),
+        max_file: u64,
+    ) -> Result<Vec<ImageFile>, ImageError> {
+        RootFs::pick_files(&self.layers, pick, max_file)
     }
 
     /// Marks every layer as pulled from `origin` (see [`Layer::origin`]).

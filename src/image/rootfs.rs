@@ -101,6 +101,43 @@ impl fmt::Debug for RootFs {
     }
 }
 
+/// A file of an image read back by [`Image::read_files`](super::Image::read_files).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PickedFile {
+    /// Its path, relative to the root (`opt/conda/conda-meta/x.json`).
+    pub path: String,
+    /// The index of the layer it comes from, bottom first.
+    pub layer: usize,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// The bytes of a picked entry: `None` for one that is not a regular file
+/// (a hardlink, a device), which hides a lower layer's file at the path
+/// without giving bytes of its own.
+fn read_picked(
+    entry: &EntryHeader,
+    data: &mut dyn Read,
+    path: &str,
+    max_file: u64,
+) -> std::io::Result<Option<Vec<u8>>> {
+    if !entry.kind.is_file() {
+        return Ok(None);
+    }
+    let mut bytes = Vec::new();
+    data.take(max_file + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max_file {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "/{path} is over the {} this tool reads",
+                size_text(max_file)
+            ),
+        ));
+    }
+    Ok(Some(bytes))
+}
+
 /// One entry of a layer, as it changes the file system.
 enum Change {
     Put(String, Node),
@@ -186,13 +223,68 @@ impl RootFs {
                 Ok(ControlFlow::Continue(()))
             })
             .map(|()| changes)
-            .map_err(|e| walk_error(layer, e))
+            .map_err(|e| walk_error(layer, e, "to place --add paths"))
         });
         let mut rootfs = RootFs::default();
         for layer in changes {
             rootfs.apply_layer(layer?);
         }
         Ok(rootfs)
+    }
+
+    /// The regular files of `layers`' merged file system (bottom first,
+    /// whiteouts applied) whose path `pick` chooses, read whole, each with
+    /// the index of the layer it comes from. A picked file over `max_file`
+    /// bytes is an error naming it; the layers are bounded as for
+    /// [`RootFs::of`].
+    pub(crate) fn pick_files(
+        layers: &[Layer],
+        pick: &(dyn Fn(&str) -> bool + Sync),
+        max_file: u64,
+    ) -> Result<Vec<PickedFile>, ImageError> {
+        let foreign = Budget::new(MAX_FOREIGN_BYTES, MAX_ENTRIES);
+        let own = Budget::new(u64::MAX, MAX_ENTRIES);
+        let walked = in_parallel(layers, cores(), |layer| {
+            let budget = if layer.diff_id_checked() {
+                &own
+            } else {
+                &foreign
+            };
+            let mut changes = Vec::new();
+            let mut picked = Vec::new();
+            walk(layer, budget, |entry, data| {
+                let change = change(entry);
+                if let Some(Change::Put(path, _)) = &change
+                    && pick(path)
+                {
+                    picked.push((path.clone(), read_picked(entry, data, path, max_file)?));
+                }
+                changes.extend(change);
+                Ok(ControlFlow::Continue(()))
+            })
+            .map(|()| (changes, picked))
+            .map_err(|e| walk_error(layer, e, "to read its files"))
+        });
+        let mut rootfs = RootFs::default();
+        let mut files: BTreeMap<String, (usize, Option<Vec<u8>>)> = BTreeMap::new();
+        for (index, walked) in walked.into_iter().enumerate() {
+            let (changes, picked) = walked?;
+            rootfs.apply_layer(changes);
+            for (path, bytes) in picked {
+                files.insert(path, (index, bytes));
+            }
+        }
+        Ok(files
+            .into_iter()
+            .filter(|(path, _)| rootfs.get(path) == Some(&Node::File))
+            .filter_map(|(path, (layer, bytes))| {
+                Some(PickedFile {
+                    path,
+                    layer,
+                    bytes: bytes?,
+                })
+            })
+            .collect())
     }
 
     /// Applies one layer: whiteouts first (they only hide what lower layers
@@ -328,14 +420,15 @@ impl RootFs {
     }
 }
 
-fn walk_error(layer: &Layer, error: WalkError) -> ImageError {
+/// A failed walk of `layer`, done `why` (`to place --add paths`).
+fn walk_error(layer: &Layer, error: WalkError, why: &str) -> ImageError {
     let input = layer
         .origin()
         .map_or_else(|| "the image".to_owned(), ToString::to_string);
     let bounded = |what: String| ImageError::Bounded {
         input: input.clone(),
         reason: format!(
-            "stopped listing its files (to place --add paths) after {what}, a bound against decompression bombs"
+            "stopped listing its files ({why}) after {what}, a bound against decompression bombs"
         ),
     };
     match error {

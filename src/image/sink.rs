@@ -27,6 +27,13 @@ pub(crate) trait Sink {
     /// Adds file `name` with `size` bytes from `data`.
     fn put(&mut self, name: &str, size: u64, data: &mut dyn Read) -> io::Result<()>;
 
+    /// Adds file `name` as a hard link to `source`, a read-only file of
+    /// `size` bytes, where the sink allows it (a directory on the same file
+    /// system); `false` when it does not, and the file is copied instead.
+    fn link(&mut self, _name: &str, _source: &Path, _size: u64) -> bool {
+        false
+    }
+
     /// Adds a small file from memory.
     fn put_bytes(&mut self, name: &str, bytes: &[u8]) -> io::Result<()> {
         self.put(name, bytes.len() as u64, &mut &bytes[..])
@@ -87,6 +94,24 @@ impl Sink for DirSink {
         fs::metadata(self.root.join(name)).is_ok_and(|m| m.is_file() && m.len() == size)
     }
 
+    /// Only a file nobody can write is linked: nothing writes into a blob
+    /// in place (every file here is a temp file renamed over the old), so
+    /// the inode the cache shares stays as it is.
+    fn link(&mut self, name: &str, source: &Path, size: u64) -> bool {
+        use std::os::unix::fs::PermissionsExt;
+        let read_only = fs::metadata(source)
+            .is_ok_and(|m| m.is_file() && m.len() == size && m.permissions().mode() & 0o222 == 0);
+        let path = self.root.join(name);
+        let Some(parent) = path.parent().filter(|_| read_only) else {
+            return false;
+        };
+        fs_err::create_dir_all(parent).is_ok()
+            && tempfile::Builder::new()
+                .prefix(".conda-docker-")
+                .make_in(parent, |temp| fs::hard_link(source, temp))
+                .is_ok_and(|link| link.persist(&path).is_ok())
+    }
+
     fn put(&mut self, name: &str, _size: u64, data: &mut dyn Read) -> io::Result<()> {
         let path = self.root.join(name);
         if let Some(parent) = path.parent() {
@@ -104,13 +129,23 @@ impl Sink for DirSink {
 /// Copies a layer's blob into a sink, checking its digest, size and diff id
 /// on the way (see [`Layer::open_verified`]). A blob the sink already has
 /// is not copied again, but one whose diff id was never checked is still
-/// read once to check it: the config written beside it vouches for it.
+/// read once to check it: the config written beside it vouches for it. A
+/// layer this tool built (its diff id computed from its bytes) whose blob
+/// is a read-only file, as the layer cache keeps them, is hard-linked
+/// where the sink allows, its size checked and not its digest (the layer
+/// cache's `--verify` checks that when it takes the layer).
 pub(crate) fn put_layer(sink: &mut dyn Sink, layer: &Layer) -> io::Result<()> {
     let name = format!("blobs/sha256/{}", layer.digest().hex());
     if sink.has(&name, layer.size()) {
         if !layer.diff_id_checked() {
             io::copy(&mut layer.open_verified()?, &mut io::sink())?;
         }
+        return Ok(());
+    }
+    if layer.diff_id_checked()
+        && let Some(source) = layer.blob().file_path()
+        && sink.link(&name, source, layer.size())
+    {
         return Ok(());
     }
     sink.put(&name, layer.size(), &mut layer.open_verified()?)

@@ -1,7 +1,7 @@
 //! Layers: building them (a deterministic tar, hashed and compressed in one
 //! pass) and describing them (digest, size, diff id, media type, bytes).
 
-mod cache;
+pub mod cache;
 pub mod compress;
 mod encode;
 pub(crate) mod headers;

@@ -31,6 +31,9 @@ pub struct LayerTar<W: Write> {
     inodes: HashMap<(u64, u64), String>,
     /// Whether modes from the file system are reduced to 0755/0644.
     normalize_modes: bool,
+    /// Whether files sharing an inode are written in full each time
+    /// instead of as hard links to the first.
+    links_as_copies: bool,
     /// Non-directory paths written so far: a second entry for the same path
     /// (two trees providing one file) is left out, since tools disagree on
     /// which of two duplicate tar entries wins.
@@ -121,6 +124,7 @@ impl<W: Write> LayerTar<W> {
             dirs: HashSet::new(),
             inodes: HashMap::new(),
             normalize_modes: false,
+            links_as_copies: false,
             written: HashSet::new(),
         }
     }
@@ -130,6 +134,14 @@ impl<W: Write> LayerTar<W> {
     /// whose modes would otherwise depend on the host's umask.
     pub fn normalize_modes(&mut self) {
         self.normalize_modes = true;
+    }
+
+    /// Writes every file in full, even one sharing its inode with a file
+    /// written before. For trees staged by this tool, whose files are hard
+    /// links into a package cache where the file system allows: the layer
+    /// holds what a copy would have, however the staging was made.
+    pub fn links_as_copies(&mut self) {
+        self.links_as_copies = true;
     }
 
     fn mode(&self, mode: u32, is_dir: bool) -> u32 {
@@ -271,7 +283,7 @@ impl<W: Write> LayerTar<W> {
             );
             return Ok(());
         }
-        if meta.nlink() > 1 {
+        if meta.nlink() > 1 && !self.links_as_copies {
             let key = (meta.dev(), meta.ino());
             if let Some(first) = self.inodes.get(&key).cloned() {
                 return self.add_hardlink(arcpath, &first);

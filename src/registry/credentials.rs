@@ -91,7 +91,8 @@ pub struct Login {
 impl Login {
     /// The login CI gives in `CONDA_DOCKER_REGISTRY_USER` and
     /// `CONDA_DOCKER_REGISTRY_PASSWORD`, if both are set (for the registry
-    /// pushed to, and only that one).
+    /// pushed to, and only that one: its repositories pushed to and read
+    /// as a cache).
     pub fn from_environment() -> Option<Login> {
         let username = std::env::var("CONDA_DOCKER_REGISTRY_USER").ok()?;
         let password = std::env::var("CONDA_DOCKER_REGISTRY_PASSWORD").ok()?;
@@ -381,12 +382,7 @@ pub fn login(
     })?;
     let mut config = read_json(&path)?.unwrap_or_else(|| json!({}));
     let key = config_key(&registry);
-    let helper = entry_for(&config["credHelpers"], &registry)
-        .and_then(Value::as_str)
-        .or_else(|| config["credsStore"].as_str())
-        .filter(|h| !h.is_empty())
-        .map(str::to_owned);
-    if let Some(helper) = helper {
+    if let Some(helper) = helper_for(&config, &registry) {
         let program = format!("docker-credential-{helper}");
         let input = json!({"ServerURL": key, "Username": username, "Secret": password});
         let output =
@@ -432,6 +428,58 @@ pub fn login(
         source,
     })?;
     Ok(path.display().to_string())
+}
+
+/// The credential helper docker's `config` names for `registry`
+/// (`credHelpers`, else `credsStore`), if any.
+fn helper_for(config: &Value, registry: &str) -> Option<String> {
+    entry_for(&config["credHelpers"], registry)
+        .and_then(Value::as_str)
+        .or_else(|| config["credsStore"].as_str())
+        .filter(|h| !h.is_empty())
+        .map(str::to_owned)
+}
+
+/// Removes the login of `registry` from where docker keeps it (as `docker
+/// logout` does): the credential helper configured for it, else `auths`
+/// in docker's config file (every alias of the registry; the other
+/// entries are kept). Returns where it was removed from, or `None` when
+/// there was no login to remove.
+pub fn logout(registry: &str) -> Result<Option<String>, RegistryError> {
+    let registry = normalise_registry(registry);
+    let Some(path) = docker_config_path() else {
+        return Ok(None);
+    };
+    let Some(mut config) = read_json(&path)? else {
+        return Ok(None);
+    };
+    if let Some(helper) = helper_for(&config, &registry) {
+        let program = format!("docker-credential-{helper}");
+        let key = config_key(&registry);
+        let output = run_helper(&program, "erase", key.as_bytes()).map_err(|source| {
+            RegistryError::Credentials {
+                what: format!("cannot run credential helper {program}"),
+                source,
+            }
+        })?;
+        // Helpers answer a missing login with an error of their own words.
+        return Ok(output.status.success().then_some(program));
+    }
+    let Some(auths) = config["auths"].as_object_mut() else {
+        return Ok(None);
+    };
+    let before = auths.len();
+    auths.retain(|k, _| normalise_registry(k) != registry);
+    if auths.len() == before {
+        return Ok(None);
+    }
+    write_private(&path, format!("{config:#}").as_bytes()).map_err(|source| {
+        RegistryError::Credentials {
+            what: format!("cannot write {}", path.display()),
+            source,
+        }
+    })?;
+    Ok(Some(path.display().to_string()))
 }
 
 /// Writes a file only its owner can read, atomically, creating its

@@ -10,6 +10,7 @@
 
 mod client;
 mod credentials;
+mod layer_cache;
 mod open;
 mod pull;
 mod push;
@@ -20,7 +21,9 @@ use std::path::PathBuf;
 
 use crate::digest::Digest;
 
-pub use credentials::{Credentials, Login, Origin, login};
+pub use credentials::{Credentials, Login, Origin, login, logout};
+pub(crate) use layer_cache::SharedLayers;
+pub use layer_cache::{CacheRepo, LAYER_ARTIFACT_TYPE};
 pub use open::{OpenOptions, open};
 pub use pull::pull;
 pub use push::{PushReport, PushTarget, push};

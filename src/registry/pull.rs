@@ -10,7 +10,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use serde_json::Value;
 
 use super::client::{Action, Client, Scope, content_digest};
-use super::credentials::lookup;
+use super::credentials::{Login, lookup};
 use super::store::BlobStore;
 use super::{RegistryError, RegistryOptions};
 use crate::blob::{Blob, Capped, MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE, read_capped, size_text};
@@ -38,21 +38,18 @@ pub fn pull(
     platform: &Platform,
     options: &RegistryOptions,
 ) -> Result<Image, RegistryError> {
-    let puller = Puller {
-        reference,
-        target: format!("{}/{}", reference.registry(), reference.repository()),
-        store: BlobStore::open(),
-        options,
-        client: OnceLock::new(),
-    };
-    puller.pull(platform)
+    Puller::new(reference, options).pull(platform)
 }
 
-struct Puller<'a> {
+/// Reads manifests and blobs of one repository, connecting (with the
+/// user's login for its registry) when first needed.
+pub(super) struct Puller<'a> {
     reference: &'a Reference,
     target: String,
-    store: BlobStore,
+    pub(super) store: BlobStore,
     options: &'a RegistryOptions,
+    /// The login to use, else the user's stored one for the registry.
+    login: Option<Login>,
     client: OnceLock<Client>,
 }
 
@@ -62,13 +59,45 @@ struct Fetched {
     media_type: String,
 }
 
-impl Puller<'_> {
-    fn client(&self) -> Result<&Client, RegistryError> {
+impl<'a> Puller<'a> {
+    /// A puller of `reference`'s repository, into the blob store.
+    pub(super) fn new(reference: &'a Reference, options: &'a RegistryOptions) -> Self {
+        Puller {
+            reference,
+            target: format!("{}/{}", reference.registry(), reference.repository()),
+            store: BlobStore::open(),
+            options,
+            login: None,
+            client: OnceLock::new(),
+        }
+    }
+
+    /// Uses `login`, if given, instead of the user's stored one.
+    pub(super) fn with_login(mut self, login: Option<Login>) -> Self {
+        self.login = login;
+        self
+    }
+
+    /// The repository read.
+    pub(super) fn repository(&self) -> &str {
+        self.reference.repository()
+    }
+
+    /// `registry/repository`, for messages.
+    pub(super) fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// The connection to the registry, made on first use.
+    pub(super) fn client(&self) -> Result<&Client, RegistryError> {
         if let Some(client) = self.client.get() {
             return Ok(client);
         }
         let registry = self.reference.registry();
-        let login = lookup(registry, self.reference.repository())?;
+        let login = match &self.login {
+            Some(login) => Some(login.clone()),
+            None => lookup(registry, self.reference.repository())?,
+        };
         let client = Client::connect(registry, self.options, login)?;
         Ok(self.client.get_or_init(|| client))
     }
@@ -268,7 +297,7 @@ impl Puller<'_> {
 
     /// A GET or HEAD of the manifest `rev` (tag or digest), accepting
     /// every kind we read.
-    fn manifest_request(
+    pub(super) fn manifest_request(
         &self,
         method: reqwest::Method,
         rev: &str,
@@ -292,7 +321,7 @@ impl Puller<'_> {
     /// streams; a broken transfer is tried again from the start. The
     /// download stops as soon as it passes `size`, the size its descriptor
     /// declares, so a registry cannot fill the disk.
-    fn blob(&self, digest: &Digest, size: u64, what: &str) -> Result<(), RegistryError> {
+    pub(super) fn blob(&self, digest: &Digest, size: u64, what: &str) -> Result<(), RegistryError> {
         let client = self.client()?;
         let url = client.url(&format!(
             "/v2/{}/blobs/{digest}",

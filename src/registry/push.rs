@@ -46,14 +46,14 @@ pub struct PushReport {
     pub existing: usize,
 }
 
-enum Outcome {
+pub(super) enum Outcome {
     Existing,
     Mounted,
     Uploaded(u64),
 }
 
 /// One blob to push: the config, from memory, or a layer.
-enum Item<'a> {
+pub(super) enum Item<'a> {
     Config(&'a [u8], Digest),
     Layer(&'a Layer),
 }
@@ -115,6 +115,12 @@ pub struct PushTarget {
     reference: Reference,
 }
 
+impl std::fmt::Debug for PushTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PushTarget({})", self.reference)
+    }
+}
+
 impl PushTarget {
     /// Finds the login for `reference`'s registry (`login` if given, else
     /// docker's and podman's stored ones), connects, and checks that the
@@ -145,15 +151,42 @@ impl PushTarget {
     }
 
     fn pusher(&self) -> Pusher<'_> {
-        Pusher {
-            client: &self.client,
-            repository: self.reference.repository(),
-            target: format!(
-                "{}/{}",
-                self.reference.registry(),
-                self.reference.repository()
-            ),
+        Pusher::new(&self.client, self.reference.repository())
+    }
+
+    /// The registry and repository pushed to.
+    pub(crate) fn reference(&self) -> &Reference {
+        &self.reference
+    }
+
+    /// Whether the repository has the blob `digest` of `size` bytes, or
+    /// has it now by a cross-repository mount from `from` (when that is
+    /// another repository of the same registry): a layer it holds need
+    /// not be built, read or sent. A blob of another size is not the one
+    /// asked for.
+    pub(crate) fn holds(
+        &self,
+        digest: &Digest,
+        size: u64,
+        from: Option<&Reference>,
+    ) -> Result<bool, RegistryError> {
+        let pusher = self.pusher();
+        if let Some(found) = pusher.head(digest)? {
+            return Ok(found.is_none_or(|found| found == size));
         }
+        let Some(from) = from.filter(|from| {
+            from.registry() == self.client.registry()
+                && from.repository() != self.reference.repository()
+        }) else {
+            return Ok(false);
+        };
+        if let Some(upload) = pusher.mount(digest, from.repository())? {
+            pusher.cancel_upload(upload);
+            return Ok(false);
+        }
+        Ok(pusher
+            .head(digest)?
+            .is_some_and(|found| found.is_none_or(|found| found == size)))
     }
 
     /// Pushes `image`: the blobs the repository lacks, then the manifest.
@@ -218,32 +251,58 @@ impl PushTarget {
     }
 }
 
-struct Pusher<'a> {
+/// Sends blobs and manifests to one repository.
+pub(super) struct Pusher<'a> {
     client: &'a Client,
     repository: &'a str,
-    target: String,
+    pub(super) target: String,
 }
 
-impl Pusher<'_> {
+impl<'a> Pusher<'a> {
+    /// A pusher to `repository` of `client`'s registry.
+    pub(super) fn new(client: &'a Client, repository: &'a str) -> Self {
+        Pusher {
+            client,
+            repository,
+            target: format!("{}/{repository}", client.registry()),
+        }
+    }
+
     fn scope(&self) -> Scope {
         Scope::new(self.repository, Action::Push)
     }
 
-    fn blob(&self, item: &Item) -> Result<Outcome, RegistryError> {
+    /// Whether the repository has the blob `digest`: `Some` with the size
+    /// it states, if it does.
+    fn head(&self, digest: &Digest) -> Result<Option<Option<u64>>, RegistryError> {
         let client = self.client;
-        let digest = item.digest();
         let url = client.url(&format!("/v2/{}/blobs/{digest}", self.repository));
         let head = client.send(&self.scope(), "checking a blob", &|| {
             Ok(client.small(client.http().head(url.clone())))
         })?;
-        if head.status().is_success() {
-            tracing::debug!("{}: has {digest}", self.target);
+        if !head.status().is_success() {
+            return Ok(None);
+        }
+        tracing::debug!("{}: has {digest}", self.target);
+        Ok(Some(
+            head.headers()
+                .get(CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok()),
+        ))
+    }
+
+    /// Sends one blob unless the repository has it (or can mount it from
+    /// the repository the layer came from).
+    pub(super) fn blob(&self, item: &Item) -> Result<Outcome, RegistryError> {
+        let digest = item.digest();
+        if self.head(&digest)?.is_some() {
             return Ok(Outcome::Existing);
         }
         let mut location = None;
         if let Item::Layer(layer) = item
             && let Some(origin) = layer.origin()
-            && origin.registry() == client.registry()
+            && origin.registry() == self.client.registry()
             && origin.repository() != self.repository
         {
             match self.mount(&digest, origin.repository()) {
@@ -408,7 +467,14 @@ impl Pusher<'_> {
         }
     }
 
-    fn manifest(&self, rev: &str, bytes: &[u8], digest: &Digest) -> Result<(), RegistryError> {
+    /// Puts the OCI manifest `bytes` (whose digest is `digest`) under
+    /// `rev`, a tag or that digest.
+    pub(super) fn manifest(
+        &self,
+        rev: &str,
+        bytes: &[u8],
+        digest: &Digest,
+    ) -> Result<(), RegistryError> {
         let client = self.client;
         let url = client.url(&format!("/v2/{}/manifests/{rev}", self.repository));
         let response = client.send(&self.scope(), "putting the manifest", &|| {

@@ -21,7 +21,11 @@ const LEAVES: &[&str] = &[
 
 /// What each module may use besides the leaves (and the crate root).
 const ALLOWED: &[(&str, &[&str])] = &[
-    ("cli", &["build", "conda", "registry", "image", "layer"]),
+    (
+        "cli",
+        &["build", "contents", "conda", "registry", "image", "layer"],
+    ),
+    ("contents", &["conda", "image", "layer"]),
     ("build", &["conda", "registry", "image", "layer"]),
     ("registry", &["image", "layer"]),
     ("image", &["layer"]),

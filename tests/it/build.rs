@@ -779,7 +779,7 @@ fn a_cleaned_cache_gives_the_same_image_from_the_prefix() {
     std::fs::remove_dir_all(&home).unwrap();
     let config = short.path().join("share/cd-text/config.txt");
     let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, text + "edited\n").unwrap();
+    std::fs::write(&config, format!("{text}edited\n")).unwrap();
     let _ = std::fs::remove_file(&out);
     let line = failure(
         build_command(&env, &home)
@@ -791,6 +791,27 @@ fn a_cleaned_cache_gives_the_same_image_from_the_prefix() {
     assert!(
         line.contains("config.txt")
             && line.contains("cd-text-1.0")
+            && line.contains("modified after install"),
+        "{line}"
+    );
+    assert!(!out.exists());
+
+    // So can one relocation never touched (copied as it streams, not read
+    // whole): same size, other bytes.
+    std::fs::write(&config, text).unwrap();
+    std::fs::remove_dir_all(&home).unwrap();
+    let leaf = short.path().join("share/cd-leaf/leaf.txt");
+    std::fs::write(&leaf, "LEAF\n").unwrap();
+    let line = failure(
+        build_command(&env, &home)
+            .args(["build", "-b", "scratch", "-o"])
+            .arg(&out)
+            .arg("-p")
+            .arg(&env.prefix),
+    );
+    assert!(
+        line.contains("leaf.txt")
+            && line.contains("cd-leaf-1.0")
             && line.contains("modified after install"),
         "{line}"
     );

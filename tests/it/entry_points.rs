@@ -337,6 +337,7 @@ fn man_pages_cover_every_command() {
         "conda-docker.1",
         "conda-docker-build.1",
         "conda-docker-pull.1",
+        "conda-docker-cache-prune.1",
     ] {
         assert!(written.iter().any(|w| w == expected), "{written:?}");
     }
@@ -401,19 +402,19 @@ fn the_binary_links_only_glibc_and_libgcc() {
 /// `--help`, as the binary prints them.
 fn flag_reference() -> String {
     let command = conda_docker::cli::Cli::command_as(conda_docker::invocation::Invocation::Direct);
-    let mut names = vec![String::new()];
-    names.extend(
-        command
-            .get_subcommands()
-            .map(|c| c.get_name().to_owned())
-            .filter(|n| n != "help"),
-    );
+    // Every command and subcommand (`cache prune`), as the words that run it.
+    let mut names: Vec<Vec<String>> = vec![Vec::new()];
+    for sub in command.get_subcommands().filter(|c| c.get_name() != "help") {
+        names.push(vec![sub.get_name().to_owned()]);
+        names.extend(
+            sub.get_subcommands()
+                .filter(|c| c.get_name() != "help")
+                .map(|c| vec![sub.get_name().to_owned(), c.get_name().to_owned()]),
+        );
+    }
     let mut reference = String::new();
     for name in names {
-        let words: Vec<&str> = [name.as_str(), "--help"]
-            .into_iter()
-            .filter(|w| !w.is_empty())
-            .collect();
+        let words: Vec<&str> = name.iter().map(String::as_str).chain(["--help"]).collect();
         let help = common::stdout(&common::run(
             conda_docker()
                 .args(&words)

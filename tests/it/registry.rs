@@ -37,7 +37,7 @@ fn bases(dir: &Path) -> (PathBuf, PathBuf) {
     (archive, layout)
 }
 
-fn json_of(output: &std::process::Output) -> Value {
+pub(crate) fn json_of(output: &std::process::Output) -> Value {
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
         panic!(
             "not JSON ({e}): {}\n{}",
@@ -49,7 +49,7 @@ fn json_of(output: &std::process::Output) -> Value {
 
 /// Requests that send blob bytes. (Every push also opens and cancels one
 /// upload, before anything is built, to check that its login may push.)
-fn uploads(registry: &Registry) -> usize {
+pub(crate) fn uploads(registry: &Registry) -> usize {
     registry
         .requests()
         .iter()

@@ -820,6 +820,28 @@ fn scripted_logins_read_stdin_and_say_why_they_fail() {
         );
         assert!(output.status.success(), "{output:?}");
     }
+    // logout removes one login and keeps the other, privately.
+    let config = home.join(".docker/config.json");
+    let logins = || -> Vec<String> {
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+        json["auths"].as_object().unwrap().keys().cloned().collect()
+    };
+    assert_eq!(logins().len(), 2);
+    let output = common::run(cd(&home).args(["logout", basic.host()]));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("logged out of {}", basic.host())),
+        "{stderr}"
+    );
+    assert_eq!(logins(), [token.host().to_owned()]);
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&config).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let output = common::run(cd(&home).args(["logout", basic.host()]));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("not logged in to"), "{stderr}");
+
     // No terminal to ask on: the user name must be given.
     let output = login_piped(&home, &basic, &["--password-stdin"], "x\n");
     let stderr = String::from_utf8_lossy(&output.stderr);

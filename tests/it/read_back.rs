@@ -1,0 +1,236 @@
+//! `packages`, `lock` and `diff`: an image's conda environments read back
+//! from its layers (whiteouts and opaque folders applied), for our images
+//! and for one whose prefix a single foreign layer holds, as a Dockerfile
+//! running micromamba would make it.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Command;
+
+use conda_docker::Image;
+use serde_json::Value;
+
+use crate::common::{self, CacheLayout, ChannelServer, CondaChannel, install_env};
+use crate::fixtures::{busybox_base, conda_docker, failure};
+
+struct Scene {
+    dir: tempfile::TempDir,
+    server: ChannelServer,
+    base: PathBuf,
+}
+
+impl Scene {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let channel = CondaChannel::build_multi_platform(&dir.path().join("channel"));
+        let server = ChannelServer::serve(&channel.dir);
+        let base = dir.path().join("base.tar");
+        busybox_base(&dir.path().join("base"))
+            .write_file(&base)
+            .unwrap();
+        Scene { dir, server, base }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn cd(&self) -> Command {
+        let mut cmd = conda_docker();
+        let home = self.path("home");
+        cmd.env("HOME", &home)
+            .env("CONDA_DOCKER_CACHE_DIR", home.join("cd-cache"))
+            .env("RATTLER_CACHE_DIR", home.join("rattler"));
+        cmd
+    }
+
+    /// `build SPECS` (solved from the served channel) onto the busybox
+    /// base into the OCI layout `out`; returns its `oci:` source.
+    fn build(&self, out: &str, specs: &[&str]) -> String {
+        let url = self.server.url();
+        let mut args = vec!["--override-channels", "-c", &url];
+        args.extend(specs);
+        self.build_with(out, &args)
+    }
+
+    /// `build ARGS` onto the busybox base into the OCI layout `out`.
+    fn build_with(&self, out: &str, args: &[&str]) -> String {
+        let layout = format!("oci:{}", self.path(out).display());
+        common::run(
+            self.cd()
+                .args(["build", "-q"])
+                .arg("-b")
+                .arg(format!("docker-archive:{}", self.base.display()))
+                .args(["-o", &layout])
+                .args(args),
+        );
+        layout
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        serde_json::from_slice(&common::run(self.cd().args(args)).stdout).unwrap()
+    }
+}
+
+/// `name-version-build` of every package `packages --json` lists, by prefix.
+fn dists(listing: &Value) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for env in listing.as_array().unwrap() {
+        for p in env["packages"].as_array().unwrap() {
+            out.insert(format!(
+                "{} {}-{}-{}",
+                env["prefix"].as_str().unwrap(),
+                p["name"].as_str().unwrap(),
+                p["version"].as_str().unwrap(),
+                p["build"].as_str().unwrap()
+            ));
+        }
+    }
+    out
+}
+
+/// The digests of the layers that say which packages they hold.
+fn package_layers(source: &str) -> Vec<String> {
+    let image = Image::open(source).unwrap();
+    image
+        .layers()
+        .iter()
+        .filter(|l| l.annotations().contains_key("org.conda-docker.packages"))
+        .map(|l| l.digest().to_string())
+        .collect()
+}
+
+#[test]
+fn an_image_lists_its_packages_and_locks_to_the_same_layers() {
+    let s = Scene::new();
+    let first = s.build("first", &["cd-arch"]);
+    let listing = s.json(&["packages", "--json", &first]);
+    let expected: BTreeSet<String> = ["cd-arch-1.0-0", "cd-data-1.0-0", "cd-lib-2.0-0"]
+        .iter()
+        .map(|d| format!("/opt/conda {d}"))
+        .collect();
+    assert_eq!(dists(&listing), expected);
+    // Each package's record comes in the layer that says it holds it.
+    let image = Image::open(&first).unwrap();
+    for p in listing[0]["packages"].as_array().unwrap() {
+        let layer = &image.layers()[p["layer_index"].as_u64().unwrap() as usize];
+        assert_eq!(p["layer"], layer.digest().to_string());
+        let holds = &layer.annotations()["org.conda-docker.packages"];
+        assert!(holds.starts_with(p["name"].as_str().unwrap()), "{holds}");
+        assert!(p["sha256"].as_str().is_some_and(|h| h.len() == 64), "{p}");
+    }
+    let table = String::from_utf8(common::run(s.cd().args(["packages", &first])).stdout).unwrap();
+    assert!(
+        table.starts_with("# /opt/conda (3 packages)\nNAME "),
+        "{table}"
+    );
+
+    // The lock file builds the same package layers.
+    let lock = s.path("image.lock");
+    common::run(s.cd().args(["lock", &first, "-o"]).arg(&lock));
+    let text = std::fs::read_to_string(&lock).unwrap();
+    assert!(
+        text.contains("@EXPLICIT\n") && text.contains("#sha256:"),
+        "{text}"
+    );
+    let again = s.build_with("again", &["--file", lock.to_str().unwrap()]);
+    assert_eq!(package_layers(&again), package_layers(&first));
+    let yml = s.path("image.yml");
+    common::run(
+        s.cd()
+            .args(["lock", &first, "--format", "environment", "-o"])
+            .arg(&yml),
+    );
+    let yml = std::fs::read_to_string(&yml).unwrap();
+    assert!(yml.contains("::cd-lib=2.0=0\"\n"), "{yml}");
+}
+
+#[test]
+fn whiteouts_hide_records_and_diff_counts_what_changed() {
+    let s = Scene::new();
+    let first = s.build("first", &["cd-arch"]);
+    // A layer on top deleting one record, as `RUN conda remove` would.
+    let mut image = Image::open(&first).unwrap();
+    image
+        .add_layer_contents([("opt/conda/conda-meta/.wh.cd-data-1.0-0.json", b"")])
+        .unwrap();
+    let removed = format!("oci:{}", s.path("removed").display());
+    image.write(&removed).unwrap();
+    let listing = s.json(&["packages", "--json", &removed]);
+    assert!(!dists(&listing).iter().any(|d| d.contains("cd-data")));
+    assert_eq!(dists(&listing).len(), 2);
+
+    let diff = s.json(&["diff", "--json", &first, &removed]);
+    assert_eq!(diff["changes"].as_array().unwrap().len(), 1, "{diff}");
+    assert_eq!(diff["changes"][0]["change"], "removed");
+    assert_eq!(diff["changes"][0]["dist"], "cd-data-1.0-0");
+    let layers = Image::open(&first).unwrap().layers().len();
+    assert_eq!(diff["shared_layers"], layers);
+
+    // An opaque conda-meta/ hides every record below it.
+    let mut image = Image::open(&first).unwrap();
+    image
+        .add_layer_contents([("opt/conda/conda-meta/.wh..wh..opq", b"")])
+        .unwrap();
+    let opaque = format!("oci:{}", s.path("opaque").display());
+    image.write(&opaque).unwrap();
+    let err = failure(s.cd().args(["packages", &opaque]));
+    assert!(err.contains("holds no conda environment"), "{err}");
+
+    let other = s.build("other", &["cd-arch", "cd-lib<2"]);
+    let text =
+        String::from_utf8(common::run(s.cd().args(["diff", &first, &other])).stdout).unwrap();
+    assert!(
+        text.contains("~ /opt/conda cd-lib-2.0-0 -> cd-lib-1.0-0"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_foreign_prefix_is_read_and_several_need_a_choice() {
+    let s = Scene::new();
+    let channel = CondaChannel::build_without_binary(&s.path("fixture"));
+    let env = install_env(&channel, &["cd-leaf"], CacheLayout::Rattler, &s.path("env"));
+    // One plain layer holding a whole prefix, at two places.
+    let mut image = busybox_base(&s.path("base2"));
+    image.add_layer_path(&env.prefix, "/srv/env", None).unwrap();
+    image
+        .add_layer_path(&env.prefix, "/opt/other", None)
+        .unwrap();
+    let foreign = format!("oci:{}", s.path("foreign").display());
+    image.write(&foreign).unwrap();
+    let listing = s.json(&["packages", "--json", &foreign]);
+    let prefixes: Vec<&str> = listing
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["prefix"].as_str().unwrap())
+        .collect();
+    assert_eq!(prefixes, ["/opt/other", "/srv/env"]);
+    assert_eq!(dists(&listing).len(), 2 * env.records.len());
+
+    let out = s.path("foreign.lock");
+    let err = failure(s.cd().args(["lock", &foreign, "-o"]).arg(&out));
+    assert!(
+        err.contains("/opt/other, /srv/env") && err.contains("--prefix"),
+        "{err}"
+    );
+    assert!(!out.exists());
+    common::run(
+        s.cd()
+            .args(["lock", &foreign, "--prefix", "/srv/env", "-o"])
+            .arg(&out),
+    );
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(
+        text.lines().filter(|l| l.contains("#sha256:")).count(),
+        env.records.len(),
+        "{text}"
+    );
+    let err = failure(
+        s.cd()
+            .args(["lock", &foreign, "--prefix", "/nope", "-o"])
+            .arg(&out),
+    );
+    assert!(err.contains("no conda environment at /nope"), "{err}");
+}
