@@ -28,31 +28,28 @@ pub(super) fn run_once(bench: &Bench, results: &mut Results) {
 
 /// Cold builds (an empty layer cache) to a docker-archive and to an OCI
 /// layout, then the same again from the cache, and the one-package change.
+/// Each output is removed once measured (they are GBs), but the cold
+/// layout, which `pushes` copies with skopeo.
 fn gzip_builds(bench: &Bench, work: &Path, results: &mut Results) {
     let (prefix, changed) = (&bench.envs.prefix, &bench.envs.changed_prefix);
     let (archives, layouts) = (work.join("cache-archive"), work.join("cache-oci"));
     let mut gzip = |case, prefix: &Path, cache: &Path, out: &str| {
-        build(
-            bench,
-            results,
-            case,
-            prefix,
-            cache,
-            Some("gzip:6"),
-            &work.join(out),
-        )
+        let out = work.join(out);
+        let summary = build(bench, results, case, prefix, cache, Some("gzip:6"), &out);
+        if case != Case::ColdOci {
+            remove_file_or_dir(&out);
+        }
+        summary
     };
     let cold = gzip(Case::ColdArchive, prefix, &archives, "cold.tar");
     let warm = gzip(Case::WarmArchive, prefix, &archives, "warm.tar");
     assert_eq!(cold["id"], warm["id"], "a rebuild gives the same image");
     gzip(Case::ChangedArchive, changed, &archives, "changed.tar");
-    // The cold layout stays for `skopeo copy` (see `pushes`).
     let cold = gzip(Case::ColdOci, prefix, &layouts, "cold-oci");
     let warm = gzip(Case::WarmOci, prefix, &layouts, "warm-oci");
     assert_eq!(cold["id"], warm["id"], "a rebuild gives the same image");
-    for name in ["cold.tar", "warm.tar", "changed.tar", "warm-oci"] {
-        remove_file_or_dir(&work.join(name));
-    }
+    remove(&archives);
+    remove(&layouts);
 }
 
 /// A cold zstd build to an OCI layout (zstd layers cannot go in a
@@ -62,21 +59,23 @@ fn zstd_build(bench: &Bench, work: &Path, results: &mut Results) {
         results.fail(Case::ColdZstd, bench.flags.missing("--compression"));
         return;
     }
-    let out = work.join("zstd-oci");
+    let (out, cache) = (work.join("zstd-oci"), work.join("cache-zstd"));
+    let prefix = &bench.envs.prefix;
     build(
         bench,
         results,
         Case::ColdZstd,
-        &bench.envs.prefix,
-        &work.join("cache-zstd"),
+        prefix,
+        &cache,
         Some("zstd:3"),
         &out,
     );
     remove(&out);
+    remove(&cache);
 }
 
 /// What the cold builds are compared with: `tar | pigz`, `tar | zstd`,
-/// conda-pack.
+/// conda-pack (each output removed once measured).
 fn baselines(bench: &Bench, work: &Path, results: &mut Results) {
     let prefix = bench.envs.prefix.as_os_str();
     let cores = bench.cores.to_string();
@@ -86,12 +85,14 @@ fn baselines(bench: &Bench, work: &Path, results: &mut Results) {
         &[prefix, OsStr::new(&cores), pigz.as_os_str()],
     );
     record(bench, results, Case::Pigz, &mut cmd, Some(&pigz));
+    remove_file_or_dir(&pigz);
     let zstd = work.join("env.tar.zst");
     let mut cmd = bench.timer.pipeline(
         r#"tar -C "$1" -cf - . | zstd -q -T0 -3 > "$2""#,
         &[prefix, zstd.as_os_str()],
     );
     record(bench, results, Case::TarZstd, &mut cmd, Some(&zstd));
+    remove_file_or_dir(&zstd);
     match &bench.conda_pack {
         Ok(conda_pack) => {
             let packed = work.join("conda-pack.tar.gz");
@@ -105,11 +106,9 @@ fn baselines(bench: &Bench, work: &Path, results: &mut Results) {
                 "-q",
             ]);
             record(bench, results, Case::CondaPack, &mut cmd, Some(&packed));
+            remove_file_or_dir(&packed);
         }
         Err(why) => results.fail(Case::CondaPack, why.clone()),
-    }
-    for file in [pigz, zstd, work.join("conda-pack.tar.gz")] {
-        remove_file_or_dir(&file);
     }
 }
 
