@@ -237,7 +237,7 @@ fn targets(r: &Results) -> Vec<Target> {
             Some(0.1),
         ),
         t(
-            "push, cold: time vs `skopeo copy` of the layout",
+            "push, cold (the build included): time vs `skopeo copy` of the layout (upload only)",
             r.wall(PushCold),
             r.wall(SkopeoCold),
             s,
@@ -361,11 +361,14 @@ pub(super) fn markdown(bench: &Bench, results: &Results, instructions: &str) -> 
     for line in &bench.envs.description {
         let _ = writeln!(doc, "- environment: {line}");
     }
+    let runs = match bench.runs {
+        1 => "one run (no median)".to_owned(),
+        n => format!("medians of {n} runs"),
+    };
     let _ = writeln!(
         doc,
-        "- medians of {} runs; \"cold\" = an empty `CONDA_DOCKER_CACHE_DIR`; base `-b scratch`; \
-         every case on the same environment in the same run\n",
-        bench.runs
+        "- {runs}; \"cold\" = an empty `CONDA_DOCKER_CACHE_DIR`; base `-b scratch`; \
+         every case on the same environment in the same run\n"
     );
     doc.push_str("## Targets (issue 15)\n\n");
     doc.push_str("| | conda-docker | compared with | ratio | target | met |\n");
