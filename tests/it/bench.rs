@@ -1,183 +1,326 @@
-//! A benchmark, not a test: `conda-docker build` of the biggest environment
-//! this machine can assemble, timed with `/usr/bin/time -v`.
+//! The benchmark of issue 15 ("Speed"), run by `scripts/bench.sh`: not a
+//! test (it is ignored, and asserts nothing about time), but it lives
+//! here to reuse the harness (channels, rattler installs, the loopback
+//! registry).
 //!
-//! No conda channel is reachable, so the environment is made of real conda
-//! packages written here, their payloads copied from big host trees (the
-//! Rust toolchain, JDKs, LLVM, `/usr/lib/<triplet>`, Python, headers,
-//! locales, docs): a few packages of 200-550 MiB, many small ones, some
-//! `noarch: python` ones with entry points, text and binary placeholders,
-//! activation scripts, dependencies, and a few files no package owns. It is
-//! installed by rattler into a conda-style `pkgs` dir and prefix.
-//!
-//! Ignored by default (it writes ~10 GB and runs for minutes):
+//! It assembles a big realistic environment from this machine's files
+//! (see `bench/env.rs`), then measures in one run, on that environment,
+//! medians of `BENCH_RUNS` runs (default 3): cold and unchanged builds to
+//! a docker-archive and an OCI layout, a zstd build, a rebuild with one
+//! small package changed, pushes to a `docker-registry` on loopback, a
+//! `--no-cache` build with the package cache moved away; against
+//! `tar | pigz`, `tar | zstd`, conda-pack and `skopeo copy`. Then one small
+//! build under callgrind (an instruction count is steady on a busy
+//! machine). It writes `docs/benchmarks.md`.
 //!
 //! ```text
-//! cargo build --release
-//! cargo test --release --test it bench -- --ignored --nocapture
+//! scripts/bench.sh                     # the benchmark (~2 GB environment)
+//! BENCH_SCALE=0.05 scripts/bench.sh    # a quick run on 5 % of the files
 //! ```
 //!
-//! The product binary measured is `target/release/conda-docker` when it
-//! exists (else the one cargo built for the tests; `BENCH_BIN` overrides).
-//! `BENCH_DIR=/some/dir` keeps the channel and environment there, so a rerun
-//! only repeats the builds; delete it to assemble them again.
+//! - `BENCH_DIR` keeps the channel, environments and the conda-pack venv
+//!   between runs (`scripts/bench.sh`: `target/bench`); without it, a temp
+//!   dir removed at the end.
+//! - `BENCH_SCALE` (0-1, default 1): the share of host files packaged.
+//! - `BENCH_RUNS` (default 3).
+//! - `BENCH_BIN`: the binary measured (default `target/release/conda-docker`).
 
-use std::collections::{BTreeSet, HashSet};
-use std::fs::{self, File};
-use std::io::Read;
-use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
-use std::path::{Component, Path, PathBuf};
+mod cases;
+mod env;
+mod measure;
+mod report;
+
+use std::fs;
+use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rattler_conda_types::compression_level::CompressionLevel;
-use rattler_conda_types::package::FileMode;
-use rattler_conda_types::{Channel, RepoData, RepoDataRecord};
-use rattler_digest::{Md5, compute_file_digest};
-use rattler_package_streaming::write::{write_conda_package, write_tar_bz2_package};
-use serde_json::{Map, Value, json};
+use crate::common::{self, CacheLayout, CondaChannel, PACKAGES_WITHOUT_BINARY, Venv};
+use env::walk;
+use measure::{TIME, Timer, last_lines};
+use report::Results;
 
-use crate::common::{
-    self, CacheLayout, CondaChannel, PLACEHOLDER, install_env_at, sha256_file_hex, sha256_hex,
+/// conda-pack from PyPI, in a venv under `BENCH_DIR`.
+const CONDA_PACK: Venv = Venv {
+    dir: "conda-pack-venv",
+    requirements: &["conda-pack"],
+    check: "import conda_pack",
 };
 
-const TIME: &str = "/usr/bin/time";
-/// Longest any single step may take.
-const TIMEOUT: Duration = Duration::from_secs(3600);
-const MIB: u64 = 1 << 20;
-/// Package payloads below this are written as `.tar.bz2` (bzip2 is slow),
-/// the rest as `.conda`.
-const TAR_BZ2_BELOW: u64 = 8 * MIB;
-/// Every this many-th ELF file gets a binary placeholder, as do all ELF
-/// files above [`BINARY_PLACEHOLDER_ABOVE`] (big libraries that embed
-/// their prefix, like libLLVM or rustc's driver).
-const BINARY_PLACEHOLDER_EVERY: usize = 5;
-const BINARY_PLACEHOLDER_ABOVE: u64 = 100 * MIB;
-/// Text files up to this size with these extensions that mention `/usr`
-/// get it replaced by the placeholder (a text placeholder).
-const TEXT_PLACEHOLDER_MAX: u64 = MIB;
-const TEXT_PLACEHOLDER_EXTENSIONS: [&str; 6] = ["pc", "la", "cmake", "sh", "py", "cfg"];
-const TIMESTAMP_MS: u64 = 1_700_000_000_000;
-
 #[test]
-#[ignore = "benchmark: writes ~10 GB and runs for minutes; see tests/it/bench.rs"]
-fn bench_big_environment() {
+#[ignore = "the benchmark: run scripts/bench.sh (writes ~10 GB, runs for many minutes)"]
+fn benchmark() {
     if !Path::new(TIME).exists() {
         common::skip_or_panic(&format!("{TIME} not found (Debian package: time)"));
         return;
     }
-    let (bench_dir, _temp) = bench_dir();
-    let bin = product_binary();
-    eprintln!(
-        "bench: dir {}, binary {}",
-        bench_dir.display(),
-        bin.display()
-    );
-
-    let started = Instant::now();
-    let channel = channel(&bench_dir.join("channel"));
-    let channel_time = started.elapsed();
-    let started = Instant::now();
-    let (prefix, pkgs) = environment(&channel, &bench_dir);
-    let install_time = started.elapsed();
-    let (files, installed) = tree_size(&prefix);
-    let sizes = package_sizes(&channel, &pkgs);
-
-    let home = bench_dir.join("home");
-    let out = bench_dir.join("out");
-    for dir in [&home, &out] {
-        remove(dir);
-        fs::create_dir_all(dir).expect("create bench dir");
+    common::require_tools!("pigz", "zstd", "tar", "skopeo", "docker-registry");
+    let (dir, _temp) = bench_dir();
+    let bench = Bench::new(dir);
+    let mut results = Results::default();
+    for run in 1..=bench.runs {
+        eprintln!("bench: run {run} of {}", bench.runs);
+        cases::run_once(&bench, &mut results);
     }
-    let runs = [
-        ("cold", "image.tar", "docker-archive"),
-        ("warm", "image-warm.tar", "docker-archive"),
-        ("oci (warm)", "oci", "oci"),
-    ];
-    let results: Vec<Measured> = runs
-        .iter()
-        .map(|(label, output, format)| {
-            eprintln!("bench: building {label} ...");
-            timed_build(&bin, &prefix, &pkgs, &home, &out.join(output), format)
-        })
-        .collect();
+    let instructions = instruction_count(&bench);
+    let doc = report::markdown(&bench, &results, &instructions);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/benchmarks.md");
+    fs::write(&path, &doc).expect("write docs/benchmarks.md");
+    println!("{doc}");
+    eprintln!("bench: wrote {}", path.display());
+}
 
-    println!();
-    println!(
-        "environment: {} packages, {files} files, {} installed (channel {:.0?}, install {:.0?})",
-        channel.records.len(),
-        human(installed),
-        channel_time,
-        install_time,
-    );
-    println!("packages: {}", describe_sizes(&sizes));
-    println!(
-        "binary: {} ({} cores; load: 1-min load average at the end of a run)",
-        bin.display(),
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    );
-    println!(
-        "{:<12} {:>9} {:>9} {:>9} {:>5} {:>5} {:>10} {:>10} {:>7}",
-        "run", "wall", "user", "sys", "cpu", "load", "max RSS", "output", "layers"
-    );
-    for ((label, _, _), m) in runs.iter().zip(&results) {
-        println!(
-            "{label:<12} {:>7.1} s {:>7.1} s {:>7.1} s {:>5} {:>5} {:>10} {:>10} {:>7}",
-            m.wall,
-            m.user,
-            m.sys,
-            m.cpu,
-            m.load,
-            human(m.max_rss_kib * 1024),
-            human(m.output_size),
-            m.layers
-        );
-    }
-    for (label, m) in runs.iter().map(|r| r.0).zip(&results) {
-        if !m.stderr.trim().is_empty() {
-            println!("stderr of {label}: {}", m.stderr.trim());
+/// What every case needs.
+struct Bench {
+    dir: PathBuf,
+    bin: PathBuf,
+    envs: env::Environments,
+    cores: usize,
+    runs: usize,
+    scale: f64,
+    flags: Flags,
+    /// `-b scratch`, and the host's glibc as a virtual package: the
+    /// packages' files come from this host, and the build refuses a base
+    /// without glibc otherwise.
+    base: Vec<String>,
+    /// The `conda-pack` script, or why there is none.
+    conda_pack: Result<PathBuf, String>,
+    timer: Timer,
+}
+
+impl Bench {
+    fn new(dir: PathBuf) -> Self {
+        let number = |name: &str, default: f64| -> f64 {
+            std::env::var(name).map_or(default, |v| {
+                v.parse()
+                    .unwrap_or_else(|_| panic!("{name}={v:?}: give a number"))
+            })
+        };
+        let scale = number("BENCH_SCALE", 1.0);
+        assert!(scale > 0.0 && scale <= 1.0, "BENCH_SCALE is in (0, 1]");
+        let runs = number("BENCH_RUNS", 3.0) as usize;
+        assert!(runs >= 1, "BENCH_RUNS is at least 1");
+        let bin = product_binary();
+        eprintln!("bench: dir {}, binary {}", dir.display(), bin.display());
+        cases::MovedAway::restore(&dir.join("pkgs"));
+        let envs = env::prepare(&dir, scale);
+        let conda_pack = CONDA_PACK
+            .python_at(&dir.join(CONDA_PACK.dir))
+            .map(|python| python.with_file_name("conda-pack"))
+            .ok_or_else(|| "no venv with conda-pack (python3, venv, pip or PyPI missing)".into());
+        let glibc = common::stdout(&common::run(
+            Command::new("getconf").arg("GNU_LIBC_VERSION"),
+        ));
+        let glibc = glibc.trim().trim_start_matches("glibc ");
+        let base = [
+            "-b",
+            "scratch",
+            "--virtual-package",
+            &format!("__glibc={glibc}"),
+        ];
+        Bench {
+            base: base.map(str::to_owned).to_vec(),
+            timer: Timer::new(&dir),
+            flags: Flags::of(&bin),
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            dir,
+            bin,
+            envs,
+            runs,
+            scale,
+            conda_pack,
         }
     }
-    assert_eq!(
-        results[0].id, results[1].id,
-        "a warm build must give the same image as a cold one"
-    );
+
+    /// `conda-docker build -q --json -b scratch -p PREFIX`, timed, with
+    /// `cache` as its layer cache and nothing of the host's caches and
+    /// config; `--compression` when given and the binary has it.
+    fn build(&self, prefix: &Path, cache: &Path, compression: Option<&str>) -> Command {
+        let mut cmd = self.timer.command(&self.bin);
+        cmd.args(["build", "-q", "--json", "-p"])
+            .arg(prefix)
+            .args(&self.base);
+        if let Some(compression) = compression.filter(|_| self.flags.compression) {
+            cmd.args(["--compression", compression]);
+        }
+        self.isolate(&mut cmd, cache, &self.envs.pkgs);
+        cmd
+    }
+
+    fn isolate(&self, cmd: &mut Command, cache: &Path, pkgs: &Path) {
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.dir.join("home"))
+            .env("CONDA_DOCKER_CACHE_DIR", cache)
+            .env("CONDA_PKGS_DIRS", pkgs);
+    }
+
+    /// The command that reproduces this run.
+    fn command(&self) -> String {
+        let mut vars = String::new();
+        if self.scale < 1.0 {
+            vars.push_str(&format!("BENCH_SCALE={} ", self.scale));
+        }
+        if self.runs != 3 {
+            vars.push_str(&format!("BENCH_RUNS={} ", self.runs));
+        }
+        format!("{vars}scripts/bench.sh")
+    }
+
+    /// The machine, the date, the commit and the tools' versions.
+    fn machine(&self) -> Vec<String> {
+        let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name")?.split_once(':'))
+            .map_or("unknown CPU".into(), |(_, model)| model.trim().to_owned());
+        let version = |program: &Path, arg: &str| {
+            let out = common::run_unchecked(Command::new(program).arg(arg));
+            let text = format!(
+                "{}{}",
+                common::stdout(&out),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let line = text.lines().next().unwrap_or_default();
+            line.trim_matches(|c: char| c == '*' || c.is_whitespace())
+                .to_owned()
+        };
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let git = |args: &[&str]| {
+            common::stdout(&common::run(
+                Command::new("git").arg("-C").arg(manifest).args(args),
+            ))
+            .trim()
+            .to_owned()
+        };
+        let dirty = if git(&["status", "--porcelain", "src"]).is_empty() {
+            ""
+        } else {
+            " (src/ has uncommitted changes)"
+        };
+        let tools: Vec<String> = ["pigz", "zstd", "skopeo", "docker-registry"]
+            .iter()
+            .map(|t| version(Path::new(t), "--version"))
+            .chain(self.conda_pack.iter().map(|c| version(c, "--version")))
+            .collect();
+        vec![
+            format!("machine: {} cores (nproc), {cpu}", self.cores),
+            format!("date: {}", utc_now()),
+            format!("commit: {}{dirty}", git(&["rev-parse", "HEAD"])),
+            format!(
+                "binary: {} ({})",
+                version(&self.bin, "--version"),
+                self.bin.display()
+            ),
+            format!("flags: {}", self.flags.describe()),
+            format!("tools: {}", tools.join("; ")),
+            format!(
+                "load average at the end: {}",
+                fs::read_to_string("/proc/loadavg")
+                    .unwrap_or_default()
+                    .trim()
+            ),
+        ]
+    }
 }
 
-/// `(installed size, name)` of every package, from its extracted folder in
-/// `pkgs`, largest first.
-fn package_sizes(channel: &CondaChannel, pkgs: &Path) -> Vec<(u64, String)> {
-    let mut sizes: Vec<(u64, String)> = channel
-        .records
-        .iter()
-        .map(|r| {
-            let p = &r.package_record;
-            let dist = format!("{}-{}-{}", p.name.as_normalized(), p.version, p.build);
-            (
-                tree_size(&pkgs.join(&dist)).1,
-                p.name.as_normalized().to_owned(),
+/// Whether the binary has the flags that other work on issue 15 adds.
+struct Flags {
+    compression: bool,
+    jobs: bool,
+}
+
+impl Flags {
+    fn of(bin: &Path) -> Self {
+        let help = common::stdout(&common::run(Command::new(bin).args(["build", "--help"])));
+        Flags {
+            compression: help.contains("--compression"),
+            jobs: help.contains("--jobs"),
+        }
+    }
+
+    fn missing(&self, flag: &str) -> String {
+        format!(
+            "this conda-docker has no `build {flag}` flag (issue 15 adds it): rebuild it once it has"
+        )
+    }
+
+    fn describe(&self) -> String {
+        let has = |yes: bool, flag: &str| {
+            format!(
+                "{flag} {}",
+                if yes {
+                    "present"
+                } else {
+                    "MISSING (default used)"
+                }
             )
-        })
-        .collect();
-    sizes.sort_by(|a, b| b.cmp(a));
-    sizes
+        };
+        format!(
+            "{}, {}",
+            has(self.compression, "--compression"),
+            has(self.jobs, "--jobs")
+        )
+    }
 }
 
-/// How many packages of which size, and the largest ones.
-fn describe_sizes(sizes: &[(u64, String)]) -> String {
-    let count = |low: u64, high: u64| sizes.iter().filter(|s| (low..high).contains(&s.0)).count();
-    let largest: Vec<String> = sizes
-        .iter()
-        .take(6)
-        .map(|(size, name)| format!("{name} {}", human(*size)))
-        .collect();
-    format!(
-        "{} >= 100 MiB, {} of 10-100 MiB, {} of 1-10 MiB, {} < 1 MiB; largest: {}",
-        count(100 * MIB, u64::MAX),
-        count(10 * MIB, 100 * MIB),
-        count(MIB, 10 * MIB),
-        count(0, MIB),
-        largest.join(", ")
-    )
+/// `date -u`.
+fn utc_now() -> String {
+    common::stdout(&common::run(
+        Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]),
+    ))
+    .trim()
+    .to_owned()
+}
+
+/// The instructions (callgrind's total Ir) of one small build: the test
+/// fixtures' packages, `--no-cache`, one job when `--jobs` exists.
+fn instruction_count(bench: &Bench) -> String {
+    if common::tool("valgrind").is_none() {
+        return "not measured: no valgrind (Debian package: valgrind)".into();
+    }
+    let dir = bench.dir.join("callgrind");
+    env::remove(&dir);
+    let channel = CondaChannel::build_without_binary(&dir.join("channel"));
+    let env = common::install_env(&channel, &PACKAGES_WITHOUT_BINARY, CacheLayout::Conda, &dir);
+    let profile = dir.join("callgrind.out");
+    let mut cmd = Command::new("valgrind");
+    cmd.arg("--tool=callgrind")
+        .arg(format!("--callgrind-out-file={}", profile.display()))
+        .arg(&bench.bin)
+        .args(["build", "-q", "--no-cache", "-p"])
+        .arg(&env.prefix)
+        .args(&bench.base)
+        .arg("-o")
+        .arg(dir.join("image.tar"));
+    if bench.flags.jobs {
+        cmd.args(["--jobs", "1"]);
+    }
+    bench.isolate(&mut cmd, &dir.join("cache"), &env.cache_dir);
+    eprintln!("bench: callgrind ...");
+    let output = common::run_unchecked_timeout(&mut cmd, Duration::from_secs(1800));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let collected = stderr.lines().find_map(|l| {
+        l.split_once("Collected :")
+            .map(|(_, n)| n.trim().to_owned())
+    });
+    let text = match collected {
+        Some(ir) if output.status.success() => format!(
+            "**{ir} instructions** (callgrind's total Ir, every thread) for \
+             `valgrind --tool=callgrind conda-docker build --no-cache -b scratch -p ENV -o image.tar{}` \
+             of the test fixtures' {} small packages ({}).",
+            if bench.flags.jobs { " --jobs 1" } else { "" },
+            env.records.len(),
+            PACKAGES_WITHOUT_BINARY.join(", ")
+        ),
+        _ => format!(
+            "not measured: callgrind failed ({}): {}",
+            output.status,
+            last_lines(&stderr, 6)
+        ),
+    };
+    env::remove(&dir);
+    text
 }
 
 /// `BENCH_DIR`, or a temp dir removed at the end.
@@ -232,878 +375,4 @@ fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {
         .iter()
         .filter_map(|p| p.symlink_metadata().and_then(|m| m.modified()).ok())
         .max()
-}
-
-// ---------------------------------------------------------------------------
-// What goes into the environment
-// ---------------------------------------------------------------------------
-
-/// One package to write.
-struct Package {
-    name: String,
-    version: String,
-    depends: Vec<String>,
-    noarch_python: bool,
-    /// `name = module:func` (noarch python only).
-    entry_points: Vec<String>,
-    files: Vec<PackageFile>,
-}
-
-/// A path in the package (as in `paths.json`) and where its content is.
-struct PackageFile {
-    path: PathBuf,
-    content: Content,
-}
-
-enum Content {
-    /// A copy of this host file (maybe given a placeholder on the way).
-    Host(PathBuf),
-    /// A symlink with this relative target (inside the package).
-    Symlink(PathBuf),
-    /// A script written here; `true` if it holds [`PLACEHOLDER`].
-    Script(String, bool),
-}
-
-impl Package {
-    fn new(name: &str, version: &str) -> Self {
-        Package {
-            name: name.to_owned(),
-            version: version.to_owned(),
-            depends: Vec::new(),
-            noarch_python: false,
-            entry_points: Vec::new(),
-            files: Vec::new(),
-        }
-    }
-
-    /// Adds the host tree (or file) `host` at `dest` in the package.
-    fn add_tree(&mut self, host: &Path, dest: &Path) {
-        let Ok(meta) = host.symlink_metadata() else {
-            return;
-        };
-        let name = host.file_name().unwrap_or_default().to_string_lossy();
-        // A sandbox's own certificate hook has no business in a benchmark.
-        if name.starts_with("_sandboxing") {
-            return;
-        }
-        let content = if meta.is_dir() {
-            let mut children: Vec<PathBuf> = match fs::read_dir(host) {
-                Ok(entries) => entries.filter_map(|e| e.ok()).map(|e| e.path()).collect(),
-                Err(_) => return,
-            };
-            children.sort();
-            for child in children {
-                self.add_tree(&child, &dest.join(child.file_name().expect("child name")));
-            }
-            return;
-        } else if meta.is_symlink() {
-            match fs::read_link(host) {
-                Ok(target) if target.is_relative() => Content::Symlink(target),
-                _ => return,
-            }
-        } else if meta.is_file() {
-            Content::Host(host.to_path_buf())
-        } else {
-            return;
-        };
-        self.files.push(PackageFile {
-            path: dest.to_path_buf(),
-            content,
-        });
-    }
-
-    /// Where `path` lands in the prefix (noarch python: under the python's
-    /// `site-packages`).
-    fn installed_path(&self, path: &Path, python: &str) -> PathBuf {
-        match path.strip_prefix("site-packages") {
-            Ok(rest) if self.noarch_python => Path::new("lib")
-                .join(format!("python{python}"))
-                .join("site-packages")
-                .join(rest),
-            _ => path.to_path_buf(),
-        }
-    }
-
-    fn build(&self) -> String {
-        format!("h{}_0", &sha256_hex(self.name.as_bytes())[..8])
-    }
-
-    fn dist(&self) -> String {
-        format!("{}-{}-{}", self.name, self.version, self.build())
-    }
-
-    fn subdir(&self) -> &'static str {
-        if self.noarch_python {
-            "noarch"
-        } else {
-            "linux-64"
-        }
-    }
-}
-
-/// Every package of the environment, from whatever host trees exist.
-fn plan() -> Vec<Package> {
-    let mut packages = Vec::new();
-    let triplet = Path::new("/usr/lib/x86_64-linux-gnu");
-    let lib_base = split(&mut packages, "lib", triplet, "lib", 6 * MIB);
-    let with_lib = |p: &mut Package| p.depends.extend(lib_base.clone());
-
-    if let Some((version, stdlib)) = python() {
-        let mut python = Package::new("python", &format!("{version}.0"));
-        python.add_tree(&stdlib, &Path::new("lib").join(stdlib.file_name().unwrap()));
-        python.add_tree(
-            &Path::new("/usr/bin").join(format!("python{version}")),
-            &Path::new("bin").join(format!("python{version}")),
-        );
-        for link in ["python", "python3"] {
-            python.files.push(PackageFile {
-                path: Path::new("bin").join(link),
-                content: Content::Symlink(format!("python{version}").into()),
-            });
-        }
-        with_lib(&mut python);
-        packages.push(python);
-        noarch_python(&mut packages, Path::new("/usr/lib/python3/dist-packages"));
-    }
-
-    if let Ok(output) = Command::new("rustc").args(["--print", "sysroot"]).output() {
-        let sysroot = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
-        if output.status.success() && sysroot.join("lib").is_dir() {
-            let mut rust = Package::new("rust", "1.0.0");
-            rust.add_tree(&sysroot.join("bin"), Path::new("bin"));
-            rust.add_tree(&sysroot.join("lib"), Path::new("lib"));
-            let script = format!("export RUST_SYSROOT=\"{PLACEHOLDER}\"\n");
-            rust.files.push(activate_script("rust", script, true));
-            with_lib(&mut rust);
-            packages.push(rust);
-        }
-    }
-
-    for (i, jdk) in real_dirs(Path::new("/usr/lib/jvm")).iter().enumerate() {
-        let dir_name = jdk.file_name().unwrap().to_string_lossy().into_owned();
-        let name = format!("openjdk-{}", sanitize(&dir_name));
-        let mut openjdk = Package::new(&name, "17.0.0");
-        openjdk.add_tree(jdk, &Path::new("lib/jvm").join(&dir_name));
-        if i == 0 {
-            let script = format!("export JAVA_HOME=\"$CONDA_PREFIX/lib/jvm/{dir_name}\"\n");
-            openjdk.files.push(activate_script(&name, script, false));
-        }
-        with_lib(&mut openjdk);
-        packages.push(openjdk);
-    }
-
-    for llvm in real_dirs(Path::new("/usr/lib")) {
-        let dir_name = llvm.file_name().unwrap().to_string_lossy().into_owned();
-        if let Some(version) = dir_name.strip_prefix("llvm-") {
-            let mut package = Package::new(&sanitize(&dir_name), &format!("{version}.0.0"));
-            package.add_tree(&llvm, &Path::new("lib").join(&dir_name));
-            with_lib(&mut package);
-            packages.push(package);
-        }
-    }
-
-    let headers = split(
-        &mut packages,
-        "headers",
-        Path::new("/usr/include"),
-        "include",
-        6 * MIB,
-    );
-    if let Some(headers) = packages
-        .iter_mut()
-        .find(|p| Some(&p.name) == headers.as_ref())
-    {
-        with_lib(headers);
-    }
-    split(
-        &mut packages,
-        "locale",
-        Path::new("/usr/share/locale"),
-        "share/locale",
-        6 * MIB,
-    );
-    split(
-        &mut packages,
-        "doc",
-        Path::new("/usr/share/doc"),
-        "share/doc",
-        6 * MIB,
-    );
-    finish(&mut packages);
-    packages
-}
-
-/// The newest `/usr/lib/python3.N` with a stdlib: `("3.N", dir)`.
-fn python() -> Option<(String, PathBuf)> {
-    real_dirs(Path::new("/usr/lib"))
-        .into_iter()
-        .filter(|d| d.join("os.py").is_file())
-        .filter_map(|d| {
-            let name = d.file_name()?.to_string_lossy().into_owned();
-            let minor: u32 = name.strip_prefix("python3.")?.parse().ok()?;
-            Some((minor, d))
-        })
-        .max()
-        .map(|(minor, d)| (format!("3.{minor}"), d))
-}
-
-/// A script in `etc/conda/activate.d/`.
-fn activate_script(name: &str, text: String, placeholder: bool) -> PackageFile {
-    PackageFile {
-        path: Path::new("etc/conda/activate.d").join(format!("{name}.sh")),
-        content: Content::Script(text, placeholder),
-    }
-}
-
-/// Subdirectories of `dir` that are not symlinks, sorted.
-fn real_dirs(dir: &Path) -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok())
-                .map(|e| e.path())
-                .filter(|p| p.symlink_metadata().is_ok_and(|m| m.is_dir()))
-                .collect()
-        })
-        .unwrap_or_default();
-    dirs.sort();
-    dirs
-}
-
-/// Splits the children of `host` (copied to `dest`) into packages of about
-/// `target` bytes, named `{group}-{first stem}`: children sharing a stem
-/// (`libfoo.so`, `libfoo.so.1`, `libfoo.a`) stay together, stems of
-/// `target` or more get a package of their own, smaller ones are pooled.
-/// Every package depends on the first, whose name is returned.
-fn split(
-    packages: &mut Vec<Package>,
-    group: &str,
-    host: &Path,
-    dest: &str,
-    target: u64,
-) -> Option<String> {
-    let mut children: Vec<PathBuf> = fs::read_dir(host)
-        .ok()?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| file_name(p) != "__pycache__")
-        .collect();
-    children.sort_by_key(|c| file_name(c).to_lowercase());
-    let mut stems: Vec<(String, Vec<PathBuf>, u64)> = Vec::new();
-    for child in children {
-        let stem = stem(&file_name(&child));
-        let size = tree_size(&child).1;
-        match stems.last_mut() {
-            Some((last, members, total)) if *last == stem => {
-                members.push(child);
-                *total += size;
-            }
-            _ => stems.push((stem, vec![child], size)),
-        }
-    }
-    let mut chunks: Vec<(String, Vec<PathBuf>, u64)> = Vec::new();
-    let mut pooling = false;
-    for (stem, members, size) in stems {
-        match chunks.last_mut() {
-            Some((_, pool, total)) if pooling && size < target => {
-                pool.extend(members);
-                *total += size;
-            }
-            _ => chunks.push((stem, members, size)),
-        }
-        pooling = chunks.last().is_some_and(|c| c.2 < target);
-    }
-    let mut base = None;
-    for (stem, members, _) in chunks {
-        let mut package = Package::new(&format!("{group}-{}", sanitize(&stem)), "1.0");
-        for member in members {
-            package.add_tree(&member, &Path::new(dest).join(file_name(&member)));
-        }
-        package.depends.extend(base.clone());
-        base.get_or_insert_with(|| package.name.clone());
-        packages.push(package);
-    }
-    base
-}
-
-/// `noarch: python` packages from a `dist-packages` dir, ~256 KiB each, an
-/// entry point for each that starts with an importable package.
-fn noarch_python(packages: &mut Vec<Package>, dist_packages: &Path) {
-    let first = packages.len();
-    split(packages, "py", dist_packages, "site-packages", MIB / 4);
-    for package in &mut packages[first..] {
-        package.noarch_python = true;
-        // conda compiles noarch python at install time; packages ship no pyc.
-        package
-            .files
-            .retain(|f| !f.path.iter().any(|part| part == "__pycache__"));
-        package.depends.retain(|d| !d.starts_with("py-"));
-        package.depends.push("python >=3".into());
-        let module = package.files.iter().find_map(|f| {
-            let mut parts = f.path.iter().skip(1);
-            let module = parts.next()?.to_string_lossy().into_owned();
-            let is_init = parts.next()? == "__init__.py" && parts.next().is_none();
-            let identifier = module
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_');
-            (is_init && identifier).then_some(module)
-        });
-        if let Some(module) = module {
-            let entry = format!("{}-cli = {module}:main", package.name);
-            package.entry_points.push(entry);
-        }
-    }
-}
-
-/// Drops what would not survive as a conda package: symlinks whose target
-/// is not in their own package, paths another package already installs,
-/// empty packages and dependencies on them.
-fn finish(packages: &mut Vec<Package>) {
-    let python = packages
-        .iter()
-        .find(|p| p.name == "python")
-        .map(|p| p.version.rsplit_once('.').unwrap().0.to_owned())
-        .unwrap_or_default();
-    let mut taken = HashSet::new();
-    for package in packages.iter_mut() {
-        keep_inner_symlinks(&mut package.files);
-        let files = std::mem::take(&mut package.files);
-        package.files = files
-            .into_iter()
-            .filter(|f| taken.insert(package.installed_path(&f.path, &python)))
-            .collect();
-    }
-    packages.retain(|p| !p.files.is_empty());
-    let names: HashSet<String> = packages.iter().map(|p| p.name.clone()).collect();
-    assert_eq!(names.len(), packages.len(), "package names are unique");
-    for package in packages.iter_mut() {
-        package
-            .depends
-            .retain(|d| names.contains(d.split_whitespace().next().unwrap_or_default()));
-    }
-}
-
-/// Keeps the symlinks that resolve (lexically) to a file, or a kept
-/// symlink, of the same package.
-fn keep_inner_symlinks(files: &mut Vec<PackageFile>) {
-    let mut kept: HashSet<PathBuf> = files
-        .iter()
-        .filter(|f| !matches!(f.content, Content::Symlink(_)))
-        .map(|f| f.path.clone())
-        .collect();
-    loop {
-        let before = kept.len();
-        for file in files.iter() {
-            if let Content::Symlink(target) = &file.content {
-                let parent = file.path.parent().unwrap_or(Path::new(""));
-                if resolve(parent, target).is_some_and(|t| kept.contains(&t)) {
-                    kept.insert(file.path.clone());
-                }
-            }
-        }
-        if kept.len() == before {
-            break;
-        }
-    }
-    files.retain(|f| kept.contains(&f.path));
-}
-
-/// `dir/target` with `.` and `..` folded; `None` if it leaves the root.
-fn resolve(dir: &Path, target: &Path) -> Option<PathBuf> {
-    let mut parts: Vec<_> = dir.components().collect();
-    for component in target.components() {
-        match component {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                parts.pop()?;
-            }
-            Component::Normal(_) => parts.push(component),
-            _ => return None,
-        }
-    }
-    Some(parts.iter().collect())
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned()
-}
-
-/// `libfoo` of `libfoo.so.1`, `PyYAML` of `PyYAML-6.0.dist-info`.
-fn stem(name: &str) -> String {
-    let stem = name.split(['.', '-']).next().unwrap_or(name);
-    if stem.is_empty() { name } else { stem }.to_lowercase()
-}
-
-/// A valid conda package name part: lowercase `[a-z0-9_.-]`.
-fn sanitize(text: &str) -> String {
-    text.to_lowercase()
-        .chars()
-        .map(|c| match c {
-            'a'..='z' | '0'..='9' | '_' | '.' | '-' => c,
-            '+' => 'p',
-            _ => '-',
-        })
-        .collect()
-}
-
-// ---------------------------------------------------------------------------
-// Writing the channel
-// ---------------------------------------------------------------------------
-
-/// The channel at `dir`, written unless a previous run completed it.
-fn channel(dir: &Path) -> CondaChannel {
-    let done = dir.join(".complete");
-    if !done.exists() {
-        remove(dir);
-        let packages = plan();
-        eprintln!(
-            "bench: writing {} packages to {}",
-            packages.len(),
-            dir.display()
-        );
-        let staging = dir.join(".work");
-        let mut elf_files = 0;
-        let written: Vec<(&str, String, Value)> = packages
-            .iter()
-            .map(|package| {
-                let (file_name, entry) = write_package(package, &staging, dir, &mut elf_files);
-                (package.subdir(), file_name, entry)
-            })
-            .collect();
-        for subdir in ["linux-64", "noarch"] {
-            // conda-index's layout: `packages` for .tar.bz2, `packages.conda`.
-            let (mut tar_bz2, mut conda) = (Map::new(), Map::new());
-            for (_, file_name, entry) in written.iter().filter(|w| w.0 == subdir) {
-                let map = if file_name.ends_with(".conda") {
-                    &mut conda
-                } else {
-                    &mut tar_bz2
-                };
-                map.insert(file_name.clone(), entry.clone());
-            }
-            let repodata = json!({
-                "info": {"subdir": subdir},
-                "packages": tar_bz2,
-                "packages.conda": conda,
-                "removed": [],
-                "repodata_version": 1,
-            });
-            let text = serde_json::to_string_pretty(&repodata).expect("repodata json");
-            fs::create_dir_all(dir.join(subdir)).expect("create subdir");
-            fs::write(dir.join(subdir).join("repodata.json"), text).expect("write repodata");
-        }
-        remove(&staging);
-        fs::write(&done, "").expect("mark channel complete");
-    }
-    CondaChannel {
-        dir: dir.to_path_buf(),
-        records: read_channel(dir),
-    }
-}
-
-/// Reads both subdirs back through rattler's repodata parser.
-fn read_channel(dir: &Path) -> Vec<RepoDataRecord> {
-    let channel = Channel::try_from_directory(dir).expect("channel from directory");
-    let mut records = Vec::new();
-    for subdir in ["linux-64", "noarch"] {
-        let path = dir.join(subdir).join("repodata.json");
-        let repodata =
-            RepoData::from_path(&path).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()));
-        records.extend(repodata.into_repo_data_records(&channel));
-    }
-    records.sort_by(|a, b| a.package_record.name.cmp(&b.package_record.name));
-    records
-}
-
-/// Stages `package` under `staging`, archives it into `channel/<subdir>/`
-/// and returns its file name and repodata entry.
-fn write_package(
-    package: &Package,
-    staging: &Path,
-    channel: &Path,
-    elf_files: &mut usize,
-) -> (String, Value) {
-    let base = staging.join(package.dist());
-    // Symlinks last: their entries hash what they point to.
-    let (links, files): (Vec<_>, Vec<_>) = package
-        .files
-        .iter()
-        .partition(|f| matches!(f.content, Content::Symlink(_)));
-    let mut paths: Vec<Value> = files
-        .iter()
-        .map(|f| stage_file(&base, f, elf_files))
-        .collect();
-    for link in &links {
-        if let Content::Symlink(target) = &link.content {
-            let staged = base.join(&link.path);
-            fs::create_dir_all(staged.parent().expect("parent")).expect("create staging dir");
-            symlink(target, &staged).expect("create package symlink");
-        }
-    }
-    paths.extend(links.iter().map(|link| {
-        // Like conda-build: the hash and size of what the link points to.
-        let staged = base.join(&link.path);
-        json!({
-            "_path": link.path,
-            "path_type": "softlink",
-            "sha256": sha256_file_hex(&staged),
-            "size_in_bytes": fs::metadata(&staged).expect("stat link target").len(),
-        })
-    }));
-    paths.sort_by(|a, b| a["_path"].as_str().cmp(&b["_path"].as_str()));
-    let payload: u64 = paths
-        .iter()
-        .filter_map(|p| p["size_in_bytes"].as_u64())
-        .sum();
-
-    let mut index = json!({
-        "build": package.build(),
-        "build_number": 0,
-        "depends": package.depends,
-        "license": "LicenseRef-host-files",
-        "name": package.name,
-        "subdir": package.subdir(),
-        "timestamp": TIMESTAMP_MS,
-        "version": package.version,
-    });
-    if package.noarch_python {
-        index["noarch"] = json!("python");
-    } else {
-        index["arch"] = json!("x86_64");
-        index["platform"] = json!("linux");
-    }
-    let info = base.join("info");
-    fs::create_dir_all(&info).expect("create info/");
-    let write = |name: &str, value: &Value| {
-        let text = serde_json::to_string_pretty(value).expect("json");
-        fs::write(info.join(name), text).expect("write info file");
-    };
-    write("index.json", &index);
-    let files: String = paths
-        .iter()
-        .map(|p| format!("{}\n", p["_path"].as_str().expect("_path")))
-        .collect();
-    fs::write(info.join("files"), files).expect("write info/files");
-    write("paths.json", &json!({"paths": paths, "paths_version": 1}));
-    if package.noarch_python {
-        let link = json!({
-            "noarch": {"type": "python", "entry_points": package.entry_points},
-            "package_metadata_version": 1,
-        });
-        write("link.json", &link);
-    }
-
-    let conda = payload >= TAR_BZ2_BELOW;
-    let file_name = format!(
-        "{}{}",
-        package.dist(),
-        if conda { ".conda" } else { ".tar.bz2" }
-    );
-    let archive = channel.join(package.subdir()).join(&file_name);
-    fs::create_dir_all(archive.parent().unwrap()).expect("create subdir");
-    let out = File::create(&archive).expect("create archive");
-    let contents: Vec<PathBuf> = walk(&base)
-        .into_iter()
-        .filter(|p| !p.symlink_metadata().expect("lstat").is_dir())
-        .collect();
-    let level = CompressionLevel::Numeric(1);
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
-    if conda {
-        let dist = package.dist();
-        write_conda_package(
-            out,
-            &base,
-            &contents,
-            level,
-            Some(threads),
-            &dist,
-            None,
-            None,
-        )
-    } else {
-        write_tar_bz2_package(out, &base, &contents, level, None, None)
-    }
-    .unwrap_or_else(|e| panic!("write {}: {e}", archive.display()));
-    fs::remove_dir_all(&base).expect("remove package staging dir");
-
-    index["md5"] = json!(hex::encode(
-        compute_file_digest::<Md5>(&archive).expect("md5")
-    ));
-    index["sha256"] = json!(sha256_file_hex(&archive));
-    index["size"] = json!(fs::metadata(&archive).expect("stat archive").len());
-    (file_name, index)
-}
-
-/// Writes one file (not a symlink) of a package into its staging dir and
-/// returns its `paths.json` entry.
-fn stage_file(base: &Path, file: &PackageFile, elf_files: &mut usize) -> Value {
-    let staged = base.join(&file.path);
-    fs::create_dir_all(staged.parent().expect("parent")).expect("create staging dir");
-    let placeholder = match &file.content {
-        Content::Symlink(_) => unreachable!("symlinks are staged apart"),
-        Content::Script(text, placeholder) => {
-            fs::write(&staged, text).expect("write script");
-            fs::set_permissions(&staged, fs::Permissions::from_mode(0o755)).expect("chmod");
-            placeholder.then_some(FileMode::Text)
-        }
-        Content::Host(host) => copy_with_placeholder(host, &staged, elf_files),
-    };
-    let mut entry = json!({
-        "_path": file.path,
-        "path_type": "hardlink",
-        "sha256": sha256_file_hex(&staged),
-        "size_in_bytes": fs::metadata(&staged).expect("stat staged file").len(),
-    });
-    if let Some(mode) = placeholder {
-        entry["prefix_placeholder"] = json!(PLACEHOLDER);
-        entry["file_mode"] = json!(mode);
-    }
-    entry
-}
-
-/// Copies `host` to `staged`, giving some files a placeholder the way real
-/// packages have them: `/usr` in build-system and python text files
-/// becomes the placeholder; some ELF files get a NUL-terminated copy of
-/// it (as a data path) appended.
-fn copy_with_placeholder(host: &Path, staged: &Path, elf_files: &mut usize) -> Option<FileMode> {
-    let meta = fs::metadata(host).expect("stat host file");
-    let mode = fs::Permissions::from_mode((meta.mode() & 0o755) | 0o644);
-    let text_candidate = host
-        .extension()
-        .is_some_and(|e| TEXT_PLACEHOLDER_EXTENSIONS.contains(&e.to_string_lossy().as_ref()))
-        && meta.len() <= TEXT_PLACEHOLDER_MAX;
-    let mut placeholder = None;
-    if text_candidate {
-        let bytes = fs::read(host).expect("read host file");
-        if let Ok(text) = std::str::from_utf8(&bytes)
-            && !text.contains('\0')
-            && text.contains("/usr")
-        {
-            fs::write(staged, text.replace("/usr", PLACEHOLDER)).expect("write text file");
-            placeholder = Some(FileMode::Text);
-        }
-    } else if is_elf(host) {
-        *elf_files += 1;
-        if (*elf_files).is_multiple_of(BINARY_PLACEHOLDER_EVERY)
-            || meta.len() > BINARY_PLACEHOLDER_ABOVE
-        {
-            let mut bytes = fs::read(host).expect("read host file");
-            bytes.push(0);
-            bytes.extend_from_slice(PLACEHOLDER.as_bytes());
-            bytes.extend_from_slice(b"/share/data\0");
-            fs::write(staged, bytes).expect("write binary file");
-            placeholder = Some(FileMode::Binary);
-        }
-    }
-    if placeholder.is_none() {
-        fs::copy(host, staged).expect("copy host file");
-    }
-    fs::set_permissions(staged, mode).expect("chmod");
-    placeholder
-}
-
-fn is_elf(path: &Path) -> bool {
-    let mut magic = [0u8; 4];
-    File::open(path)
-        .and_then(|mut f| f.read_exact(&mut magic))
-        .is_ok()
-        && &magic == b"\x7fELF"
-}
-
-// ---------------------------------------------------------------------------
-// The environment
-// ---------------------------------------------------------------------------
-
-/// Installs every package (conda-style pkgs dir) into `dir/env`, unless a
-/// previous run did; adds a few files no package owns. Returns the prefix
-/// and the pkgs dir.
-fn environment(channel: &CondaChannel, dir: &Path) -> (PathBuf, PathBuf) {
-    let (prefix, pkgs) = (dir.join("env"), dir.join("pkgs"));
-    let done = dir.join(".installed");
-    if done.exists() {
-        return (prefix, pkgs);
-    }
-    remove(&prefix);
-    remove(&pkgs);
-    // Request only the leaves, as a user would; the rest come as dependencies.
-    let depended: BTreeSet<String> = channel
-        .records
-        .iter()
-        .flat_map(|r| &r.package_record.depends)
-        .filter_map(|d| d.split_whitespace().next().map(str::to_owned))
-        .collect();
-    let leaves: Vec<&str> = channel
-        .records
-        .iter()
-        .map(|r| r.package_record.name.as_normalized())
-        .filter(|n| !depended.contains(*n))
-        .collect();
-    eprintln!(
-        "bench: installing {} packages ({} requested) into {}",
-        channel.records.len(),
-        leaves.len(),
-        prefix.display()
-    );
-    let env = install_env_at(channel, &leaves, CacheLayout::Conda, &prefix, &pkgs);
-    assert_eq!(
-        env.records.len(),
-        channel.records.len(),
-        "everything installed"
-    );
-
-    // What `pip install` or a user leaves behind.
-    let own = prefix.join("share/bench-untracked");
-    fs::create_dir_all(&own).expect("create untracked dir");
-    let config = format!("data={}/share/bench-untracked\n", prefix.display());
-    fs::write(own.join("config.txt"), config).expect("write untracked file");
-    fs::write(own.join("notes.txt"), "no prefix here\n").expect("write untracked file");
-    symlink("config.txt", own.join("current")).expect("untracked symlink");
-    fs::write(&done, "").expect("mark env installed");
-    (prefix, pkgs)
-}
-
-// ---------------------------------------------------------------------------
-// Measuring builds
-// ---------------------------------------------------------------------------
-
-struct Measured {
-    wall: f64,
-    user: f64,
-    sys: f64,
-    cpu: String,
-    /// The 1-minute load average when the build ended: other work on the
-    /// machine slows the build down (its CPU times less than its wall time).
-    load: String,
-    max_rss_kib: u64,
-    output_size: u64,
-    layers: usize,
-    id: String,
-    /// What the build printed on stderr, progress lines left out.
-    stderr: String,
-}
-
-/// Runs `bin build` under `/usr/bin/time -v`, isolated from the host's
-/// caches and config as in `build.rs`.
-fn timed_build(
-    bin: &Path,
-    prefix: &Path,
-    pkgs: &Path,
-    home: &Path,
-    out: &Path,
-    format: &str,
-) -> Measured {
-    let report = out.with_extension("time.txt");
-    let mut cmd = Command::new(TIME);
-    cmd.arg("-v")
-        .arg("-o")
-        .arg(&report)
-        .arg(bin)
-        .args(["build", "--json", "--format", format, "-b", "scratch", "-p"])
-        .arg(prefix)
-        .arg("-o")
-        .arg(out)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("CONDA_DOCKER_CACHE_DIR", home.join("cd-cache"))
-        .env("CONDA_PKGS_DIRS", pkgs);
-    let output = common::run_timeout(&mut cmd, TIMEOUT);
-    let summary: Value = serde_json::from_slice(&output.stdout).expect("build --json output");
-    let time = fs::read_to_string(&report).expect("read /usr/bin/time report");
-    let field = |name: &str| {
-        time.lines()
-            .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix(": "))
-            .unwrap_or_else(|| panic!("no {name:?} in /usr/bin/time output:\n{time}"))
-            .trim()
-            .to_owned()
-    };
-    let seconds = |name: &str| field(name).parse::<f64>().expect("seconds");
-    Measured {
-        wall: clock_seconds(&field("Elapsed (wall clock) time (h:mm:ss or m:ss)")),
-        user: seconds("User time (seconds)"),
-        sys: seconds("System time (seconds)"),
-        cpu: field("Percent of CPU this job got"),
-        load: fs::read_to_string("/proc/loadavg")
-            .ok()
-            .and_then(|l| l.split_whitespace().next().map(str::to_owned))
-            .unwrap_or_default(),
-        max_rss_kib: field("Maximum resident set size (kbytes)")
-            .parse()
-            .expect("max RSS"),
-        output_size: tree_size(out).1,
-        layers: summary["layers"].as_array().map_or(0, Vec::len),
-        id: summary["id"].as_str().unwrap_or_default().to_owned(),
-        // Everything but the per-package progress lines (`[3/120] dist ...`).
-        stderr: String::from_utf8_lossy(&output.stderr)
-            .lines()
-            .filter(|l| !(l.starts_with('[') && l.contains('/') && l.contains("] ")))
-            .collect::<Vec<_>>()
-            .join("\n"),
-    }
-}
-
-/// `1:02:03.45` or `2:03.45` in seconds.
-fn clock_seconds(text: &str) -> f64 {
-    text.split(':')
-        .map(|part| part.parse::<f64>().expect("clock time"))
-        .fold(0.0, |total, part| total * 60.0 + part)
-}
-
-// ---------------------------------------------------------------------------
-// Small helpers
-// ---------------------------------------------------------------------------
-
-/// Everything below `dir` (not `dir` itself), symlinks not followed.
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if !dir.symlink_metadata().is_ok_and(|m| m.is_dir()) {
-        return out;
-    }
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(dir) = todo.pop() {
-        let Ok(entries) = fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.filter_map(|e| e.ok()) {
-            let path = entry.path();
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                todo.push(path.clone());
-            }
-            out.push(path);
-        }
-    }
-    out
-}
-
-/// Regular files in `path` (a file or a tree) and their total size.
-fn tree_size(path: &Path) -> (u64, u64) {
-    let mut paths = walk(path);
-    paths.push(path.to_path_buf());
-    paths
-        .iter()
-        .filter_map(|p| p.symlink_metadata().ok())
-        .filter(|m| m.is_file())
-        .fold((0, 0), |(n, size), m| (n + 1, size + m.len()))
-}
-
-fn remove(path: &Path) {
-    match fs::remove_dir_all(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            panic!("remove {}: {e}", path.display())
-        }
-        _ => {}
-    }
-}
-
-fn human(bytes: u64) -> String {
-    let bytes = bytes as f64;
-    let mib = bytes / MIB as f64;
-    if mib >= 1024.0 {
-        format!("{:.2} GiB", mib / 1024.0)
-    } else {
-        format!("{mib:.1} MiB")
-    }
 }

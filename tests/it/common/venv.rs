@@ -41,6 +41,12 @@ impl Venv {
         cached.clone()
     }
 
+    /// The python of a venv kept at `venv` instead of under `target/tmp`
+    /// (the benchmark keeps its own with its data), built unless it works.
+    pub fn python_at(&self, venv: &Path) -> Option<PathBuf> {
+        self.ensure(venv).map(|venv| venv.join("bin/python"))
+    }
+
     /// Makes sure `venv` works, building it under an exclusive lock. A
     /// half-built or stale venv (python moved) fails the check and is
     /// rebuilt.
