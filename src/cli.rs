@@ -19,6 +19,7 @@ use crate::conda::env::{EnvFlags, EnvSelector, SolveOptions};
 use crate::contents::{ContentsError, LockFormat};
 use crate::image::{Image, ImageDestination, ImageError, ImageSource};
 use crate::invocation::Invocation;
+use crate::layer::Compression;
 use crate::layer::cache::CacheLock;
 use crate::layer::cache::prune::{self, PruneOptions, parse_days, parse_size};
 use crate::platform::Platform;
@@ -149,11 +150,15 @@ pub enum Command {
         /// Name the copy `NAME[:TAG]` (kept from the source if omitted).
         #[arg(short = 'i', long = "image")]
         name: Option<String>,
-        /// gzip the layers stored as plain tars (as `docker save` stores
-        /// them): about a third of the bytes to push or write, but those
-        /// layers' digests change (the image id does not).
+        /// Compress the layers stored as plain tars (as `docker save`
+        /// stores them), as --compression says: about a third of the bytes
+        /// to push or write, but those layers' digests change (the image id
+        /// does not).
         #[arg(long)]
         compress_layers: bool,
+        /// How --compress-layers compresses.
+        #[command(flatten)]
+        compression: CompressionArgs,
         /// How to pick and reach images.
         #[command(flatten)]
         remote: RemoteArgs,
@@ -347,6 +352,27 @@ impl From<RegistryArgs> for RegistryOptions {
             insecure: args.insecure,
             cert_dir: args.cert_dir,
         }
+    }
+}
+
+/// How new layers are compressed, and by how many threads.
+#[derive(Clone, Debug, Args)]
+pub struct CompressionArgs {
+    /// How new layers are compressed: `gzip[:LEVEL]` (0-9; readable by
+    /// every engine), `zstd[:LEVEL]` (1-22, default 3; smaller and faster,
+    /// but not for a docker-archive or older engines) or `none`.
+    #[arg(long, value_name = "ALGORITHM[:LEVEL]", default_value = "gzip:6")]
+    pub compression: Compression,
+    /// How many threads build and compress layers (default: one per
+    /// core). The image's bytes are the same whatever the number.
+    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=4096))]
+    pub jobs: Option<usize>,
+}
+
+impl CompressionArgs {
+    /// `--jobs`, or one per core.
+    fn jobs(&self) -> usize {
+        self.jobs.unwrap_or_else(crate::parallel::cores)
     }
 }
 
@@ -632,11 +658,14 @@ pub struct BuildArgs {
     /// explicit file or a solve never run any.
     #[arg(long)]
     pub no_activation_scripts: bool,
-    /// gzip the base's layers that are plain tars (a `docker save` base's):
-    /// about a third of the bytes to push or write, but those layers'
-    /// digests change (the image id does not).
+    /// Compress the base's layers that are plain tars (a `docker save`
+    /// base's) as --compression says: about a third of the bytes to push
+    /// or write, but those layers' digests change (the image id does not).
     #[arg(long)]
     pub compress_base: bool,
+    /// How new layers are compressed, and by how many threads.
+    #[command(flatten)]
+    pub compression: CompressionArgs,
     /// Build every layer again: take none from the layer cache
     /// (`CONDA_DOCKER_CACHE_DIR/layers`) or --cache-repo, and keep none in
     /// the layer cache.
@@ -765,6 +794,11 @@ fn run_build(args: BuildArgs) -> Result<(), CliError> {
     let env = env_selector(&args)?;
     let (destination, push_to) =
         image_goes_to(args.output.as_deref(), args.format, args.push, &args.image)?;
+    check_compression(
+        destination.as_ref(),
+        args.compression.compression,
+        args.compress_base.then_some("--compress-base"),
+    )?;
     let (json, quiet, compress_base) = (args.json, args.quiet, args.compress_base);
     let mut options = build_options(args, env)?;
     // The login, the registry and the right to push, before any work.
@@ -892,8 +926,31 @@ fn build_options(args: BuildArgs, env: EnvSelector) -> Result<BuildOptions, CliE
             read_only: args.cache_repo_read_only,
             login: None,
         }),
+        jobs: args.compression.jobs(),
+        compression: args.compression.compression,
         ..BuildOptions::default()
     })
+}
+
+/// Refuses, before any work, a compression the destination cannot hold
+/// (zstd in a docker-archive), and `none` with a flag (`compress_flag`)
+/// that asks to compress.
+fn check_compression(
+    destination: Option<&ImageDestination>,
+    compression: Compression,
+    compress_flag: Option<&str>,
+) -> Result<(), CliError> {
+    if let Some(flag) = compress_flag
+        && compression == Compression::None
+    {
+        return Err(CliError::Usage(format!(
+            "{flag} compresses layers, but --compression is none: give gzip or zstd, or leave out {flag}"
+        )));
+    }
+    if let Some(destination) = destination {
+        destination.check_compression(compression)?;
+    }
+    Ok(())
 }
 
 /// `build --json`: the image's summary, its conda layers and what was
@@ -1155,34 +1212,15 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             destination,
             name,
             compress_layers,
+            compression,
             remote,
-        } => {
-            let options: OpenOptions = remote.into();
-            // The login, the registry and the right to push, before the
-            // source is read.
-            let push_target = match &destination {
-                Target::Registry(reference) => Some(PushTarget::check(
-                    reference,
-                    &options.registry,
-                    Login::from_environment(),
-                )?),
-                Target::File(_) => None,
-            };
-            let _lock = lock_cache_for(&source)?;
-            let mut image = registry::open(&source, &options)?;
-            if let Some(name) = name {
-                image.set_name(&name)?;
-            }
-            if compress_layers {
-                image.compress_plain_layers()?;
-            }
-            if let Some(target) = push_target {
-                print_pushed(&target.push(&image)?, false);
-            } else if let Target::File(destination) = destination {
-                image.write_to(&destination)?;
-            }
-            Ok(())
-        }
+        } => run_copy(
+            &source,
+            destination,
+            name,
+            compress_layers.then_some(compression),
+            remote,
+        ),
         Command::Pull {
             reference,
             output,
@@ -1204,6 +1242,51 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Man { dir } => write_man(dir),
         Command::Cache { command } => run_cache(command),
     }
+}
+
+/// `copy`: `source` to `destination`, renamed to `name`, its plain layers
+/// compressed as `compress_layers` says.
+fn run_copy(
+    source: &ImageSource,
+    destination: Target,
+    name: Option<String>,
+    compress_layers: Option<CompressionArgs>,
+    remote: RemoteArgs,
+) -> Result<(), CliError> {
+    if let Some(compression) = &compress_layers {
+        let file = match &destination {
+            Target::File(file) => Some(file),
+            Target::Registry(_) => None,
+        };
+        check_compression(file, compression.compression, Some("--compress-layers"))?;
+    }
+    let options: OpenOptions = remote.into();
+    // The login, the registry and the right to push, before the
+    // source is read.
+    let push_target = match &destination {
+        Target::Registry(reference) => Some(PushTarget::check(
+            reference,
+            &options.registry,
+            Login::from_environment(),
+        )?),
+        Target::File(_) => None,
+    };
+    let _lock = lock_cache_for(source)?;
+    let mut image = registry::open(source, &options)?;
+    if let Some(name) = name {
+        image.set_name(&name)?;
+    }
+    if let Some(compression) = compress_layers {
+        image.set_compression(compression.compression);
+        image.set_jobs(compression.jobs());
+        image.compress_plain_layers()?;
+    }
+    if let Some(target) = push_target {
+        print_pushed(&target.push(&image)?, false);
+    } else if let Target::File(destination) = destination {
+        image.write_to(&destination)?;
+    }
+    Ok(())
 }
 
 /// `pull`: a registry image into a file.

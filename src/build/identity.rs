@@ -9,13 +9,14 @@ use crate::conda::cache::dist_name;
 use crate::conda::relocate::image_origin;
 use crate::digest::Digest;
 use crate::layer::Compression;
+use crate::layer::compress::{GZIP_CHUNK_SIZE, GZIP_IMPLEMENTATION, ZSTD_JOB_SIZE};
 
 /// The version of what a package layer holds and how it is written (the
 /// tar entries, their order and metadata, the relocation, the fresh
 /// `conda-meta` record, the compressors' output). Bump it in any commit
 /// that changes a layer's bytes for the same inputs: one that changes a
 /// pin of `tests/it/golden.rs`, a dependency upgrade included.
-pub const LAYER_FORMAT: u32 = 1;
+pub const LAYER_FORMAT: u32 = 2;
 
 /// Everything that decides the bytes of one package layer; two layers with
 /// the same identity have the same blob. Its [`LayerIdentity::digest`] is
@@ -73,12 +74,16 @@ struct PythonIdentity {
 }
 
 /// The compressor: its algorithm, the implementation (whose output for one
-/// input and level may differ from another's) and the level.
+/// input and level may differ from another's), the level and how the
+/// stream is cut (gzip members, zstd jobs), so that a layer compressed
+/// otherwise is never taken for this one.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 struct CompressionIdentity {
     algorithm: &'static str,
     implementation: String,
     level: i64,
+    /// The uncompressed bytes of a gzip member or a zstd job (0: none).
+    chunk_size: u64,
 }
 
 /// What is the same for every package layer of one build.
@@ -169,19 +174,29 @@ impl PythonIdentity {
 
 impl CompressionIdentity {
     fn of(compression: Compression) -> Self {
-        let (algorithm, implementation, level) = match compression {
-            Compression::None => ("none", String::new(), 0),
-            Compression::Gzip(level) => ("gzip", "flate2 zlib-rs".to_owned(), i64::from(level)),
+        let (algorithm, implementation, level, chunk_size) = match compression {
+            Compression::None => ("none", String::new(), 0, 0),
+            Compression::Gzip(level) => (
+                "gzip",
+                GZIP_IMPLEMENTATION.to_owned(),
+                i64::from(level),
+                GZIP_CHUNK_SIZE as u64,
+            ),
             Compression::Zstd(level) => (
                 "zstd",
-                format!("libzstd {}", zstd::zstd_safe::version_string()),
+                format!(
+                    "libzstd {} multithreaded",
+                    zstd::zstd_safe::version_string()
+                ),
                 i64::from(level),
+                u64::from(ZSTD_JOB_SIZE),
             ),
         };
         CompressionIdentity {
             algorithm,
             implementation,
             level,
+            chunk_size,
         }
     }
 }
@@ -223,7 +238,7 @@ mod tests {
                 r#"","url":"https://conda.anaconda.org/conda-forge/linux-64/zlib-1.3.1-hb9d3cd8_2.conda","#,
                 r#""channel":"https://conda.anaconda.org/conda-forge"}],"platform":"linux-64","#,
                 r#""image_prefix":"/opt/conda","python":null,"#,
-                r#""compression":{"algorithm":"gzip","implementation":"flate2 zlib-rs","level":6},"#,
+                r#""compression":{"algorithm":"gzip","implementation":"libdeflate 1.26","level":6,"chunk_size":1048576},"#,
                 r#""epoch":0}"#
             )
         );

@@ -11,7 +11,7 @@ use crate::conda::relocate::{Target, relocate};
 use crate::image::Image;
 use crate::layer::Layer;
 use crate::layer::{LayerCache, LayerFactory};
-use crate::parallel::{cores, in_parallel};
+use crate::parallel::in_parallel;
 use crate::registry::SharedLayers;
 
 use super::identity::LayerIdentity;
@@ -23,7 +23,8 @@ use super::{BuildError, LayerReport, LayerSource, Reporter};
 
 /// The package layers of `plan`, in its order, each with its report.
 /// `records` and `package_dirs` are the environment's, in the same order;
-/// `image` (the base) gives the layers their compression and time stamp;
+/// `image` (the base) gives the layers their compression, time stamp and
+/// threads (`--jobs`, which also bounds the layers built at once);
 /// packages are staged under `staging` while their layer is written. A
 /// layer the local cache of `caches` has (by the plan's identity) is taken
 /// from it unbuilt, else one the shared cache finds; a layer built is kept
@@ -73,7 +74,7 @@ pub(crate) fn build_layers(
     };
     reporter.start(records.len());
     let order = largest_first(&plan.layers, records);
-    let built = in_parallel(&order, cores(), |&i| {
+    let built = in_parallel(&order, image.jobs(), |&i| {
         package_layer(&plan.layers[i]).map(|layer| (i, layer))
     });
     reporter.finish();

@@ -54,6 +54,8 @@ pub fn build(
     let (options, prefix_arc) = (&checked.options, checked.prefix_arc.as_str());
     // What to build.
     let mut subject = environment::resolve(options)?;
+    subject.base.set_compression(options.compression);
+    subject.base.set_jobs(options.jobs);
     let staging = staging_root()?;
     // Where the bytes are.
     let located = locate::locate(

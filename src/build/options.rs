@@ -7,8 +7,8 @@ use crate::conda::cache::PackageCaches;
 use crate::conda::env::{EnvSelector, SolveOptions};
 use crate::dirs::cache_dir;
 use crate::image::{ImageError, ImageSource};
-use crate::layer::LayerCache;
 use crate::layer::tar::archive_path;
+use crate::layer::{Compression, LayerCache};
 use crate::platform::Platform;
 use crate::reference::Reference;
 use crate::registry::{CacheRepo, PushTarget, RegistryOptions};
@@ -70,6 +70,11 @@ pub struct BuildOptions {
     /// Where built layers are kept and looked up by their identity
     /// (`None`: build every layer, keep none, as `--no-cache` asks).
     pub layer_cache: Option<LayerCache>,
+    /// How new layers are compressed (default gzip level 6).
+    pub compression: Compression,
+    /// How many layers are built at once, and how many threads compress
+    /// them (default: one per core). The image's bytes do not depend on it.
+    pub jobs: usize,
     /// A registry repository where package layers are looked up by
     /// identity before they are built, and written after (`--cache-repo`).
     pub cache_repo: Option<CacheRepo>,
@@ -108,6 +113,8 @@ impl Default for BuildOptions {
             activation_scripts: true,
             add: Vec::new(),
             layer_cache: Some(LayerCache::new(cache_dir())),
+            compression: Compression::default(),
+            jobs: crate::parallel::cores(),
             cache_repo: None,
             push_only: None,
         }

@@ -121,15 +121,19 @@ pub(crate) fn read(index: &TarIndex) -> Result<Image, ImageError> {
     Image::from_parts(config, layers, BTreeMap::new(), name)
 }
 
+/// Why a docker-archive at `path` cannot hold zstd layers, and what to do.
+pub(crate) fn zstd_refused(path: &Path) -> ImageError {
+    ImageError::Refused {
+        path: path.to_owned(),
+        reason: "docker-archive cannot hold zstd layers (older `docker load` cannot read them); \
+                 use gzip compression (--compression gzip) or write `oci:` / `oci-archive:`"
+            .into(),
+    }
+}
+
 pub(crate) fn write(image: &Image, path: &Path) -> Result<(), ImageError> {
     if image.layers().iter().any(Layer::is_zstd) {
-        return Err(ImageError::Refused {
-            path: path.to_owned(),
-            reason:
-                "docker-archive cannot hold zstd layers (older `docker load` cannot read them); \
-                     use gzip compression or write `oci:` / `oci-archive:`"
-                    .into(),
-        });
+        return Err(zstd_refused(path));
     }
     let fail = |source| ImageError::Write {
         path: path.to_owned(),

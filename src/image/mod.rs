@@ -285,6 +285,19 @@ pub fn source_date_epoch() -> Result<u64, ImageError> {
     }
 }
 
+impl ImageDestination {
+    /// Refuses, before any work, a destination that cannot hold layers
+    /// compressed as `compression` says (a docker-archive and zstd).
+    pub fn check_compression(&self, compression: Compression) -> Result<(), ImageError> {
+        match (self, compression) {
+            (ImageDestination::DockerArchive(path), Compression::Zstd(_)) => {
+                Err(docker_archive::zstd_refused(path))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// A container image: config, layers and manifest annotations, plus the
 /// settings used for layers added to it.
 #[derive(Clone, Debug)]
@@ -294,6 +307,7 @@ pub struct Image {
     annotations: BTreeMap<String, String>,
     name: Option<Reference>,
     compression: Compression,
+    jobs: usize,
     epoch: u64,
     scratch: Option<Arc<TempDir>>,
     scratch_parent: Option<PathBuf>,
@@ -330,6 +344,7 @@ impl Image {
             annotations,
             name,
             compression: Compression::default(),
+            jobs: crate::parallel::cores(),
             epoch: source_date_epoch()?,
             scratch: None,
             scratch_parent: None,
@@ -479,6 +494,17 @@ impl Image {
         self.compression
     }
 
+    /// How many threads build and compress layers (default: one per core;
+    /// at least one). The bytes written do not depend on it.
+    pub fn set_jobs(&mut self, jobs: usize) {
+        self.jobs = jobs.max(1);
+    }
+
+    /// How many threads build and compress layers.
+    pub fn jobs(&self) -> usize {
+        self.jobs
+    }
+
     /// The time stamped on new layers' entries and history, in seconds
     /// since 1970 (default: `SOURCE_DATE_EPOCH`, else 0).
     pub fn set_epoch(&mut self, epoch: u64) {
@@ -564,35 +590,33 @@ impl Image {
                 dir
             }
         };
-        Ok(LayerFactory::new(scratch, self.compression, self.epoch))
+        Ok(LayerFactory::new(
+            scratch,
+            self.compression,
+            self.epoch,
+            self.jobs,
+        ))
     }
 
-    /// Compresses with gzip (the image's level, or 6) every layer stored as
-    /// a plain tar, as a `docker save` base's are, so pushes and archives
-    /// carry about a third of the bytes. Those layers' digests change;
-    /// their diff ids, and so the image id, do not. Each layer is checked
-    /// against its digest while it is read. Returns how many it compressed.
+    /// Compresses with the image's compression every layer stored as a
+    /// plain tar, as a `docker save` base's are, so pushes and archives
+    /// carry about a third of the bytes (nothing, when the compression is
+    /// `none`). Those layers' digests change; their diff ids, and so the
+    /// image id, do not. Each layer is checked against its digest while it
+    /// is read. Returns how many it compressed.
     pub fn compress_plain_layers(&mut self) -> Result<usize, ImageError> {
         let plain: Vec<usize> = (0..self.layers.len())
             .filter(|&i| *self.layers[i].media_type() == MediaType::ImageLayer)
             .collect();
-        if plain.is_empty() {
+        if plain.is_empty() || self.compression == Compression::None {
             return Ok(0);
         }
         let fail = |what: String| move |source| ImageError::BuildLayer { what, source };
-        let level = match self.compression {
-            Compression::Gzip(level) => level,
-            _ => 6,
-        };
-        let factory = LayerFactory::new(
-            self.layer_factory()
-                .map_err(fail("the scratch folder".into()))?
-                .scratch(),
-            Compression::Gzip(level),
-            self.epoch,
-        );
+        let factory = self
+            .layer_factory()
+            .map_err(fail("the scratch folder".into()))?;
         let layers = &self.layers;
-        let compressed = crate::parallel::in_parallel(&plain, crate::parallel::cores(), |&i| {
+        let compressed = crate::parallel::in_parallel(&plain, self.jobs, |&i| {
             let layer = &layers[i];
             let mut writer = factory.writer()?;
             io::copy(&mut layer.open_verified()?, &mut writer)?;

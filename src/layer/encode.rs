@@ -5,89 +5,12 @@
 use std::io::{self, BufWriter, Write};
 use std::sync::Arc;
 
-use flate2::write::GzEncoder;
-use oci_spec::image::MediaType;
 use tempfile::{NamedTempFile, TempDir};
 
 use super::Layer;
+use super::compress::{Compression, Compressor, Threads};
 use crate::blob::Blob;
 use crate::digest::{DiffId, HashingWriter};
-
-/// How new layers are compressed. Levels are fixed per build so that the
-/// same input always gives the same bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Compression {
-    /// Plain tar (`application/vnd.oci.image.layer.v1.tar`).
-    None,
-    /// gzip, level 0-9 (`tar+gzip`): readable by every engine.
-    Gzip(u32),
-    /// zstd, level 1-22 (`tar+zstd`): smaller and faster, but older engines
-    /// cannot read it.
-    Zstd(i32),
-}
-
-impl Default for Compression {
-    fn default() -> Self {
-        Compression::Gzip(6)
-    }
-}
-
-impl Compression {
-    /// The OCI media type of a layer compressed this way.
-    pub fn media_type(self) -> MediaType {
-        match self {
-            Compression::None => MediaType::ImageLayer,
-            Compression::Gzip(_) => MediaType::ImageLayerGzip,
-            Compression::Zstd(_) => MediaType::ImageLayerZstd,
-        }
-    }
-}
-
-enum Compressor<W: Write> {
-    None(W),
-    Gzip(GzEncoder<W>),
-    Zstd(zstd::Encoder<'static, W>),
-}
-
-impl<W: Write> Compressor<W> {
-    fn new(inner: W, compression: Compression) -> io::Result<Self> {
-        Ok(match compression {
-            Compression::None => Compressor::None(inner),
-            // GzBuilder writes no file name and a zero mtime: nothing of the
-            // host or the clock reaches the header.
-            Compression::Gzip(level) => Compressor::Gzip(
-                flate2::GzBuilder::new().write(inner, flate2::Compression::new(level.min(9))),
-            ),
-            Compression::Zstd(level) => Compressor::Zstd(zstd::Encoder::new(inner, level)?),
-        })
-    }
-
-    fn finish(self) -> io::Result<W> {
-        match self {
-            Compressor::None(w) => Ok(w),
-            Compressor::Gzip(g) => g.finish(),
-            Compressor::Zstd(z) => z.finish(),
-        }
-    }
-}
-
-impl<W: Write> Write for Compressor<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Compressor::None(w) => w.write(buf),
-            Compressor::Gzip(g) => g.write(buf),
-            Compressor::Zstd(z) => z.write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Compressor::None(w) => w.flush(),
-            Compressor::Gzip(g) => g.flush(),
-            Compressor::Zstd(z) => z.flush(),
-        }
-    }
-}
 
 type Sink = HashingWriter<BufWriter<NamedTempFile>>;
 
@@ -100,12 +23,13 @@ pub struct LayerWriter {
 }
 
 impl LayerWriter {
-    /// Starts a layer whose blob will be stored in `scratch`.
-    pub fn new(scratch: Arc<TempDir>, compression: Compression) -> io::Result<Self> {
+    /// Starts a layer whose blob will be stored in `scratch`, compressed
+    /// on `threads`.
+    fn new(scratch: Arc<TempDir>, compression: Compression, threads: &Threads) -> io::Result<Self> {
         let file = NamedTempFile::new_in(scratch.path())?;
         let sink = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
         Ok(LayerWriter {
-            inner: HashingWriter::new(Compressor::new(sink, compression)?),
+            inner: HashingWriter::new(Compressor::new(sink, compression, threads)?),
             compression,
             scratch,
         })
@@ -141,22 +65,26 @@ impl Write for LayerWriter {
 }
 
 /// Builds layers with one image's settings (scratch folder, compression,
-/// time stamp). Cheap to clone and usable from several threads at once, so
-/// independent layers can be built in parallel.
+/// time stamp, threads). Cheap to clone and usable from several threads at
+/// once, so independent layers can be built in parallel; its clones share
+/// one pool of `jobs` compressing threads.
 #[derive(Clone)]
 pub struct LayerFactory {
     scratch: Arc<TempDir>,
     compression: Compression,
     epoch: u64,
+    threads: Threads,
 }
 
 impl LayerFactory {
-    /// A factory storing blobs in `scratch`.
-    pub fn new(scratch: Arc<TempDir>, compression: Compression, epoch: u64) -> Self {
+    /// A factory storing blobs in `scratch`, compressing on `jobs` threads
+    /// (at least one; the bytes do not depend on it).
+    pub fn new(scratch: Arc<TempDir>, compression: Compression, epoch: u64, jobs: usize) -> Self {
         LayerFactory {
             scratch,
             compression,
             epoch,
+            threads: Threads::new(jobs),
         }
     }
 
@@ -167,7 +95,7 @@ impl LayerFactory {
 
     /// A writer for a layer whose tar stream the caller makes itself.
     pub fn writer(&self) -> io::Result<LayerWriter> {
-        LayerWriter::new(self.scratch.clone(), self.compression)
+        LayerWriter::new(self.scratch.clone(), self.compression, &self.threads)
     }
 
     /// Builds a layer from whatever `fill` writes into a deterministic tar.

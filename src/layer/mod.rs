@@ -2,6 +2,7 @@
 //! pass) and describing them (digest, size, diff id, media type, bytes).
 
 pub mod cache;
+pub mod compress;
 mod encode;
 pub(crate) mod headers;
 pub mod tar;
@@ -11,7 +12,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub use cache::LayerCache;
-pub use encode::{Compression, LayerFactory, LayerWriter};
+pub use compress::Compression;
+pub use encode::{LayerFactory, LayerWriter};
 use oci_spec::image::MediaType;
 
 use crate::blob::Blob;

@@ -1,8 +1,8 @@
 //! Golden bytes: fixed builds whose every output byte is pinned.
 //!
 //! The determinism tests prove that one build gives the same bytes twice in
-//! one process; nothing there notices when a dependency upgrade (flate2 and
-//! zlib-rs, zstd, tar) or a refactoring changes every image digest. This
+//! one process; nothing there notices when a dependency upgrade
+//! (libdeflate, zstd, tar) or a refactoring changes every image digest. This
 //! test builds fixed images and compares, against constants:
 //!
 //! - the sha256 of each output file: a `docker-archive:` and an
@@ -75,22 +75,22 @@ const PINS: &[(&str, &str)] = &[
     ("fixture cd-text-1.0-0.tar.bz2", "400a8099880ae1efc47e954efe573c1c163ddf47f0474ec87d929ccac4c673e6"),
     ("fixture cd-leaf-1.0-0.conda", "97ca10ff6a6f1db733220f7383965f7c5f913e94d7d700a27119bb37889ac229"),
     ("prefix gzip: image id", "sha256:d308dca06cb8345443015b1f75e43f775f0cf1e1922eb1a798f044c205671731"),
-    ("prefix gzip: manifest digest", "sha256:8ee7284992453919c532e3c7cc561efeb11a205556fd919ab5dc4f7091c3386b"),
-    ("prefix.docker.tar", "16d86d18dd2fb6c5c49819e1985af0d4588e33ace7b4272aa6e1946c8748554d"),
-    ("prefix.oci.tar", "d39034a06bd34e2a0e29c2920c82ec3a727b607c2beaae44acc370bedd15629e"),
-    ("prefix-oci/blobs/sha256/51bd7c64dedbb96037bd3c0893f8f832b9d2c3db4e47f4b56824593ad79311e3", "51bd7c64dedbb96037bd3c0893f8f832b9d2c3db4e47f4b56824593ad79311e3"),
-    ("prefix-oci/blobs/sha256/8b7a85642b584f82d871d330e0354c78f6186c183ffa6f9aad1152354c66c2e9", "8b7a85642b584f82d871d330e0354c78f6186c183ffa6f9aad1152354c66c2e9"),
-    ("prefix-oci/blobs/sha256/8ee7284992453919c532e3c7cc561efeb11a205556fd919ab5dc4f7091c3386b", "8ee7284992453919c532e3c7cc561efeb11a205556fd919ab5dc4f7091c3386b"),
-    ("prefix-oci/blobs/sha256/94f065c9b3ecc9207b0e343dd1858474570bf9a17d439c08eef0a92aa83b9edd", "94f065c9b3ecc9207b0e343dd1858474570bf9a17d439c08eef0a92aa83b9edd"),
-    ("prefix-oci/blobs/sha256/9f5e41aedd7de9f3f838bff5a7075904d3e540d851ebe2116e05ea2ac761727a", "9f5e41aedd7de9f3f838bff5a7075904d3e540d851ebe2116e05ea2ac761727a"),
+    ("prefix gzip: manifest digest", "sha256:3476a8f998769d3e8b6ea50c44e1c236572081c89e589713195bc2c3b5e3fbb6"),
+    ("prefix.docker.tar", "588b2fa37911b2c6a89d8d916a4cb23f49c311912719f0e5db2182d4e5823694"),
+    ("prefix.oci.tar", "8ddcbede56680b82799195774ba79e83463e7eceece2c679fb98ac94d4b5255d"),
+    ("prefix-oci/blobs/sha256/013df8f39189b0c7de31defd84128e465ba2ad51a7d7f75b9385ac1f545a3e51", "013df8f39189b0c7de31defd84128e465ba2ad51a7d7f75b9385ac1f545a3e51"),
+    ("prefix-oci/blobs/sha256/10787045433e2f4e68d26598e17a1c4578f157c15bbe907364504f83e0ce2458", "10787045433e2f4e68d26598e17a1c4578f157c15bbe907364504f83e0ce2458"),
+    ("prefix-oci/blobs/sha256/1a811fe2ebf6dc6584902625fd402677698080b857909b260f133043226bdb20", "1a811fe2ebf6dc6584902625fd402677698080b857909b260f133043226bdb20"),
+    ("prefix-oci/blobs/sha256/3013e3451b48b25675d8fa092862b0ef6e20006d83b463ef19268f18ed779539", "3013e3451b48b25675d8fa092862b0ef6e20006d83b463ef19268f18ed779539"),
+    ("prefix-oci/blobs/sha256/3476a8f998769d3e8b6ea50c44e1c236572081c89e589713195bc2c3b5e3fbb6", "3476a8f998769d3e8b6ea50c44e1c236572081c89e589713195bc2c3b5e3fbb6"),
+    ("prefix-oci/blobs/sha256/6308a90da5202d236f515bdcaba677b3ae213dfc5b44a65c2c5c9643511118dd", "6308a90da5202d236f515bdcaba677b3ae213dfc5b44a65c2c5c9643511118dd"),
     ("prefix-oci/blobs/sha256/d308dca06cb8345443015b1f75e43f775f0cf1e1922eb1a798f044c205671731", "d308dca06cb8345443015b1f75e43f775f0cf1e1922eb1a798f044c205671731"),
-    ("prefix-oci/blobs/sha256/dd3131061cfe9cc741ccd09d23ef879a0e44d8475f832eacef12de966de1ef17", "dd3131061cfe9cc741ccd09d23ef879a0e44d8475f832eacef12de966de1ef17"),
-    ("prefix-oci/blobs/sha256/f2d72cdbe533c0f42e3ac2edf6176b8417df876f0a272e406262b2fd4b040016", "f2d72cdbe533c0f42e3ac2edf6176b8417df876f0a272e406262b2fd4b040016"),
-    ("prefix-oci/index.json", "b727e1e8382674a1d29381ca7199f93ac514c2723675fcbe2cd407336f34b31a"),
+    ("prefix-oci/blobs/sha256/ddf4afa2979378f8be5d9c8a9b63cc8b642d832b25db38c1beaea33c04b45ce6", "ddf4afa2979378f8be5d9c8a9b63cc8b642d832b25db38c1beaea33c04b45ce6"),
+    ("prefix-oci/index.json", "aed2df59f4293becaf5a2c4f0735bf39eb1026a8158dd4a6d014bf0667e5972f"),
     ("prefix-oci/oci-layout", "18f0797eab35a4597c1e9624aa4f15fd91f6254e5538c1e0d193b2a95dd4acc6"),
     ("explicit gzip: image id", "sha256:651d20d7a2886aeadd9ae64f64b2cd07b552476b0fdc275327aec8330a423b29"),
-    ("explicit gzip: manifest digest", "sha256:35eea3f883f9d835933da7553d41d9f0a62d0f484bc690f040bd9cb85b772037"),
-    ("explicit.docker.tar", "0e2f4efe736cf0027fa91a6ebf6b3b6d2aeb8e444ced9fb6a053286816061e57"),
+    ("explicit gzip: manifest digest", "sha256:f0449350a914a764baf45147df37deecc37b86f602ec8951bbf34c1a2edff559"),
+    ("explicit.docker.tar", "413c440d4b92a515f57f441a973baeb04c413b84eb5e94989a8768d11a13a924"),
     ("prefix zstd: image id", "sha256:d308dca06cb8345443015b1f75e43f775f0cf1e1922eb1a798f044c205671731"),
     ("prefix zstd: manifest digest", "sha256:4909c050b4582bfda3d5ca7348942135a28583efef552e1f57ae5f9e3463e17e"),
     ("prefix-zstd.oci.tar", "7939d104e437e74a8cdd42b65739b61f3a5855d9e2831952530f7cb052ce7366"),

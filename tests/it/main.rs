@@ -6,6 +6,7 @@ mod bench;
 mod build;
 mod channel_selftest;
 mod common;
+mod compression;
 mod conda_fixture_selftest;
 mod consumers;
 mod determinism;

@@ -683,7 +683,7 @@ fn token_registries_use_scoped_tokens_helpers_and_identity_tokens() {
 }
 
 /// `len` bytes that gzip cannot shrink (xorshift), so the blob stays large.
-fn noise(len: usize) -> Vec<u8> {
+pub(crate) fn noise(len: usize) -> Vec<u8> {
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     (0..len)
         .map(|_| {
