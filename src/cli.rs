@@ -642,6 +642,12 @@ pub struct BuildArgs {
     /// The user (`name`, `uid` or `uid:gid`).
     #[arg(long, value_name = "USER")]
     pub user: Option<String>,
+    /// Give the environment's prefix, and everything below it, to this
+    /// numeric user and group in every layer (default 0:0); the folders
+    /// above it stay root's. With `--user UID:GID` the image's user can
+    /// install into the environment.
+    #[arg(long, value_name = "UID:GID", value_parser = owner)]
+    pub owner: Option<(u32, u32)>,
     /// Most layers in the image, the base's included; past it the largest
     /// packages keep their own layers and the others are grouped.
     #[arg(long, value_name = "N", default_value_t = 100)]
@@ -708,6 +714,14 @@ pub enum Layering {
     PerPackage,
     /// One layer for the whole environment.
     Single,
+}
+
+/// `UID:GID`, both numbers: an image's user names mean nothing on the
+/// build machine.
+fn owner(text: &str) -> Result<(u32, u32), String> {
+    text.split_once(':')
+        .and_then(|(uid, gid)| Some((uid.parse().ok()?, gid.parse().ok()?)))
+        .ok_or_else(|| format!("`{text}` is not UID:GID (two numbers, e.g. 1000:1000)"))
 }
 
 fn source_destination(text: &str) -> Result<(PathBuf, String), String> {
@@ -913,6 +927,7 @@ fn build_options(args: BuildArgs, env: EnvSelector) -> Result<BuildOptions, CliE
         cmd: args.cmd.as_deref().map(command_words).transpose()?,
         workdir: args.workdir,
         user: args.user,
+        owner: args.owner,
         max_layers: args.max_layers,
         single_layer: matches!(args.layering, Layering::Single),
         untracked: !args.no_untracked,

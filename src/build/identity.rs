@@ -41,6 +41,10 @@ pub struct LayerIdentity {
     compression: CompressionIdentity,
     /// The time stamp of every entry, in seconds since 1970.
     epoch: u64,
+    /// `[uid, gid]` of the prefix's entries (`--owner`); left out for root,
+    /// so the identities of layers owned by root stay as they were.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner: Option<[u32; 2]>,
 }
 
 /// One package of a layer, as it decides the layer's bytes.
@@ -98,6 +102,8 @@ pub(crate) struct LayerSettings<'a> {
     pub compression: Compression,
     /// The time stamp of new layers.
     pub epoch: u64,
+    /// Who owns the prefix's entries (`None`: root).
+    pub owner: Option<(u32, u32)>,
 }
 
 impl LayerIdentity {
@@ -125,6 +131,10 @@ impl LayerIdentity {
                 .map(PythonIdentity::of),
             compression: CompressionIdentity::of(settings.compression),
             epoch: settings.epoch,
+            owner: settings
+                .owner
+                .filter(|&owner| owner != (0, 0))
+                .map(|(uid, gid)| [uid, gid]),
         })
     }
 
@@ -221,6 +231,7 @@ mod tests {
             python: None,
             compression: CompressionIdentity::of(Compression::Gzip(6)),
             epoch: 0,
+            owner: None,
         }
     }
 
@@ -279,6 +290,7 @@ mod tests {
             python: Some(&python),
             compression: Compression::Gzip(6),
             epoch: 0,
+            owner: Some((0, 0)),
         };
         let (a, b) = (record("a", Some([1; 32])), record("b", Some([2; 32])));
         let plain = LayerIdentity::of(&[&a], false, &settings).unwrap();
@@ -303,6 +315,15 @@ mod tests {
                 .digest(),
             with_python.digest()
         );
+        // Root's ownership leaves the identity as it was; another's is in it.
+        assert_eq!(plain.owner, None);
+        let owned = LayerSettings {
+            owner: Some((1000, 100)),
+            ..settings
+        };
+        let owned = LayerIdentity::of(&[&a], false, &owned).unwrap();
+        assert_eq!(owned.owner, Some([1000, 100]));
+        assert_ne!(owned.digest(), plain.digest());
         // A package no hash names gives a layer no identity.
         assert_eq!(
             LayerIdentity::of(&[&a, &record("c", None)], false, &settings),
@@ -328,6 +349,9 @@ mod tests {
         changed.push(id);
         let mut id = identity();
         id.format = 2;
+        changed.push(id);
+        let mut id = identity();
+        id.owner = Some([1000, 1000]);
         changed.push(id);
         for id in changed {
             assert_ne!(id.digest(), base, "{id:?}");

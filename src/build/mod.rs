@@ -35,6 +35,7 @@ use crate::conda::env::{EnvSelector, SolveOptions};
 use crate::dirs::cache_dir;
 use crate::image::Image;
 use crate::layer::cache::CacheLock;
+use crate::layer::tar::Owner;
 use crate::registry::SharedLayers;
 
 pub use error::BuildError;
@@ -56,6 +57,13 @@ pub fn build(
     let mut subject = environment::resolve(options)?;
     subject.base.set_compression(options.compression);
     subject.base.set_jobs(options.jobs);
+    subject
+        .base
+        .set_owner(options.owner.map(|(uid, gid)| Owner {
+            uid,
+            gid,
+            below: prefix_arc.to_owned(),
+        }));
     let staging = staging_root()?;
     // Where the bytes are.
     let located = locate::locate(

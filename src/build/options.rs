@@ -70,6 +70,9 @@ pub struct BuildOptions {
     /// Where built layers are kept and looked up by their identity
     /// (`None`: build every layer, keep none, as `--no-cache` asks).
     pub layer_cache: Option<LayerCache>,
+    /// `(uid, gid)` owning the environment's prefix and everything below
+    /// it, in every layer this tool writes (`None`: root, like the rest).
+    pub owner: Option<(u32, u32)>,
     /// How new layers are compressed (default gzip level 6).
     pub compression: Compression,
     /// How many layers are built at once, and how many threads compress
@@ -113,6 +116,7 @@ impl Default for BuildOptions {
             activation_scripts: true,
             add: Vec::new(),
             layer_cache: Some(LayerCache::new(cache_dir())),
+            owner: None,
             compression: Compression::default(),
             jobs: crate::parallel::cores(),
             cache_repo: None,

@@ -70,6 +70,7 @@ pub(crate) fn plan(
         python: subject.python.as_ref(),
         compression: subject.base.compression(),
         epoch: subject.base.epoch(),
+        owner: options.owner,
     };
     let layers = groups
         .into_iter()

@@ -36,7 +36,7 @@ use self::add::{Plan, PlanError};
 use self::rootfs::RootFs;
 use crate::blob::Blob;
 use crate::digest::Digest;
-use crate::layer::tar::{LayerTar, PathFilter, archive_path};
+use crate::layer::tar::{LayerTar, Owner, PathFilter, archive_path};
 use crate::layer::{Compression, Layer, LayerFactory, LayerWriter, oci_layer_media_type};
 use crate::reference::{Reference, ReferenceError};
 
@@ -308,6 +308,7 @@ pub struct Image {
     name: Option<Reference>,
     compression: Compression,
     jobs: usize,
+    owner: Option<Owner>,
     epoch: u64,
     scratch: Option<Arc<TempDir>>,
     scratch_parent: Option<PathBuf>,
@@ -345,6 +346,7 @@ impl Image {
             name,
             compression: Compression::default(),
             jobs: crate::parallel::cores(),
+            owner: None,
             epoch: source_date_epoch()?,
             scratch: None,
             scratch_parent: None,
@@ -505,6 +507,12 @@ impl Image {
         self.jobs
     }
 
+    /// Gives the entries at and below one folder of every layer added from
+    /// now on to a user and group (`--owner`; `None`: all are 0:0).
+    pub fn set_owner(&mut self, owner: Option<Owner>) {
+        self.owner = owner;
+    }
+
     /// The time stamped on new layers' entries and history, in seconds
     /// since 1970 (default: `SOURCE_DATE_EPOCH`, else 0).
     pub fn set_epoch(&mut self, epoch: u64) {
@@ -590,12 +598,10 @@ impl Image {
                 dir
             }
         };
-        Ok(LayerFactory::new(
-            scratch,
-            self.compression,
-            self.epoch,
-            self.jobs,
-        ))
+        Ok(
+            LayerFactory::new(scratch, self.compression, self.epoch, self.jobs)
+                .with_owner(self.owner.clone()),
+        )
     }
 
     /// Compresses with the image's compression every layer stored as a

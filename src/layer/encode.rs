@@ -9,6 +9,7 @@ use tempfile::{NamedTempFile, TempDir};
 
 use super::Layer;
 use super::compress::{Compression, Compressor, Threads};
+use super::tar::Owner;
 use crate::blob::Blob;
 use crate::digest::{DiffId, HashingWriter};
 
@@ -74,6 +75,7 @@ pub struct LayerFactory {
     compression: Compression,
     epoch: u64,
     threads: Threads,
+    owner: Option<Owner>,
 }
 
 impl LayerFactory {
@@ -85,7 +87,15 @@ impl LayerFactory {
             compression,
             epoch,
             threads: Threads::new(jobs),
+            owner: None,
         }
+    }
+
+    /// The factory with `owner` owning the entries below its folder in
+    /// every layer it builds.
+    pub fn with_owner(mut self, owner: Option<Owner>) -> Self {
+        self.owner = owner;
+        self
     }
 
     /// The folder the layers' blobs are stored in.
@@ -104,6 +114,7 @@ impl LayerFactory {
         fill: impl FnOnce(&mut super::tar::LayerTar<LayerWriter>) -> io::Result<()>,
     ) -> io::Result<Layer> {
         let mut tar = super::tar::LayerTar::new(self.writer()?, self.epoch);
+        tar.set_owner(self.owner.clone());
         fill(&mut tar)?;
         tar.finish()?.finish()
     }

@@ -21,6 +21,30 @@ const PARENT_DIR_MODE: u32 = 0o755;
 /// Returning `false` for a directory leaves out everything below it.
 pub type PathFilter<'a> = &'a dyn Fn(&Path) -> bool;
 
+/// Who owns the entries at and below one folder of a layer (the
+/// environment's prefix, for `--owner`); every other entry is 0:0, so the
+/// folders above the prefix stay root's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    /// The user id.
+    pub uid: u32,
+    /// The group id.
+    pub gid: u32,
+    /// The folder, as a layer names it (`opt/conda`).
+    pub below: String,
+}
+
+impl Owner {
+    /// Whether `path` (as a layer names it) is the folder or below it.
+    fn owns(&self, path: &str) -> bool {
+        let path = path.trim_end_matches('/');
+        path == self.below
+            || path
+                .strip_prefix(self.below.as_str())
+                .is_some_and(|rest| rest.starts_with('/'))
+    }
+}
+
 /// A tar stream with the determinism rules of `design.md`.
 pub struct LayerTar<W: Write> {
     builder: tar::Builder<W>,
@@ -34,6 +58,8 @@ pub struct LayerTar<W: Write> {
     /// Whether files sharing an inode are written in full each time
     /// instead of as hard links to the first.
     links_as_copies: bool,
+    /// Who owns the entries below one folder (else all are 0:0).
+    owner: Option<Owner>,
     /// Non-directory paths written so far: a second entry for the same path
     /// (two trees providing one file) is left out, since tools disagree on
     /// which of two duplicate tar entries wins.
@@ -125,6 +151,7 @@ impl<W: Write> LayerTar<W> {
             inodes: HashMap::new(),
             normalize_modes: false,
             links_as_copies: false,
+            owner: None,
             written: HashSet::new(),
         }
     }
@@ -144,6 +171,22 @@ impl<W: Write> LayerTar<W> {
         self.links_as_copies = true;
     }
 
+    /// Gives the entries at and below `owner.below` its user and group.
+    pub fn set_owner(&mut self, owner: Option<Owner>) {
+        self.owner = owner;
+    }
+
+    /// The header of an entry at `path`: [`header`], owned as
+    /// [`LayerTar::set_owner`] says.
+    fn header_at(&self, path: &str, kind: EntryType, mode: u32, size: u64) -> Header {
+        let mut header = header(kind, mode, size, self.mtime);
+        if let Some(owner) = self.owner.as_ref().filter(|o| o.owns(path)) {
+            header.set_uid(u64::from(owner.uid));
+            header.set_gid(u64::from(owner.gid));
+        }
+        header
+    }
+
     fn mode(&self, mode: u32, is_dir: bool) -> u32 {
         match (self.normalize_modes, is_dir) {
             (false, _) => mode,
@@ -159,7 +202,7 @@ impl<W: Write> LayerTar<W> {
             return Ok(());
         }
         self.ensure_parents(path)?;
-        let mut header = header(EntryType::Directory, mode, 0, self.mtime);
+        let mut header = self.header_at(path, EntryType::Directory, mode, 0);
         self.builder
             .append_data(&mut header, format!("{path}/"), io::empty())?;
         self.dirs.insert(path.to_owned());
@@ -181,7 +224,7 @@ impl<W: Write> LayerTar<W> {
         }
         self.ensure_parents(path)?;
         let mode = self.mode(mode, false);
-        let mut header = header(EntryType::Regular, mode, size, self.mtime);
+        let mut header = self.header_at(path, EntryType::Regular, mode, size);
         let exact = ExactReader {
             inner: data,
             left: size,
@@ -196,7 +239,7 @@ impl<W: Write> LayerTar<W> {
             return Ok(());
         }
         self.ensure_parents(path)?;
-        let mut header = header(EntryType::Symlink, 0o777, 0, self.mtime);
+        let mut header = self.header_at(path, EntryType::Symlink, 0o777, 0);
         self.builder.append_link(&mut header, path, target)
     }
 
@@ -206,7 +249,7 @@ impl<W: Write> LayerTar<W> {
             return Ok(());
         }
         self.ensure_parents(path)?;
-        let mut header = header(EntryType::Link, 0o644, 0, self.mtime);
+        let mut header = self.header_at(path, EntryType::Link, 0o644, 0);
         self.builder.append_link(&mut header, path, target)
     }
 
@@ -372,6 +415,40 @@ mod tests {
                 ("opt/conda/".into(), 0o755, 0, 42),
                 ("opt/conda/bin/".into(), 0o755, 0, 42),
                 ("opt/conda/bin/x".into(), 0o755, 0, 42),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_owner_has_the_prefix_and_root_the_rest() {
+        let mut tar = LayerTar::new(Vec::new(), 0);
+        tar.set_owner(Some(Owner {
+            uid: 1000,
+            gid: 100,
+            below: "opt/conda".into(),
+        }));
+        tar.add_file("opt/conda/bin/x", 0o755, 1, &b"x"[..])
+            .unwrap();
+        tar.add_file("opt/condarc", 0o644, 1, &b"y"[..]).unwrap();
+        let bytes = tar.finish().unwrap();
+        let owners: Vec<(String, u64, u64)> = tar::Archive::new(&bytes[..])
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let h = e.header();
+                let path = e.path().unwrap().display().to_string();
+                (path, h.uid().unwrap(), h.gid().unwrap())
+            })
+            .collect();
+        assert_eq!(
+            owners,
+            [
+                ("opt/".into(), 0, 0),
+                ("opt/conda/".into(), 1000, 100),
+                ("opt/conda/bin/".into(), 1000, 100),
+                ("opt/conda/bin/x".into(), 1000, 100),
+                ("opt/condarc".into(), 0, 0),
             ]
         );
     }

@@ -20,6 +20,7 @@ mod habits;
 mod harness_selftest;
 mod layer_cache;
 mod outputs;
+mod owner;
 mod plugin;
 mod read_back;
 mod registry;
