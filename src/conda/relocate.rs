@@ -3,8 +3,8 @@
 //! The linking is rattler's (`link_package_sync` with a target prefix that
 //! differs from the folder written to): text and binary placeholders,
 //! noarch python paths and entry points, symlinks and file modes. A file
-//! with no placeholder is hard-linked (or reflinked) from the package
-//! folder where the file system allows, so most bytes are never copied:
+//! with no placeholder is hard-linked from the package folder where the
+//! file system allows, so most bytes are never copied:
 //! the staged tree is only read, once, into the layer's tar (which writes
 //! such links as plain files), then unlinked; a file with a placeholder is
 //! written anew. Nothing is ever written through a link. The
@@ -126,11 +126,14 @@ pub fn relocate(
         target_prefix: Some(target.image_prefix.into()),
         platform: Some(target.platform),
         python_info: target.python.cloned(),
-        // A file rattler need not rewrite is hard-linked (or reflinked)
-        // from the package folder: the staging costs no copy, and the
-        // layer reads the bytes once, from the cache.
+        // A file rattler need not rewrite is hard-linked from the package
+        // folder: the staging costs no copy, and the layer reads the bytes
+        // once, from the cache. Not reflinked: rattler's reflink attempt
+        // creates the file before it learns that ext4 cannot clone, then
+        // deletes it, and that churn cost more system time than the whole
+        // compression (perf: ext4_create, recently_deleted).
         allow_hard_links: Some(true),
-        allow_ref_links: Some(true),
+        allow_ref_links: Some(false),
         // Symlinks stay symlinks: copying one's target would read the host.
         allow_symbolic_links: Some(true),
         paths_json: Some(checked.paths),
