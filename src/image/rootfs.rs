@@ -112,6 +112,13 @@ pub struct PickedFile {
     pub bytes: Vec<u8>,
 }
 
+/// Chooses the files to read by their path (relative to the root).
+pub(crate) type PathPick<'a> = &'a (dyn Fn(&str) -> bool + Sync);
+
+/// Picked files by path: the index of the layer that last wrote each, and
+/// its bytes (`None` where that entry was not a regular file).
+type Picked = BTreeMap<String, (usize, Option<Vec<u8>>)>;
+
 /// The bytes of a picked entry: `None` for one that is not a regular file
 /// (a hardlink, a device), which hides a lower layer's file at the path
 /// without giving bytes of its own.
@@ -209,27 +216,13 @@ impl RootFs {
     }
 
     fn bounded(layers: &[Layer], max_bytes: u64, max_entries: u64) -> Result<Self, ImageError> {
-        let foreign = Budget::new(max_bytes, max_entries);
-        let own = Budget::new(u64::MAX, max_entries);
-        let changes = in_parallel(layers, cores(), |layer| {
-            let budget = if layer.diff_id_checked() {
-                &own
-            } else {
-                &foreign
-            };
-            let mut changes = Vec::new();
-            walk(layer, budget, |entry, _: &mut dyn Read| {
-                changes.extend(change(entry));
-                Ok(ControlFlow::Continue(()))
-            })
-            .map(|()| changes)
-            .map_err(|e| walk_error(layer, e, "to place --add paths"))
-        });
-        let mut rootfs = RootFs::default();
-        for layer in changes {
-            rootfs.apply_layer(layer?);
-        }
-        Ok(rootfs)
+        let walked = Self::walk_layers(
+            layers,
+            (max_bytes, max_entries),
+            "to place --add paths",
+            None,
+        )?;
+        Ok(walked.0)
     }
 
     /// The regular files of `layers`' merged file system (bottom first,
@@ -239,41 +232,12 @@ impl RootFs {
     /// [`RootFs::of`].
     pub(crate) fn pick_files(
         layers: &[Layer],
-        pick: &(dyn Fn(&str) -> bool + Sync),
+        pick: PathPick,
         max_file: u64,
     ) -> Result<Vec<PickedFile>, ImageError> {
-        let foreign = Budget::new(MAX_FOREIGN_BYTES, MAX_ENTRIES);
-        let own = Budget::new(u64::MAX, MAX_ENTRIES);
-        let walked = in_parallel(layers, cores(), |layer| {
-            let budget = if layer.diff_id_checked() {
-                &own
-            } else {
-                &foreign
-            };
-            let mut changes = Vec::new();
-            let mut picked = Vec::new();
-            walk(layer, budget, |entry, data| {
-                let change = change(entry);
-                if let Some(Change::Put(path, _)) = &change
-                    && pick(path)
-                {
-                    picked.push((path.clone(), read_picked(entry, data, path, max_file)?));
-                }
-                changes.extend(change);
-                Ok(ControlFlow::Continue(()))
-            })
-            .map(|()| (changes, picked))
-            .map_err(|e| walk_error(layer, e, "to read its files"))
-        });
-        let mut rootfs = RootFs::default();
-        let mut files: BTreeMap<String, (usize, Option<Vec<u8>>)> = BTreeMap::new();
-        for (index, walked) in walked.into_iter().enumerate() {
-            let (changes, picked) = walked?;
-            rootfs.apply_layer(changes);
-            for (path, bytes) in picked {
-                files.insert(path, (index, bytes));
-            }
-        }
+        let bounds = (MAX_FOREIGN_BYTES, MAX_ENTRIES);
+        let (rootfs, files) =
+            Self::walk_layers(layers, bounds, "to read its files", Some((pick, max_file)))?;
         Ok(files
             .into_iter()
             .filter(|(path, _)| rootfs.get(path) == Some(&Node::File))
@@ -285,6 +249,51 @@ impl RootFs {
                 })
             })
             .collect())
+    }
+
+    /// Walks `layers` at once within `(max_bytes, max_entries)` (for the
+    /// layers not built here; ours are bounded in entries only) and applies
+    /// them in order. The files `pick` chooses are read (at most its bytes
+    /// each) and kept by path with the index of the last layer that wrote
+    /// them; `why` says in errors what the walk was for.
+    fn walk_layers(
+        layers: &[Layer],
+        (max_bytes, max_entries): (u64, u64),
+        why: &str,
+        pick: Option<(PathPick, u64)>,
+    ) -> Result<(Self, Picked), ImageError> {
+        let foreign = Budget::new(max_bytes, max_entries);
+        let own = Budget::new(u64::MAX, max_entries);
+        let walked = in_parallel(layers, cores(), |layer| {
+            let budget = if layer.diff_id_checked() {
+                &own
+            } else {
+                &foreign
+            };
+            let (mut changes, mut picked) = (Vec::new(), Vec::new());
+            walk(layer, budget, |entry, data| {
+                let change = change(entry);
+                if let (Some(Change::Put(path, _)), Some((pick, max_file))) = (&change, pick)
+                    && pick(path)
+                {
+                    picked.push((path.clone(), read_picked(entry, data, path, max_file)?));
+                }
+                changes.extend(change);
+                Ok(ControlFlow::Continue(()))
+            })
+            .map(|()| (changes, picked))
+            .map_err(|e| walk_error(layer, e, why))
+        });
+        let mut rootfs = RootFs::default();
+        let mut files = Picked::new();
+        for (index, walked) in walked.into_iter().enumerate() {
+            let (changes, picked) = walked?;
+            rootfs.apply_layer(changes);
+            for (path, bytes) in picked {
+                files.insert(path, (index, bytes));
+            }
+        }
+        Ok((rootfs, files))
     }
 
     /// Applies one layer: whiteouts first (they only hide what lower layers
