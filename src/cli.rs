@@ -1393,8 +1393,12 @@ fn run_cache(command: CacheCommand) -> Result<(), CliError> {
                 println!("{:#}", json!(report));
                 return Ok(());
             }
+            let linked = match report.still_linked {
+                0 => String::new(),
+                bytes => format!(" ({} stays on disk: OCI layouts still link it)", mb(bytes)),
+            };
             println!(
-                "removed {} layer entries, {} pulled images, {} blobs, {} glibc memos and {} leftovers: {} freed; {} left in {}",
+                "removed {} layer entries, {} pulled images, {} blobs, {} glibc memos and {} leftovers: {} freed{linked}; {} left in {}",
                 report.layer_entries,
                 report.pulled_manifests,
                 report.blobs,

@@ -462,6 +462,8 @@ fn a_prune_waits_for_running_builds() {
     assert!(pruned.status.success(), "{pruned:?}");
     let report: Value = serde_json::from_slice(&pruned.stdout).unwrap();
     assert_eq!(report["layer_entries"], packages, "{report}");
-    // The layout's hard links outlive the cache's names.
+    // The layout's hard links outlive the cache's names, and the report
+    // says that their bytes stay on disk.
+    assert!(report["still_linked"].as_u64().unwrap() > 0, "{report}");
     assert_sound_layout(&d.join("layout"), None);
 }

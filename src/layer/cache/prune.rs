@@ -113,6 +113,9 @@ pub struct PruneReport {
     pub leftovers: usize,
     /// Bytes freed (of files no output still links).
     pub freed: u64,
+    /// Bytes of removed blobs that another hard link (an OCI layout's)
+    /// still holds: out of the cache, but not freed.
+    pub still_linked: u64,
     /// Bytes left.
     pub size: u64,
 }
@@ -191,37 +194,46 @@ pub fn prune(dir: &Path, options: PruneOptions) -> PruneReport {
                 continue;
             }
         }
-        report.freed += remove(&root.path);
+        report.add(remove(&root.path));
     }
     for digest in scan.blobs.keys().filter(|d| !live.contains(d)) {
         report.blobs += 1;
-        report.freed += remove(&dir.join(BLOBS).join(digest.hex()));
+        report.add(remove(&dir.join(BLOBS).join(digest.hex())));
     }
     for (path, _) in &scan.leftovers {
         report.leftovers += 1;
-        report.freed += remove(path);
+        report.add(remove(path));
     }
     report.size = scan.size(&kept, &live);
     report
 }
 
-/// Removes a file or folder; returns the bytes freed (none while another
-/// hard link, such as an OCI layout's blob, keeps the file).
-fn remove(path: &Path) -> u64 {
+impl PruneReport {
+    /// Counts what one removal gave back: `(freed, still linked)`.
+    fn add(&mut self, (freed, linked): (u64, u64)) {
+        self.freed += freed;
+        self.still_linked += linked;
+    }
+}
+
+/// Removes a file or folder; returns the bytes freed, and the bytes of a
+/// file another hard link (an OCI layout's blob) still keeps.
+fn remove(path: &Path) -> (u64, u64) {
     use std::os::unix::fs::MetadataExt;
     let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return 0;
+        return (0, 0);
     };
     if meta.is_dir() {
         let size = tree_size(path);
         return match std::fs::remove_dir_all(path) {
-            Ok(()) => size,
-            Err(_) => 0,
+            Ok(()) => (size, 0),
+            Err(_) => (0, 0),
         };
     }
     match std::fs::remove_file(path) {
-        Ok(()) if meta.nlink() == 1 => meta.len(),
-        _ => 0,
+        Ok(()) if meta.nlink() == 1 => (meta.len(), 0),
+        Ok(()) => (0, meta.len()),
+        Err(_) => (0, 0),
     }
 }
 
