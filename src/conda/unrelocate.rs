@@ -326,7 +326,7 @@ impl Rebuild<'_> {
     fn modified(&self, installed: &Path) -> CondaError {
         self.unrelocatable(
             installed,
-            "it was modified after install (its bytes do not match the package's sha256)",
+            "was modified after install (its bytes do not match the package's sha256)",
         )
     }
 

@@ -775,47 +775,34 @@ fn a_cleaned_cache_gives_the_same_image_from_the_prefix() {
         "shebang restored"
     );
 
-    // A file edited after install cannot be passed off as the package's.
-    std::fs::remove_dir_all(&home).unwrap();
+    // A file edited after install cannot be passed off as the package's:
+    // one with a placeholder (read whole), and one relocation never touched
+    // (copied as it streams), same size, other bytes.
+    let refused = |file: &str, package: &str| {
+        let _ = std::fs::remove_dir_all(&home);
+        let _ = std::fs::remove_file(&out);
+        let line = failure(
+            build_command(&env, &home)
+                .args(["build", "-b", "scratch", "-o"])
+                .arg(&out)
+                .arg("-p")
+                .arg(&env.prefix),
+        );
+        assert!(
+            line.contains(file)
+                && line.contains(package)
+                && line.contains("modified after install"),
+            "{line}"
+        );
+        assert!(!out.exists());
+    };
     let config = short.path().join("share/cd-text/config.txt");
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(&config, format!("{text}edited\n")).unwrap();
-    let _ = std::fs::remove_file(&out);
-    let line = failure(
-        build_command(&env, &home)
-            .args(["build", "-b", "scratch", "-o"])
-            .arg(&out)
-            .arg("-p")
-            .arg(&env.prefix),
-    );
-    assert!(
-        line.contains("config.txt")
-            && line.contains("cd-text-1.0")
-            && line.contains("modified after install"),
-        "{line}"
-    );
-    assert!(!out.exists());
-
-    // So can one relocation never touched (copied as it streams, not read
-    // whole): same size, other bytes.
+    refused("config.txt", "cd-text-1.0");
     std::fs::write(&config, text).unwrap();
-    std::fs::remove_dir_all(&home).unwrap();
-    let leaf = short.path().join("share/cd-leaf/leaf.txt");
-    std::fs::write(&leaf, "LEAF\n").unwrap();
-    let line = failure(
-        build_command(&env, &home)
-            .args(["build", "-b", "scratch", "-o"])
-            .arg(&out)
-            .arg("-p")
-            .arg(&env.prefix),
-    );
-    assert!(
-        line.contains("leaf.txt")
-            && line.contains("cd-leaf-1.0")
-            && line.contains("modified after install"),
-        "{line}"
-    );
-    assert!(!out.exists());
+    std::fs::write(short.path().join("share/cd-leaf/leaf.txt"), "LEAF\n").unwrap();
+    refused("leaf.txt", "cd-leaf-1.0");
 }
 
 #[test]
