@@ -7,6 +7,7 @@ mod build;
 mod channel_selftest;
 mod common;
 mod compression;
+mod concurrency;
 mod conda_fixture_selftest;
 mod consumers;
 mod determinism;
