@@ -237,6 +237,44 @@ fn remove(path: &Path) -> (u64, u64) {
     }
 }
 
+/// The folder of extracted packages (see `conda/cache.rs`), whose
+/// `.extract-*` folders are extractions in progress.
+const PKGS: &str = "pkgs";
+
+/// Removes the leftovers of killed runs in the cache `dir`: everything in
+/// `staging/`, temp files (dot names) among the blobs, entries and memos,
+/// and unfinished package extractions. Only for a caller that holds the
+/// cache's exclusive lock, so that no live run owns any of them (a build
+/// does this at its start when no other run holds the cache). Returns how
+/// many were removed.
+pub fn remove_leftovers(dir: &Path) -> usize {
+    // Each folder, and the start of the names of leftovers in it.
+    let places = [
+        (STAGING, ""),
+        (BLOBS, "."),
+        (LAYERS, "."),
+        (GLIBC, "."),
+        (PKGS, ".extract-"),
+    ];
+    let mut removed = 0;
+    for (place, leftover) in places {
+        for (name, path, meta) in files(&dir.join(place)) {
+            if !name.starts_with(leftover) {
+                continue;
+            }
+            let gone = match meta.is_dir() {
+                true => std::fs::remove_dir_all(&path),
+                false => std::fs::remove_file(&path),
+            };
+            if gone.is_ok() {
+                tracing::info!("removed {}, left by a run that was killed", path.display());
+                removed += 1;
+            }
+        }
+    }
+    removed
+}
+
 /// The bytes of the files under `path`.
 fn tree_size(path: &Path) -> u64 {
     let Ok(meta) = std::fs::symlink_metadata(path) else {
