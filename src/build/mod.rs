@@ -32,7 +32,6 @@ mod staging;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::conda::CondaError;
 use crate::conda::env::{EnvSelector, SolveOptions};
 use crate::dirs::cache_dir;
 use crate::image::Image;
@@ -172,7 +171,7 @@ fn lock_caches(options: &BuildOptions) -> Result<Vec<CacheLock>, BuildError> {
 /// lives and removed when dropped; dead builds' are removed first.
 fn staging_root() -> Result<Staging, BuildError> {
     let dir = cache_dir().join("staging");
-    Staging::create(&dir).map_err(|source| BuildError::from(CondaError::Io { path: dir, source }))
+    Staging::create(&dir).map_err(|source| BuildError::Staging { dir, source })
 }
 
 /// The original conda-docker's one call: solves `packages` (from

@@ -19,6 +19,7 @@ mod glibc;
 mod golden;
 mod habits;
 mod harness_selftest;
+mod interrupts;
 mod layer_cache;
 mod outputs;
 mod owner;

@@ -1,0 +1,464 @@
+//! Builds stopped part way (issue 17, "Interrupts and resources"):
+//! SIGTERM and SIGINT end a build with 143 and 130 and remove what it had
+//! started; `kill -9` leaves its staging behind, which the next build
+//! removes, but never a live build's; a full disk and a read-only cache
+//! fail with one line and leave the cache valid.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::common::{
+    self, CacheLayout, CondaChannel, CondaEnv, install_env_at, is_root, skip_or_panic,
+};
+use crate::fixtures::{busybox_base, conda_docker};
+
+/// The environment built: with their dependencies `cd-text` and `python`.
+const NAMES: [&str; 2] = ["cd-leaf", "cd-noarch"];
+
+/// A file the user put in the environment, big and incompressible enough
+/// that the build is still running when the test signals it.
+const BIG_MB: usize = 96;
+
+struct Setup {
+    dir: tempfile::TempDir,
+    base: PathBuf,
+    env: CondaEnv,
+}
+
+fn setup() -> Setup {
+    setup_with(BIG_MB)
+}
+
+/// The environment, with a file of `big_mb` MB the user put in it.
+fn setup_with(big_mb: usize) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let channel = CondaChannel::build_without_binary(&dir.path().join("channel"));
+    let env = install_env_at(
+        &channel,
+        &NAMES,
+        CacheLayout::Rattler,
+        &dir.path().join("env"),
+        &dir.path().join("rattler/pkgs"),
+    );
+    write_noise(&env.prefix.join("share/big.bin"), big_mb << 20);
+    let base = dir.path().join("base.tar");
+    busybox_base(&dir.path().join("base"))
+        .write_file(&base)
+        .unwrap();
+    std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
+    Setup { dir, base, env }
+}
+
+/// `len` bytes that do not compress (xorshift), quickly.
+fn write_noise(path: &Path, len: usize) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for _ in 0..len / 8 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        file.write_all(&x.to_le_bytes()).unwrap();
+    }
+    file.flush().unwrap();
+}
+
+impl Setup {
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn cache(&self) -> PathBuf {
+        self.path("cd-cache")
+    }
+
+    /// `conda-docker` with every cache and temp dir under the test's
+    /// folder; `cache` is `CONDA_DOCKER_CACHE_DIR`.
+    fn cd(&self, cache: &Path) -> Command {
+        let mut cmd = conda_docker();
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.path("home"))
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .env("CONDA_DOCKER_CACHE_DIR", cache)
+            .env("CONDA_PKGS_DIRS", self.path("conda-pkgs"))
+            .env("RATTLER_CACHE_DIR", self.path("rattler"))
+            .env("TMPDIR", self.path("tmp"));
+        cmd
+    }
+
+    /// `build --json` of the environment into `out`, with `cache`.
+    fn build(&self, cache: &Path, out: &Path) -> Command {
+        let mut cmd = self.cd(cache);
+        cmd.args(["build", "-q", "--json", "-b"])
+            .arg(format!("docker-archive:{}", self.base.display()))
+            .arg("-p")
+            .arg(&self.env.prefix)
+            .arg("-o")
+            .arg(out);
+        cmd
+    }
+
+    /// Starts a build into `out` with the shared cache and returns it once
+    /// its staging folder exists (it is then past solving and reading the
+    /// environment, and builds layers next).
+    fn start_and_wait_for_staging(&self, out: &Path) -> Child {
+        let mut child = self
+            .build(&self.cache(), out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        while staging(&self.cache()).is_empty() {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the build ended before its staging folder was seen"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child
+    }
+
+    /// The manifest digest of a build of the environment on a cache of
+    /// its own, never interrupted.
+    fn uninterrupted_digest(&self) -> String {
+        let out = self.path("reference.tar");
+        digest(&common::run(
+            &mut self.build(&self.path("reference-cache"), &out),
+        ))
+    }
+
+    /// A build with the shared cache after whatever happened before: it
+    /// succeeds, with `expected`, and the cache holds no leftovers.
+    fn assert_next_build_is_whole(&self, expected: &str) {
+        let out = self.path("next.tar");
+        let report = common::run(&mut self.build(&self.cache(), &out));
+        assert_eq!(digest(&report), expected);
+        assert!(
+            staging(&self.cache()).is_empty(),
+            "{:?}",
+            staging(&self.cache())
+        );
+        let info = common::run(self.cd(&self.cache()).args(["cache", "info", "--json"]));
+        let info: Value = serde_json::from_slice(&info.stdout).unwrap();
+        assert_eq!(info["leftovers"], 0, "{info}");
+    }
+}
+
+fn digest(output: &Output) -> String {
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    report["manifest_digest"].as_str().unwrap().to_owned()
+}
+
+/// The entries of `<cache>/staging`.
+fn staging(cache: &Path) -> Vec<String> {
+    std::fs::read_dir(cache.join("staging"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The files of `dir` whose names start with `prefix`.
+fn named(dir: &Path, prefix: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn send(child: &Child, signal: libc::c_int) {
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) with a child's pid and a valid signal number.
+    assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+}
+
+/// A build stopped by `signal` mid-build exits `code` with one line, and
+/// leaves no output, no temp file beside it, no staging, no scratch; the
+/// next build makes the image an uninterrupted one makes.
+fn stopped_by(signal: libc::c_int, code: i32, name: &str) {
+    let s = setup();
+    let expected = s.uninterrupted_digest();
+    let out = s.path("out/image.tar");
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let child = s.start_and_wait_for_staging(&out);
+    send(&child, signal);
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(code), "{stderr}");
+    assert_eq!(
+        stderr.trim(),
+        format!("error: interrupted by {name}; the output was not written")
+    );
+    assert!(!out.exists());
+    assert!(named(out.parent().unwrap(), "").is_empty());
+    assert!(staging(&s.cache()).is_empty(), "{:?}", staging(&s.cache()));
+    assert!(named(&s.path("tmp"), "").is_empty());
+    s.assert_next_build_is_whole(&expected);
+}
+
+#[test]
+fn sigterm_mid_build_exits_143_and_leaves_nothing() {
+    stopped_by(libc::SIGTERM, 143, "SIGTERM");
+}
+
+#[test]
+fn sigint_mid_build_exits_130_and_leaves_nothing() {
+    stopped_by(libc::SIGINT, 130, "SIGINT");
+}
+
+/// Delays between a build's staging appearing and `kill -9`, from a seed
+/// printed so that a failure can be replayed (`CD_KILL_SEED`).
+fn kill_delays(rounds: usize) -> Vec<u64> {
+    let seed = std::env::var("CD_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    println!("kill -9 delays from CD_KILL_SEED={seed}");
+    let mut x = seed | 1;
+    (0..rounds)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) % 1500
+        })
+        .collect()
+}
+
+/// `kill -9` at random points of several builds in a row: what they
+/// leave (staging, temp blobs) the next build removes, and it makes the
+/// image an uninterrupted build makes.
+#[test]
+fn the_build_after_kill_9s_removes_their_leftovers_and_matches() {
+    let s = setup();
+    let expected = s.uninterrupted_digest();
+    let out = s.path("out.tar");
+    // The last kill comes as soon as staging exists, so there is surely
+    // something left for the next build to remove.
+    let mut delays = kill_delays(4);
+    delays.push(0);
+    for delay in delays {
+        let mut child = s.start_and_wait_for_staging(&out);
+        std::thread::sleep(Duration::from_millis(delay));
+        let running = child.try_wait().unwrap().is_none();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        println!("kill -9 after {delay} ms: the build was running: {running}");
+        // A build killed after its rename wrote a whole image.
+        assert!(!out.exists() || digest_of_file(&out) == expected);
+    }
+    assert!(!staging(&s.cache()).is_empty());
+    s.assert_next_build_is_whole(&expected);
+}
+
+/// The manifest digest of an image file, read back.
+fn digest_of_file(path: &Path) -> String {
+    conda_docker::Image::open(path.to_str().unwrap())
+        .unwrap()
+        .manifest_digest()
+        .to_string()
+}
+
+/// A live build's staging folder (locked, the cache lock shared, as a
+/// build holds them) survives another build's clean-up, which removes a
+/// dead build's folder beside it.
+#[test]
+fn a_live_builds_staging_survives_another_builds_cleanup() {
+    let s = setup();
+    let staging_dir = s.cache().join("staging");
+    let live = staging_dir.join("build-live");
+    let dead = staging_dir.join("build-dead");
+    std::fs::create_dir_all(live.join("pkg")).unwrap();
+    std::fs::write(live.join("pkg/file"), "being linked").unwrap();
+    std::fs::create_dir_all(dead.join("pkg")).unwrap();
+    let cache_lock = std::fs::File::create(s.cache().join("lock")).unwrap();
+    cache_lock.lock_shared().unwrap();
+    let live_lock = std::fs::File::open(&live).unwrap();
+    live_lock.lock().unwrap();
+    common::run(&mut s.build(&s.cache(), &s.path("out.tar")));
+    assert!(!dead.exists());
+    assert_eq!(
+        std::fs::read_to_string(live.join("pkg/file")).unwrap(),
+        "being linked"
+    );
+    assert_eq!(staging(&s.cache()), ["build-live"]);
+}
+
+/// A tmpfs mounted for a test (root only), unmounted when dropped.
+struct Tmpfs {
+    dir: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (`2m`) at `dir`; `None`, after saying
+    /// why, when this process may not mount.
+    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        if !is_root() {
+            skip_or_panic("mounting a tmpfs needs root");
+            return None;
+        }
+        std::fs::create_dir_all(dir).unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status();
+        if !mounted.is_ok_and(|s| s.success()) {
+            skip_or_panic("cannot mount a tmpfs here");
+            return None;
+        }
+        Some(Tmpfs {
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// `mount -o remount,OPTION`.
+    fn remount(&self, option: &str) {
+        let done = Command::new("mount")
+            .args(["-o", &format!("remount,{option}")])
+            .arg(&self.dir)
+            .status()
+            .unwrap();
+        assert!(done.success(), "remount {option}");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
+
+/// A failed run's one error line, after checking it failed without a
+/// panic and printed no other error.
+fn one_error_line(output: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "expected a failure: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    println!("{}", errors[0]);
+    errors[0].to_owned()
+}
+
+/// Everything under `dir`, for "nothing half-written".
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            all.extend(files_under(&path));
+        } else {
+            all.push(path);
+        }
+    }
+    all
+}
+
+/// `-o` on a full 2 MB tmpfs: one line naming the output and the disk,
+/// nothing left on it, and the cache still makes the right image.
+#[test]
+fn a_full_disk_as_output_fails_with_one_line_and_leaves_nothing() {
+    let s = setup();
+    let Some(full) = Tmpfs::mount(&s.path("full"), "2m") else {
+        return;
+    };
+    let expected = s.uninterrupted_digest();
+    let out = full.dir.join("image.tar");
+    let output = common::run_unchecked(&mut s.build(&s.cache(), &out));
+    let line = one_error_line(&output);
+    assert!(line.contains("No space left on device"), "{line}");
+    assert!(line.contains(&*out.to_string_lossy()), "{line}");
+    assert!(
+        files_under(&full.dir).is_empty(),
+        "{:?}",
+        files_under(&full.dir)
+    );
+    s.assert_next_build_is_whole(&expected);
+}
+
+/// TMPDIR (where layers are compressed) on a full 2 MB tmpfs: one line,
+/// nothing left in it, the cache still valid.
+#[test]
+fn a_full_temp_dir_fails_with_one_line_and_leaves_nothing() {
+    let s = setup();
+    let Some(full) = Tmpfs::mount(&s.path("full"), "2m") else {
+        return;
+    };
+    let expected = s.uninterrupted_digest();
+    let out = s.path("image.tar");
+    let output = common::run_unchecked(s.build(&s.cache(), &out).env("TMPDIR", &full.dir));
+    let line = one_error_line(&output);
+    assert!(line.contains("No space left on device"), "{line}");
+    assert!(!out.exists());
+    assert!(
+        files_under(&full.dir).is_empty(),
+        "{:?}",
+        files_under(&full.dir)
+    );
+    s.assert_next_build_is_whole(&expected);
+}
+
+/// The cache dir on a 2 MB tmpfs filled to the last byte: one line;
+/// what is in the cache afterwards is whole (no leftovers), and the same
+/// cache with room makes the right image.
+#[test]
+fn a_full_cache_dir_fails_with_one_line_and_stays_valid() {
+    let s = setup();
+    let Some(full) = Tmpfs::mount(&s.cache(), "2m") else {
+        return;
+    };
+    let expected = s.uninterrupted_digest();
+    let filler = full.dir.join("filler");
+    let mut file = std::fs::File::create(&filler).unwrap();
+    while file.write_all(&[0xa5; 4096]).is_ok() {}
+    drop(file);
+    let out = s.path("image.tar");
+    let output = common::run_unchecked(&mut s.build(&s.cache(), &out));
+    let line = one_error_line(&output);
+    assert!(line.contains("No space left on device"), "{line}");
+    assert!(!out.exists());
+    let info = common::run(s.cd(&s.cache()).args(["cache", "info", "--json"]));
+    let info: Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(info["leftovers"], 0, "{info}");
+    std::fs::remove_file(&filler).unwrap();
+    s.assert_next_build_is_whole(&expected);
+}
+
+/// A cache dir on a read-only mount: one line naming it; the cache is
+/// as it was, and builds with it once it is writable again.
+#[test]
+fn a_read_only_cache_dir_fails_with_one_line_and_stays_valid() {
+    let s = setup_with(1);
+    let Some(cache) = Tmpfs::mount(&s.cache(), "64m") else {
+        return;
+    };
+    let expected = s.uninterrupted_digest();
+    common::run(&mut s.build(&s.cache(), &s.path("warm.tar")));
+    let before = files_under(&cache.dir);
+    cache.remount("ro");
+    let out = s.path("image.tar");
+    let output = common::run_unchecked(&mut s.build(&s.cache(), &out));
+    let line = one_error_line(&output);
+    assert!(line.contains("Read-only file system"), "{line}");
+    assert!(line.contains(&*s.cache().to_string_lossy()), "{line}");
+    assert!(!out.exists());
+    assert_eq!(files_under(&cache.dir), before);
+    cache.remount("rw");
+    s.assert_next_build_is_whole(&expected);
+}
