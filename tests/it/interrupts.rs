@@ -12,7 +12,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::common::{
-    self, CacheLayout, CondaChannel, CondaEnv, install_env_at, is_root, skip_or_panic,
+    self, CacheLayout, CondaChannel, CondaEnv, LoopbackServer, Registry, install_env_at, is_root,
+    require_tools, skip_or_panic,
 };
 use crate::fixtures::{busybox_base, conda_docker};
 
@@ -461,4 +462,170 @@ fn a_read_only_cache_dir_fails_with_one_line_and_stays_valid() {
     assert_eq!(files_under(&cache.dir), before);
     cache.remount("rw");
     s.assert_next_build_is_whole(&expected);
+}
+
+/// A TCP relay to `upstream` that passes at most 32 KiB per 5 ms each
+/// way (about 6 MB/s), so a transfer is still under way when the test
+/// signals; it counts the bytes it passed.
+struct Relay {
+    server: LoopbackServer,
+    bytes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Relay {
+    fn to(upstream: &str) -> Relay {
+        let bytes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (counted, upstream) = (bytes.clone(), upstream.to_owned());
+        let server = LoopbackServer::serve(None, move |client, _| {
+            let remote = std::net::TcpStream::connect(&upstream)?;
+            let (client_in, remote_out) = (client.try_clone()?, remote.try_clone()?);
+            let sending = counted.clone();
+            let up = std::thread::spawn(move || throttled(client_in, remote_out, &sending));
+            let down = throttled(remote, client, &counted);
+            let _ = up.join();
+            down
+        });
+        Relay { server, bytes }
+    }
+
+    /// `127.0.0.1:PORT/NAME`.
+    fn image(&self, name: &str) -> String {
+        format!("127.0.0.1:{}/{name}", self.server.port())
+    }
+
+    fn passed(&self) -> usize {
+        self.bytes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+fn throttled(
+    mut from: std::net::TcpStream,
+    mut to: std::net::TcpStream,
+    counted: &std::sync::atomic::AtomicUsize,
+) -> std::io::Result<()> {
+    use std::io::Read;
+    let mut buf = vec![0; 32 << 10];
+    loop {
+        let n = from.read(&mut buf)?;
+        if n == 0 {
+            let _ = to.shutdown(std::net::Shutdown::Write);
+            return Ok(());
+        }
+        to.write_all(&buf[..n])?;
+        counted.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A registry holding `big/image:1`: busybox plus a 24 MB layer that does
+/// not compress.
+fn registry_with_a_big_image(dir: &Path) -> Option<(Registry, PathBuf)> {
+    let registry = Registry::plain(&dir.join("registry"))?;
+    let mut image = busybox_base(&dir.join("base"));
+    write_noise(&dir.join("data/noise.bin"), 24 << 20);
+    image
+        .add_layer_path(dir.join("data"), "/data", None)
+        .unwrap();
+    let archive = dir.join("big.tar");
+    image.write_file(&archive).unwrap();
+    registry.push(
+        &format!("docker-archive:{}", archive.display()),
+        "big/image:1",
+    );
+    Some((registry, archive))
+}
+
+/// `conda-docker` with its cache in `dir/cache`.
+fn cd_in(dir: &Path) -> Command {
+    let mut cmd = conda_docker();
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", dir.join("home"))
+        .env("CONDA_DOCKER_CACHE_DIR", dir.join("cache"))
+        .env("TMPDIR", dir);
+    cmd
+}
+
+/// Starts `cmd`, waits until `relay` has passed 2 MB, sends `signal`;
+/// checks the exit code and the one line.
+fn stop_transfer(cmd: &mut Command, relay: &Relay, signal: libc::c_int, code: i32) {
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    while relay.passed() < 2 << 20 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the transfer ended before the signal"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    send(&child, signal);
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(code), "{stderr}");
+    assert!(
+        stderr.trim().ends_with("; the output was not written"),
+        "{stderr}"
+    );
+}
+
+/// SIGTERM during a pull: 143, no output file, no partial blob in the
+/// cache; the next pull completes.
+#[test]
+fn sigterm_mid_pull_leaves_no_output_and_no_partial_blob() {
+    require_tools!("docker-registry", "skopeo");
+    let dir = tempfile::tempdir().unwrap();
+    let Some((registry, _)) = registry_with_a_big_image(dir.path()) else {
+        return;
+    };
+    let relay = Relay::to(registry.host());
+    let out = dir.path().join("pulled.tar");
+    let image = relay.image("big/image:1");
+    stop_transfer(
+        cd_in(dir.path()).args(["pull", &image, "-o"]).arg(&out),
+        &relay,
+        libc::SIGTERM,
+        143,
+    );
+    assert!(!out.exists());
+    let blobs = dir.path().join("cache/blobs/sha256");
+    assert!(named(&blobs, ".").is_empty(), "{:?}", named(&blobs, "."));
+    common::run(
+        cd_in(dir.path())
+            .args(["pull", &registry.image("big/image:1"), "-o"])
+            .arg(&out),
+    );
+    let info = common::run(cd_in(dir.path()).args(["cache", "info", "--json"]));
+    let info: Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(info["leftovers"], 0, "{info}");
+}
+
+/// SIGINT during a push: 130, and the tag was never written (the
+/// manifest goes last); the next push completes.
+#[test]
+fn sigint_mid_push_never_moves_the_tag() {
+    require_tools!("docker-registry", "skopeo");
+    let dir = tempfile::tempdir().unwrap();
+    let Some((registry, archive)) = registry_with_a_big_image(dir.path()) else {
+        return;
+    };
+    let relay = Relay::to(registry.host());
+    let source = format!("docker-archive:{}", archive.display());
+    let target = format!("docker://{}", relay.image("big/pushed:1"));
+    stop_transfer(
+        cd_in(dir.path()).args(["copy", &source, &target]),
+        &relay,
+        libc::SIGINT,
+        130,
+    );
+    let manifests = |status| registry.served("PUT", "/v2/big/pushed/manifests/1", status);
+    assert!(!manifests(201));
+    common::run(cd_in(dir.path()).args([
+        "copy",
+        &source,
+        &format!("docker://{}", registry.image("big/pushed:1")),
+    ]));
+    assert!(manifests(201));
 }
