@@ -27,11 +27,11 @@ mod locate;
 mod options;
 mod plan;
 mod report;
-mod staging;
 
 use std::path::Path;
 use std::time::Duration;
 
+use crate::atomic::OwnedDir;
 use crate::conda::env::{EnvSelector, SolveOptions};
 use crate::dirs::cache_dir;
 use crate::image::Image;
@@ -44,7 +44,6 @@ pub use error::BuildError;
 pub use identity::{LAYER_FORMAT, LayerIdentity};
 pub use options::{BuildOptions, DEFAULT_BASE};
 pub use report::{LayerReport, LayerSource, Reporter, Silent};
-use staging::Staging;
 
 /// Builds the image of an environment. The layers may be files in the
 /// cache directory: to write or push the image while a `cache prune` may
@@ -167,11 +166,12 @@ fn lock_caches(options: &BuildOptions) -> Result<Vec<CacheLock>, BuildError> {
 }
 
 /// This build's staging folder beside our package cache (same file
-/// system, so extraction and staging stay cheap), locked while the build
-/// lives and removed when dropped; dead builds' are removed first.
-fn staging_root() -> Result<Staging, BuildError> {
+/// system, so extraction and staging stay cheap): `<cache>/staging/build-*`,
+/// locked while the build lives and removed when dropped; what killed
+/// builds left there is removed first, never a live build's.
+fn staging_root() -> Result<OwnedDir, BuildError> {
     let dir = cache_dir().join("staging");
-    Staging::create(&dir).map_err(|source| BuildError::Staging { dir, source })
+    OwnedDir::create(&dir, "build-").map_err(|source| BuildError::Staging { dir, source })
 }
 
 /// The original conda-docker's one call: solves `packages` (from

@@ -144,6 +144,8 @@ impl Setup {
             "{:?}",
             staging(&self.cache())
         );
+        let temp = named(&self.path("tmp"), "");
+        assert!(temp.is_empty(), "{temp:?}");
         let info = common::run(self.cd(&self.cache()).args(["cache", "info", "--json"]));
         let info: Value = serde_json::from_slice(&info.stdout).unwrap();
         assert_eq!(info["leftovers"], 0, "{info}");
