@@ -115,18 +115,23 @@ fn identity(report: &Value) -> (String, String) {
 fn spec_builds_started_together_share_every_cache() {
     let s = setup();
     let alone_root = s.dir.path().join("alone");
+    let started = std::time::Instant::now();
     let alone = report(s.start_specs(&alone_root, &alone_root.join("out.tar")));
+    println!("one build alone: {:?}", started.elapsed());
     let fetched_alone = s.downloads();
     assert!(fetched_alone >= 3, "{fetched_alone}");
     for round in 0..ROUNDS {
         let root = s.dir.path().join(format!("round-{round}"));
         let before = s.downloads();
+        let started = std::time::Instant::now();
         let children: Vec<Child> = (0..BUILDS)
             .map(|i| s.start_specs(&root, &root.join(format!("out-{i}.tar"))))
             .collect();
         for child in children {
             assert_eq!(identity(&report(child)), identity(&alone), "round {round}");
         }
+        // A figure for docs/reliability.md, not a check.
+        println!("round {round}: {BUILDS} builds in {:?}", started.elapsed());
         assert_eq!(
             s.downloads() - before,
             fetched_alone,

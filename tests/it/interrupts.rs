@@ -196,7 +196,10 @@ fn stopped_by(signal: libc::c_int, code: i32, name: &str) {
     std::fs::create_dir_all(out.parent().unwrap()).unwrap();
     let child = s.start_and_wait_for_staging(&out);
     send(&child, signal);
+    let sent = std::time::Instant::now();
     let output = child.wait_with_output().unwrap();
+    // A figure for docs/reliability.md, not a check.
+    println!("{name}: exited {:?} after the signal", sent.elapsed());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(code), "{stderr}");
     assert_eq!(
