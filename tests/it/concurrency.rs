@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 
-use crate::common::{self, CacheLayout, ChannelServer, CondaChannel, install_env_at};
+use crate::common::{self, CacheLayout, ChannelServer, CondaChannel, CondaEnv, install_env_at};
 use crate::fixtures::{busybox_base, conda_docker};
 
 /// How many builds run at once, and how many rounds.
@@ -148,26 +148,14 @@ fn spec_builds_started_together_share_every_cache() {
 fn an_installed_build_a_spec_build_and_a_rattler_install_share_a_cache() {
     let s = setup();
     let alone_root = s.dir.path().join("alone");
-    let alone_env = install_env_at(
-        &s.channel,
-        &NAMES,
-        CacheLayout::Rattler,
-        &alone_root.join("env"),
-        &alone_root.join("rattler/pkgs"),
-    );
+    let alone_env = install(&s.channel, &alone_root, "env");
     let alone_arg = alone_env.prefix.to_str().unwrap();
     let prefix_alone = report(s.start(&alone_root, &alone_root.join("p.tar"), &["-p", alone_arg]));
     let specs_alone = report(s.start_specs(&alone_root, &alone_root.join("s.tar")));
 
     for round in 0..ROUNDS {
         let root = s.dir.path().join(format!("round-{round}"));
-        let env = install_env_at(
-            &s.channel,
-            &NAMES,
-            CacheLayout::Rattler,
-            &root.join("env"),
-            &root.join("rattler/pkgs"),
-        );
+        let env = install(&s.channel, &root, "env");
         let env_arg = env.prefix.to_str().unwrap();
         let prefix_build = s.start(&root, &root.join("p.tar"), &["-p", env_arg]);
         let spec_builds: Vec<Child> = (0..2)
@@ -180,13 +168,7 @@ fn an_installed_build_a_spec_build_and_a_rattler_install_share_a_cache() {
                     dir: PathBuf::new(),
                     records: channel,
                 };
-                install_env_at(
-                    &channel,
-                    &NAMES,
-                    CacheLayout::Rattler,
-                    &root.join("other-env"),
-                    &root.join("rattler/pkgs"),
-                );
+                install(&channel, &root, "other-env");
             })
         };
         assert_eq!(identity(&report(prefix_build)), identity(&prefix_alone));
@@ -220,6 +202,18 @@ fn two_builds_write_the_same_layer_cache_entries() {
     for layer in third["conda_layers"].as_array().unwrap() {
         assert_eq!(layer["source"], "cache", "{layer}");
     }
+}
+
+/// [`NAMES`] installed by rattler into `root/name`, from the cache the
+/// builds with `root` use.
+fn install(channel: &CondaChannel, root: &Path, name: &str) -> CondaEnv {
+    install_env_at(
+        channel,
+        &NAMES,
+        CacheLayout::Rattler,
+        &root.join(name),
+        &root.join("rattler/pkgs"),
+    )
 }
 
 /// No build's staging folder outlives it.

@@ -159,13 +159,7 @@ fn digest(output: &Output) -> String {
 
 /// The entries of `<cache>/staging`.
 fn staging(cache: &Path) -> Vec<String> {
-    std::fs::read_dir(cache.join("staging"))
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
+    named(&cache.join("staging"), "")
 }
 
 /// The files of `dir` whose names start with `prefix`.
@@ -221,6 +215,23 @@ fn sigterm_mid_build_exits_143_and_leaves_nothing() {
 #[test]
 fn sigint_mid_build_exits_130_and_leaves_nothing() {
     stopped_by(libc::SIGINT, 130, "SIGINT");
+}
+
+/// A second signal ends the run at once (it does not wait for the clean
+/// up the first started): still 143, no output, and what it left the
+/// next build removes.
+#[test]
+fn a_second_sigterm_exits_at_once_and_the_next_build_cleans_up() {
+    let s = setup();
+    let expected = s.uninterrupted_digest();
+    let out = s.path("out.tar");
+    let child = s.start_and_wait_for_staging(&out);
+    send(&child, libc::SIGTERM);
+    send(&child, libc::SIGTERM);
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(143));
+    assert!(!out.exists());
+    s.assert_next_build_is_whole(&expected);
 }
 
 /// Delays between a build's staging appearing and `kill -9`, from a seed
@@ -376,48 +387,44 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     all
 }
 
-/// `-o` on a full 2 MB tmpfs: one line naming the output and the disk,
-/// nothing left on it, and the cache still makes the right image.
-#[test]
-fn a_full_disk_as_output_fails_with_one_line_and_leaves_nothing() {
+/// A build with a full 2 MB tmpfs as its output's folder (`as_output`)
+/// or as its `TMPDIR` (where layers are compressed): one line, naming
+/// the output when it is the output that does not fit; no output;
+/// nothing left on the tmpfs; the cache still makes the right image.
+fn fails_on_a_full_disk(as_output: bool) {
     let s = setup();
     let Some(full) = Tmpfs::mount(&s.path("full"), "2m") else {
         return;
     };
     let expected = s.uninterrupted_digest();
-    let out = full.dir.join("image.tar");
-    let output = common::run_unchecked(&mut s.build(&s.cache(), &out));
-    let line = one_error_line(&output);
+    let out = match as_output {
+        true => full.dir.join("image.tar"),
+        false => s.path("image.tar"),
+    };
+    let mut build = s.build(&s.cache(), &out);
+    if !as_output {
+        build.env("TMPDIR", &full.dir);
+    }
+    let line = one_error_line(&common::run_unchecked(&mut build));
     assert!(line.contains("No space left on device"), "{line}");
-    assert!(line.contains(&*out.to_string_lossy()), "{line}");
     assert!(
-        files_under(&full.dir).is_empty(),
-        "{:?}",
-        files_under(&full.dir)
+        !as_output || line.contains(&*out.to_string_lossy()),
+        "{line}"
     );
+    assert!(!out.exists());
+    let left = files_under(&full.dir);
+    assert!(left.is_empty(), "{left:?}");
     s.assert_next_build_is_whole(&expected);
 }
 
-/// TMPDIR (where layers are compressed) on a full 2 MB tmpfs: one line,
-/// nothing left in it, the cache still valid.
+#[test]
+fn a_full_disk_as_output_fails_with_one_line_and_leaves_nothing() {
+    fails_on_a_full_disk(true);
+}
+
 #[test]
 fn a_full_temp_dir_fails_with_one_line_and_leaves_nothing() {
-    let s = setup();
-    let Some(full) = Tmpfs::mount(&s.path("full"), "2m") else {
-        return;
-    };
-    let expected = s.uninterrupted_digest();
-    let out = s.path("image.tar");
-    let output = common::run_unchecked(s.build(&s.cache(), &out).env("TMPDIR", &full.dir));
-    let line = one_error_line(&output);
-    assert!(line.contains("No space left on device"), "{line}");
-    assert!(!out.exists());
-    assert!(
-        files_under(&full.dir).is_empty(),
-        "{:?}",
-        files_under(&full.dir)
-    );
-    s.assert_next_build_is_whole(&expected);
+    fails_on_a_full_disk(false);
 }
 
 /// The cache dir on a 2 MB tmpfs filled to the last byte: one line;
