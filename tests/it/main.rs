@@ -18,6 +18,7 @@ mod glibc;
 mod golden;
 mod habits;
 mod harness_selftest;
+mod hostile_bases;
 mod layer_cache;
 mod outputs;
 mod owner;
