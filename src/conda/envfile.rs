@@ -172,7 +172,17 @@ pub fn normalized_name(name: &str) -> String {
 /// a wheel fetched by URL and named by a sha256 is.
 fn locked_wheel(package: &PypiPackageData) -> Result<LockedWheel, String> {
     let Some(wheel) = package.as_wheel() else {
-        return Err("it is a local source tree (a path or editable entry), not a wheel".into());
+        return Err(match package.location().inner() {
+            UrlOrPath::Url(url) if url.scheme().starts_with("git") => {
+                format!("it is a git source ({url}), not a wheel")
+            }
+            UrlOrPath::Url(url) => format!("it is a source tree ({url}), not a wheel"),
+            UrlOrPath::Path(path) => {
+                format!(
+                    "it is a local path ({path}: a source tree or editable install), not a wheel"
+                )
+            }
+        });
     };
     let url = match wheel.location.inner() {
         UrlOrPath::Url(url) => url.clone(),
