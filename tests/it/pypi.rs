@@ -17,7 +17,8 @@ use conda_docker::Image;
 use serde_json::Value;
 
 use crate::common::{
-    self, ChannelServer, CondaChannel, PypiEntry, WheelFile, write_pixi_lock_v6, write_wheel,
+    self, ChannelServer, CondaChannel, PypiEntry, WheelFile, require_tools, write_pixi_lock_v6,
+    write_wheel,
 };
 use crate::fixtures::{conda_docker, failure};
 
@@ -308,4 +309,150 @@ fn wheels_that_cannot_be_installed_are_refused_by_name() {
     );
     build(d, &lock, "scratch", &out, &["--ignore-pypi"]);
     assert!(out.exists());
+}
+
+/// A C extension `cdext` with `answer() -> 42`, compiled against
+/// `cpython`'s headers, as a `cpXY-cpXY-manylinux_2_17_x86_64` wheel.
+fn extension_wheel(d: &Path, wheels: &Path, cpython: &common::CPython) -> (PathBuf, String) {
+    let source = d.join("cdext.c");
+    std::fs::write(
+        &source,
+        "#define PY_SSIZE_T_CLEAN\n#include <Python.h>\n\
+         static PyObject *answer(PyObject *self, PyObject *args) { return PyLong_FromLong(42); }\n\
+         static PyMethodDef methods[] = {{\"answer\", answer, METH_NOARGS, \"42\"}, {NULL, NULL, 0, NULL}};\n\
+         static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, \"cdext\", NULL, -1, methods};\n\
+         PyMODINIT_FUNC PyInit_cdext(void) { return PyModule_Create(&module); }\n",
+    )
+    .unwrap();
+    let library = d.join("cdext.so");
+    common::run(
+        Command::new("gcc")
+            .args(["-shared", "-fPIC", "-O2", "-I"])
+            .arg(cpython.include())
+            .arg("-o")
+            .arg(&library)
+            .arg(&source),
+    );
+    let bytes = std::fs::read(&library).unwrap();
+    let tag = cpython.tag();
+    write_wheel(
+        wheels,
+        (
+            "cdext",
+            "1.0",
+            &format!("{tag}-{tag}-manylinux_2_17_x86_64"),
+        ),
+        &[WheelFile {
+            path: &format!("cdext.cpython-{}-x86_64-linux-gnu.so", &tag[2..]),
+            bytes: &bytes,
+            executable: true,
+        }],
+        None,
+    )
+}
+
+/// The machine's real CPython 3.11 as the environment's python, on a base
+/// with the host's glibc: the wheels import and run in podman, pip lists
+/// them as installed by conda-docker, and with `--owner` the user can
+/// `pip install` into the prefix (issue 16 §2).
+#[test]
+fn a_real_cpython_runs_the_wheels_in_podman() {
+    require_tools!("busybox", "gcc", "ldd");
+    let Some(cpython) = common::vanilla_cpython() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let channel = d.join("channel");
+    common::cpython_channel(&cpython, &channel);
+    let wheels = channel.join("wheels");
+    let (_, pure_sha) = pure_wheel(&wheels, "cdpure", "cdpure says hi");
+    let (_, ext_sha) = extension_wheel(d, &wheels, &cpython);
+    let (local_wheel, _) = pure_wheel(&d.join("local"), "cdlocal", "cdlocal says hi");
+    let server = ChannelServer::serve(&channel);
+    let records = common::channel_records(&channel, &server.url());
+    let lock = d.join("pixi.lock");
+    let ext_file = local_name(&wheels, "cdext");
+    let pypi = [
+        PypiEntry {
+            name: "cdext".into(),
+            version: "1.0".into(),
+            location: format!("{}wheels/{ext_file}", server.url()),
+            sha256: Some(ext_sha),
+        },
+        PypiEntry {
+            name: "cdpure".into(),
+            version: "1.0".into(),
+            location: format!("{}wheels/cdpure-1.0-py3-none-any.whl", server.url()),
+            sha256: Some(pure_sha),
+        },
+    ];
+    write_pixi_lock_v6(&lock, &server.url(), &records, &pypi);
+    let base = common::glibc_base(&d.join("base"), &common::python_binaries(&cpython));
+    let base_layers = base.layers().len();
+    base.write_file(d.join("base.tar")).unwrap();
+    let base = format!("docker-archive:{}", d.join("base.tar").display());
+
+    let report = build(d, &lock, &base, &d.join("py.tar"), &[]);
+    let built = layers(&report);
+    let names: Vec<&str> = built.iter().map(|(p, _)| p[0].as_str()).collect();
+    let python = format!("python-{}-h0_cd", cpython.version);
+    let wheel_names = [ext_file.as_str(), "cdpure-1.0-py3-none-any.whl"];
+    assert_eq!(names, [&[python.as_str()][..], &wheel_names[..]].concat());
+    let add = format!("{}:/srv/", local_wheel.display());
+    let owned = build(
+        d,
+        &lock,
+        &base,
+        &d.join("owned.tar"),
+        &["--owner", "1000:1000", "--add", &add],
+    );
+    assert_ne!(owned["manifest_digest"], report["manifest_digest"]);
+    let owned_files = files(&d.join("owned.tar"), base_layers);
+    let installer = "opt/conda/lib/python3.11/site-packages/cdpure-1.0.dist-info/INSTALLER";
+    assert_eq!(
+        owned_files[installer].2, 1000,
+        "the wheel layers are the owner's too"
+    );
+
+    require_tools!("podman", "runc");
+    let Some(podman) = common::Podman::new() else {
+        return;
+    };
+    let id = podman.load(&d.join("py.tar"));
+    let import = "import cdpure, cdext; print(cdext.answer())";
+    assert_eq!(podman.run(&id, &["python", "-c", import]).trim(), "42");
+    assert_eq!(podman.run(&id, &["cdpure"]).trim(), "cdpure says hi");
+    assert_eq!(podman.run(&id, &["cdpure-raw"]).trim(), "cdpure says hi");
+    let pip = ["python", "-m", "pip", "--disable-pip-version-check"];
+    let listed = podman.run(&id, &[&pip[..], &["list", "-v"]].concat());
+    for name in ["cdpure", "cdext"] {
+        let line = listed
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} not in pip list: {listed}"));
+        assert!(line.trim_end().ends_with("conda-docker"), "{line}");
+    }
+
+    let id = podman.load(&d.join("owned.tar"));
+    let install = "mkdir -p /opt/conda/var/tmp && export TMPDIR=/opt/conda/var/tmp HOME=/opt/conda/var/tmp && \
+         python -m pip install --no-index --no-deps --no-cache-dir --disable-pip-version-check \
+         /srv/cdlocal-1.0-py3-none-any.whl && cdlocal && id -u";
+    let output = podman.run_output(&["--user", "1000:1000"], &id, &["sh", "-c", install]);
+    let (out, err) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(output.status.success(), "{out}\n{err}");
+    assert!(out.contains("Successfully installed cdlocal-1.0"), "{out}");
+    assert!(out.trim_end().ends_with("cdlocal says hi\n1000"), "{out}");
+}
+
+/// The file name of the one wheel of `name` in `dir`.
+fn local_name(dir: &Path, name: &str) -> String {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|f| f.starts_with(&format!("{name}-")))
+        .unwrap()
 }

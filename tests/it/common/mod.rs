@@ -115,8 +115,8 @@
 //! - [`cpython_channel`]`(&cpython, dir)`: that CPython as the linux-64
 //!   conda package `python` (interpreter, libpython, the stdlib without
 //!   tests/byte code/GUI modules, site-packages with pip only; the
-//!   interpreter and libpython carry the build prefix as a binary
-//!   placeholder) plus `repodata.json`; [`channel_records`]`(dir, url)`
+//!   interpreter carries the build prefix as a binary placeholder) plus
+//!   `repodata.json`; [`channel_records`]`(dir, url)`
 //!   reads its records as served at `url`.
 //! - [`glibc_base`]`(dir, binaries) -> Image`: busybox plus the host's
 //!   glibc loader and every library `ldd` lists for `binaries`, at the

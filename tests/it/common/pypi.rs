@@ -5,9 +5,8 @@
 //! needs the real thing. The machine's vanilla CPython (built by pyenv:
 //! its `site.py` uses `site-packages`, where Debian's uses
 //! `dist-packages`) is packaged as conda packages are: `bin/python3.11`
-//! and `lib/libpython3.11.so.1.0` carry the build prefix as a binary
-//! placeholder (their RUNPATH), so relocation points them at the image's
-//! prefix. The busybox base has no C library, so [`glibc_base`] adds the
+//! carries the build prefix as a binary placeholder (its RUNPATH), so
+//! relocation points it at the image prefix's `lib/libpython3.11.so.1.0`. The busybox base has no C library, so [`glibc_base`] adds the
 //! host's glibc loader and the libraries `ldd` lists for that python and
 //! its extension modules, each at its own absolute path.
 
@@ -174,7 +173,11 @@ pub fn cpython_channel(cpython: &CPython, channel: &Path) {
         fs::set_permissions(&to, fs::Permissions::from_mode(mode)).unwrap();
         let mut entry = json!({"_path": rel, "path_type": "hardlink",
             "sha256": sha256_file_hex(&to), "size_in_bytes": meta.len()});
-        if rel.starts_with("bin") || rel.starts_with("lib/libpython3.11.so.1.0") {
+        // The interpreter's RUNPATH names the build prefix. Not
+        // libpython's strings: there the linker shares the tail of that
+        // prefix with the version string (`3.11.7`), which relocation
+        // would blank; conda-build's long placeholder prefixes avoid that.
+        if rel.starts_with("bin") {
             entry["prefix_placeholder"] = json!(placeholder);
             entry["file_mode"] = json!("binary");
         }
