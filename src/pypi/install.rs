@@ -398,3 +398,107 @@ fn csv(field: &str) -> String {
         false => field.to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use zip::write::SimpleFileOptions;
+
+    /// A wheel `bad-1.0-py3-none-any.whl` holding `entries` (name, bytes,
+    /// symlink?) besides a WHEEL file and an empty RECORD.
+    fn wheel(dir: &Path, entries: &[(&str, &[u8], bool)], record: &str) -> PathBuf {
+        let path = dir.join("bad-1.0-py3-none-any.whl");
+        let mut zip = zip::ZipWriter::new(File::create(&path).unwrap());
+        let mut all: Vec<(&str, &[u8], bool)> = vec![
+            ("bad-1.0.dist-info/WHEEL", b"Wheel-Version: 1.0\n", false),
+            ("bad-1.0.dist-info/RECORD", record.as_bytes(), false),
+        ];
+        all.extend_from_slice(entries);
+        for (name, bytes, link) in all {
+            let options = SimpleFileOptions::default();
+            match link {
+                true => zip.add_symlink(name, "/etc", options).unwrap(),
+                false => {
+                    zip.start_file(name, options).unwrap();
+                    zip.write_all(bytes).unwrap();
+                }
+            }
+        }
+        zip.finish().unwrap();
+        path
+    }
+
+    /// Installs `entries` as a wheel; the error's text, or `None`.
+    fn try_install(entries: &[(&str, &[u8], bool)], record: &str) -> Option<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = wheel(dir.path(), entries, record);
+        let python = PythonInfo::from_version(
+            &"3.11.7".parse().unwrap(),
+            None,
+            rattler_conda_types::Subdir::Linux64,
+        )
+        .unwrap();
+        let layout = Layout {
+            python: &python,
+            image_prefix: "/opt/conda",
+        };
+        let locked = LockedWheel {
+            name: "bad".into(),
+            version: "1.0".into(),
+            url: "https://example.com/bad-1.0-py3-none-any.whl"
+                .parse()
+                .unwrap(),
+            file_name: "bad-1.0-py3-none-any.whl".into(),
+            sha256: [0; 32],
+            requested: false,
+        };
+        let staging = dir.path().join("prefix");
+        let result = install(&path, &locked, &layout, &staging);
+        // Whatever the wheel says, nothing lands outside the staging folder.
+        let outside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n != "prefix" && n != "bad-1.0-py3-none-any.whl")
+            .collect();
+        assert!(outside.is_empty(), "{outside:?}");
+        result.err().map(|e| e.to_string())
+    }
+
+    #[test]
+    fn hostile_wheels_are_refused() {
+        assert_eq!(try_install(&[("bad/__init__.py", b"", false)], ""), None);
+        for (entries, record, why) in [
+            (vec![("../escape.py", b"" as &[u8], false)], "", "`..`"),
+            (vec![("/abs.py", b"", false)], "", "absolute"),
+            (vec![("bad/link", b"", true)], "", "symlink"),
+            (
+                vec![("bad-1.0.data/unknown/x", b"", false)],
+                "",
+                "unknown scheme",
+            ),
+            (
+                vec![("bad/__init__.py", b"x", false)],
+                "bad/__init__.py,sha256=AAAA,1\n",
+                "does not have the sha256",
+            ),
+            (
+                vec![
+                    ("bad/a.py", b"", false),
+                    ("bad-1.0.data/purelib/bad/a.py", b"", false),
+                ],
+                "",
+                "twice",
+            ),
+            (
+                vec![("other-1.0.dist-info/METADATA", b"", false)],
+                "",
+                ".dist-info folders",
+            ),
+        ] {
+            let err = try_install(&entries, record).unwrap_or_else(|| panic!("{why}: installed"));
+            assert!(err.contains(why), "{why}: {err}");
+            assert!(err.starts_with("wheel bad-1.0-py3-none-any.whl"), "{err}");
+        }
+    }
+}
