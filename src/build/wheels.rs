@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use crate::conda::virtual_packages::Overrides;
 use crate::dirs::cache_dir;
 use crate::image::glibc_version;
 use crate::parallel::in_parallel;
@@ -27,7 +28,10 @@ pub(crate) fn fetch_wheels(
         return Err(PypiError::NoPython(names.join(", ")).into());
     };
     let image = &subject.platform.image;
-    let glibc = glibc_version(&subject.base, &options.base)?;
+    let glibc = match wheels.iter().any(|w| w.file_name.contains("manylinux")) {
+        true => glibc(subject, options)?,
+        false => None,
+    };
     let target = Target {
         python: python.short_version,
         glibc: glibc.as_deref().and_then(crate::pypi::parse_glibc),
@@ -45,4 +49,17 @@ pub(crate) fn fetch_wheels(
         fetch(wheel, &dir)
     });
     Ok(fetched.into_iter().collect::<Result<Vec<_>, _>>()?)
+}
+
+/// The glibc `manylinux` wheels must suit: the one the user states
+/// (`--virtual-package __glibc=X`, `CONDA_OVERRIDE_GLIBC`, `.condarc`), as
+/// for the conda packages, else the base's.
+fn glibc(subject: &Subject, options: &BuildOptions) -> Result<Option<String>, BuildError> {
+    let stated = Overrides::from_config(&subject.solve.virtual_packages)
+        .ok()
+        .and_then(|o| o.glibc().map(|g| g.map(str::to_owned)));
+    match stated {
+        Some(glibc) => Ok(glibc),
+        None => Ok(glibc_version(&subject.base, &options.base)?),
+    }
 }

@@ -192,6 +192,11 @@ fn wheels_get_layers_of_their_own_above_the_conda_layers() {
         );
     }
 
+    // Reproducible: with empty caches, the same bytes.
+    let fresh = build(&d.join("fresh"), &lock, "scratch", &d.join("e.tar"), &[]);
+    assert_eq!(fresh["manifest_digest"], first["manifest_digest"]);
+    assert!(layers(&fresh).iter().all(|(_, source)| source == "built"));
+
     // The same inputs: the same image, every layer from the cache.
     let again = build(d, &lock, "scratch", &d.join("b.tar"), &[]);
     assert_eq!(again["manifest_digest"], first["manifest_digest"]);
@@ -291,6 +296,23 @@ fn wheels_that_cannot_be_installed_are_refused_by_name() {
         "{err}"
     );
     assert!(err.contains("python is 3.12"), "{err}");
+
+    let (_, linux_sha) = write_wheel(
+        &wheels,
+        ("native", "1.0", "py3-none-manylinux_2_17_x86_64"),
+        &[],
+        None,
+    );
+    let file = "native-1.0-py3-none-manylinux_2_17_x86_64.whl";
+    let err = refuse(entry("native", url(file), Some(&linux_sha)));
+    assert!(
+        err.contains(&format!("wheel {file} does not suit the image")),
+        "{err}"
+    );
+    assert!(
+        err.contains("needs glibc 2.17, and the base image has no glibc"),
+        "{err}"
+    );
 
     let unreachable = "http://127.0.0.1:9/good-1.0-py3-none-any.whl".to_owned();
     let err = refuse(entry("good", unreachable, Some(&good_sha)));
