@@ -5,7 +5,7 @@
 //!
 //! Wheels are untrusted: their file names, archive entries, `RECORD` and
 //! entry points all come from data, so every path becomes a
-//! [`ContainedPath`](crate::conda::contained::ContainedPath) first and every
+//! `ContainedPath` (`conda/contained.rs`) first and every
 //! size is a bound.
 
 mod fetch;
