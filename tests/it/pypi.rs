@@ -322,6 +322,14 @@ fn wheels_that_cannot_be_installed_are_refused_by_name() {
     );
     assert!(err.contains("127.0.0.1:9"), "{err}");
 
+    let good = entry("good", url("good-1.0-py3-none-any.whl"), Some(&good_sha));
+    let no_python = channel.with_dependencies(&["cd-text"]);
+    write_pixi_lock_v6(&lock, &channel.url(), &no_python, &[good]);
+    let err = failure(&mut build_cmd(d, &lock, "scratch", &out));
+    assert!(err.contains("PyPI packages (good)"), "{err}");
+    assert!(err.contains("no python"), "{err}");
+    assert!(!out.exists());
+
     // A lock file with PyPI packages builds without them when asked.
     write_pixi_lock_v6(
         &lock,
