@@ -6,6 +6,7 @@ use rattler::install::PythonInfo;
 use rattler_conda_types::{PrefixRecord, Subdir};
 
 use crate::conda::cache::dist_name;
+use crate::conda::envfile::LockedWheel;
 use crate::conda::relocate::image_origin;
 use crate::digest::Digest;
 use crate::layer::Compression;
@@ -45,6 +46,23 @@ pub struct LayerIdentity {
     /// so the identities of layers owned by root stay as they were.
     #[serde(skip_serializing_if = "Option::is_none")]
     owner: Option<[u32; 2]>,
+    /// The PyPI wheels of a wheel layer (whose `packages` is empty), in
+    /// the order they are installed; left out of a conda layer's identity.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    wheels: Vec<WheelIdentity>,
+}
+
+/// One wheel of a layer, as it decides the layer's bytes.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+struct WheelIdentity {
+    /// The wheel's file name (name, version, tags).
+    file: String,
+    /// The wheel's sha256, hex: its files.
+    sha256: String,
+    /// Whether `REQUESTED` is written.
+    requested: bool,
+    /// [`crate::pypi::INSTALL_FORMAT`]: how the wheel is installed.
+    install_format: u32,
 }
 
 /// One package of a layer, as it decides the layer's bytes.
@@ -131,10 +149,33 @@ impl LayerIdentity {
                 .map(PythonIdentity::of),
             compression: CompressionIdentity::of(settings.compression),
             epoch: settings.epoch,
-            owner: settings
-                .owner
-                .filter(|&owner| owner != (0, 0))
-                .map(|(uid, gid)| [uid, gid]),
+            owner: owner(settings),
+            wheels: Vec::new(),
+        })
+    }
+
+    /// The identity of a layer holding the PyPI `wheels`, in that order,
+    /// installed for the environment's python (`None` when there is no
+    /// python: then nothing can be installed).
+    pub(crate) fn of_wheels(wheels: &[&LockedWheel], settings: &LayerSettings) -> Option<Self> {
+        Some(LayerIdentity {
+            format: LAYER_FORMAT,
+            packages: Vec::new(),
+            platform: settings.platform.to_string(),
+            image_prefix: settings.image_prefix.to_owned(),
+            python: Some(PythonIdentity::of(settings.python?)),
+            compression: CompressionIdentity::of(settings.compression),
+            epoch: settings.epoch,
+            owner: owner(settings),
+            wheels: wheels
+                .iter()
+                .map(|wheel| WheelIdentity {
+                    file: wheel.file_name.clone(),
+                    sha256: hex::encode(wheel.sha256),
+                    requested: wheel.requested,
+                    install_format: crate::pypi::INSTALL_FORMAT,
+                })
+                .collect(),
         })
     }
 
@@ -148,6 +189,14 @@ impl LayerIdentity {
         serde_json::to_vec(self)
             .expect("an identity is strings and numbers, which always serialise")
     }
+}
+
+/// `[uid, gid]` of the prefix's entries, unless root's.
+fn owner(settings: &LayerSettings) -> Option<[u32; 2]> {
+    settings
+        .owner
+        .filter(|&owner| owner != (0, 0))
+        .map(|(uid, gid)| [uid, gid])
 }
 
 impl PackageIdentity {
@@ -232,6 +281,7 @@ mod tests {
             compression: CompressionIdentity::of(Compression::Gzip(6)),
             epoch: 0,
             owner: None,
+            wheels: Vec::new(),
         }
     }
 
@@ -329,6 +379,49 @@ mod tests {
             LayerIdentity::of(&[&a, &record("c", None)], false, &settings),
             None
         );
+    }
+
+    #[test]
+    fn a_wheel_layer_is_named_by_its_wheels_and_the_python() {
+        let python =
+            PythonInfo::from_version(&"3.11.7".parse().unwrap(), None, Subdir::Linux64).unwrap();
+        let settings = LayerSettings {
+            platform: Subdir::Linux64,
+            image_prefix: "/opt/conda",
+            python: Some(&python),
+            compression: Compression::Gzip(6),
+            epoch: 0,
+            owner: None,
+        };
+        let wheel = LockedWheel {
+            name: "demo".into(),
+            version: "1.0".into(),
+            url: "https://example.com/demo-1.0-py3-none-any.whl"
+                .parse()
+                .unwrap(),
+            file_name: "demo-1.0-py3-none-any.whl".into(),
+            sha256: [3; 32],
+            requested: false,
+        };
+        let id = LayerIdentity::of_wheels(&[&wheel], &settings).unwrap();
+        assert_eq!(id.python.as_ref().unwrap().version, "3.11");
+        let requested = LockedWheel {
+            requested: true,
+            ..wheel.clone()
+        };
+        let other = LockedWheel {
+            sha256: [4; 32],
+            ..wheel.clone()
+        };
+        for changed in [requested, other] {
+            let changed = LayerIdentity::of_wheels(&[&changed], &settings).unwrap();
+            assert_ne!(changed.digest(), id.digest());
+        }
+        let no_python = LayerSettings {
+            python: None,
+            ..settings
+        };
+        assert_eq!(LayerIdentity::of_wheels(&[&wheel], &no_python), None);
     }
 
     #[test]

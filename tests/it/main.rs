@@ -23,6 +23,7 @@ mod layer_cache;
 mod outputs;
 mod owner;
 mod plugin;
+mod pypi;
 mod read_back;
 mod registry;
 mod registry_cache;
