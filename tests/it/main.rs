@@ -23,6 +23,7 @@ mod outputs;
 mod owner;
 mod plugin;
 mod read_back;
+mod record_hashes;
 mod registry;
 mod registry_cache;
 mod registry_logins;
