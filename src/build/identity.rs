@@ -16,7 +16,7 @@ use crate::layer::compress::{GZIP_CHUNK_SIZE, GZIP_IMPLEMENTATION, ZSTD_JOB_SIZE
 /// `conda-meta` record, the compressors' output). Bump it in any commit
 /// that changes a layer's bytes for the same inputs: one that changes a
 /// pin of `tests/it/golden.rs`, a dependency upgrade included.
-pub const LAYER_FORMAT: u32 = 2;
+pub const LAYER_FORMAT: u32 = 3;
 
 /// Everything that decides the bytes of one package layer; two layers with
 /// the same identity have the same blob. Its [`LayerIdentity::digest`] is
