@@ -1,6 +1,7 @@
 //! The integration tests: one binary, so it links once.
 
 mod add;
+mod annotations;
 mod architecture;
 mod bench;
 mod build;
