@@ -87,14 +87,12 @@ pub(crate) fn locate(
 /// archive where one is at hand), before the packages are looked for by
 /// them.
 fn gather_from_conda_caches(records: &mut [PrefixRecord], caches: &PackageCaches) {
-    let completed = in_parallel(records, cores(), |record| {
-        let mut record = record.clone();
-        hashes::from_conda_caches(&mut record, caches);
-        Ok::<_, std::convert::Infallible>(record)
+    let found = in_parallel(records, cores(), |record| {
+        Ok::<_, std::convert::Infallible>(hashes::from_conda_caches(record, caches))
     });
-    for (record, completed) in records.iter_mut().zip(completed) {
-        let Ok(completed) = completed;
-        *record = completed;
+    for (record, found) in records.iter_mut().zip(found) {
+        let Ok(found) = found;
+        found.apply(record);
     }
 }
 

@@ -8,17 +8,17 @@
 //! with a hash already known, in this order: the input's record (a lock, a
 //! solve, an explicit spec, the installed `conda-meta/`); conda's
 //! `info/repodata_record.json` beside the extracted package; the package's
-//! archive in a conda pkgs dir or a `file://` channel, hashed; rattler's cache entry the package
-//! was found or fetched into (its `.lock` file holds the archive's
-//! sha256); and last the pairs of hashes earlier builds saw, kept in our
-//! cache directory, so that an `@EXPLICIT` spec naming packages by sha256
-//! alone (the `--lock-file` a build writes) gives the same records as the
-//! solve that wrote it.
+//! archive in a conda pkgs dir or a `file://` channel, hashed; rattler's
+//! cache entry the package was found or fetched into (its `.lock` file
+//! holds the archive's sha256); and last the pairs of hashes earlier
+//! builds saw, kept in our cache directory, so that an `@EXPLICIT` spec
+//! naming packages by sha256 alone (the `--lock-file` a build writes)
+//! gives the same records as the solve that wrote it.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use rattler_conda_types::{PackageRecord, PrefixRecord, RepoDataRecord};
+use rattler_conda_types::{PrefixRecord, RepoDataRecord};
 use rattler_digest::digest::Digest;
 use rattler_digest::{Md5, Md5Hash, Sha256, Sha256Hash};
 
@@ -29,59 +29,101 @@ use super::contained::file_name;
 /// `u64` revision, then the archive's 32-byte sha256.
 const RATTLER_LOCK_LEN: u64 = 40;
 
-/// Fills the hashes `record` lacks from conda's caches: the extracted
+/// A package's md5 and sha256, as far as they are known.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Hashes {
+    /// The archive's md5.
+    pub md5: Option<Md5Hash>,
+    /// The archive's sha256.
+    pub sha256: Option<Sha256Hash>,
+}
+
+impl Hashes {
+    /// What `record` knows.
+    pub fn of(record: &PrefixRecord) -> Self {
+        let p = &record.repodata_record.package_record;
+        Hashes {
+            md5: p.md5,
+            sha256: p.sha256,
+        }
+    }
+
+    /// Writes these into `record`.
+    pub fn apply(self, record: &mut PrefixRecord) {
+        let p = &mut record.repodata_record.package_record;
+        p.md5 = self.md5;
+        p.sha256 = self.sha256;
+    }
+
+    fn complete(&self) -> bool {
+        self.md5.is_some() && self.sha256.is_some()
+    }
+
+    /// Takes `other`'s hashes where these lack them, if both name the same
+    /// package: they agree on a hash both know (the sha256 when both know
+    /// one).
+    fn adopt(&mut self, other: Hashes) {
+        let agrees = match (self.sha256, other.sha256, self.md5, other.md5) {
+            (Some(a), Some(b), _, _) => a == b,
+            (_, _, Some(a), Some(b)) => a == b,
+            _ => false,
+        };
+        if agrees {
+            self.md5 = self.md5.or(other.md5);
+            self.sha256 = self.sha256.or(other.sha256);
+        }
+    }
+}
+
+/// `record`'s hashes, completed from conda's caches: the extracted
 /// package's `info/repodata_record.json`, then the archive's bytes (in a
 /// pkgs dir, or a local channel's).
-pub fn from_conda_caches(record: &mut PrefixRecord, caches: &PackageCaches) {
-    if complete(&record.repodata_record.package_record) {
-        return;
+pub fn from_conda_caches(record: &PrefixRecord, caches: &PackageCaches) -> Hashes {
+    let mut known = Hashes::of(record);
+    if known.complete() {
+        return known;
     }
     let Ok(folder_name) = dist_folder(record) else {
-        return;
+        return known;
     };
-    let folders: Vec<PathBuf> = record
+    let folders = record
         .extracted_package_dir
         .iter()
         .cloned()
-        .chain(caches.conda.iter().map(|d| d.join(&folder_name)))
-        .collect();
-    let package = &mut record.repodata_record.package_record;
-    for folder in folders {
-        if let Some(cached) = repodata_record(&folder) {
-            adopt(
-                package,
-                cached.package_record.md5,
-                cached.package_record.sha256,
-            );
-        }
+        .chain(caches.conda.iter().map(|d| d.join(&folder_name)));
+    for cached in folders.filter_map(|folder| repodata_record(&folder)) {
+        let p = &cached.package_record;
+        known.adopt(Hashes {
+            md5: p.md5,
+            sha256: p.sha256,
+        });
     }
-    if complete(package) {
-        return;
+    if known.complete() {
+        return known;
     }
     let archive_name = record.repodata_record.identifier.to_string();
     let Ok(archive_name) = file_name(&archive_name) else {
-        return;
+        return known;
     };
     // A `file://` URL is an archive at hand too: a local channel's.
     let local = Some(&record.repodata_record.url)
         .filter(|url| url.scheme() == "file")
         .and_then(|url| url.to_file_path().ok());
-    let archives: Vec<PathBuf> = record
+    let archives = record
         .package_tarball_full_path
         .iter()
         .cloned()
         .chain(caches.conda.iter().map(|d| d.join(archive_name)))
-        .chain(local)
-        .collect();
-    let package = &mut record.repodata_record.package_record;
-    for archive in archives.iter().filter(|a| a.is_file()) {
-        if let Ok((md5, sha256)) = hash_file(archive) {
-            adopt(package, Some(md5), Some(sha256));
+        .chain(local);
+    for archive in archives.filter(|a| a.is_file()) {
+        if let Ok(hashed) = hash_file(&archive) {
+            known.adopt(hashed);
         }
-        if complete(package) {
-            return;
+        if known.complete() {
+            break;
         }
     }
+    known
 }
 
 /// Fills the sha256 `record` lacks from rattler's cache entry at `folder`,
@@ -181,25 +223,6 @@ pub fn lacking(records: &[PrefixRecord]) -> Vec<String> {
         .collect()
 }
 
-fn complete(package: &PackageRecord) -> bool {
-    package.md5.is_some() && package.sha256.is_some()
-}
-
-/// Takes `md5` and `sha256` into `package` where it lacks them, if they
-/// name the same package: the source agrees with a hash `package` knows
-/// (the sha256 when both know one).
-fn adopt(package: &mut PackageRecord, md5: Option<Md5Hash>, sha256: Option<Sha256Hash>) {
-    let agrees = match (package.sha256, sha256, package.md5, md5) {
-        (Some(a), Some(b), _, _) => a == b,
-        (_, _, Some(a), Some(b)) => a == b,
-        _ => false,
-    };
-    if agrees {
-        package.md5 = package.md5.or(md5);
-        package.sha256 = package.sha256.or(sha256);
-    }
-}
-
 /// conda's record of the package extracted at `folder`, if it has one.
 fn repodata_record(folder: &Path) -> Option<RepoDataRecord> {
     let text = std::fs::read(folder.join("info/repodata_record.json")).ok()?;
@@ -207,14 +230,17 @@ fn repodata_record(folder: &Path) -> Option<RepoDataRecord> {
 }
 
 /// The md5 and sha256 of a file, read once.
-fn hash_file(path: &Path) -> std::io::Result<(Md5Hash, Sha256Hash)> {
+fn hash_file(path: &Path) -> std::io::Result<Hashes> {
     let mut file = std::fs::File::open(path)?;
     let (mut md5, mut sha256) = (Md5::new(), Sha256::new());
     let mut buffer = vec![0; 1 << 16];
     loop {
         let n = file.read(&mut buffer)?;
         if n == 0 {
-            return Ok((md5.finalize(), sha256.finalize()));
+            return Ok(Hashes {
+                md5: Some(md5.finalize()),
+                sha256: Some(sha256.finalize()),
+            });
         }
         md5.update(&buffer[..n]);
         sha256.update(&buffer[..n]);
@@ -258,10 +284,10 @@ mod tests {
         let md5 = hex::encode(rattler_digest::compute_bytes_digest::<Md5>(b"archive"));
         let sha = hex::encode(rattler_digest::compute_bytes_digest::<Sha256>(b"archive"));
         let mut known = record(Some(&md5), None);
-        from_conda_caches(&mut known, &caches(dir.path()));
+        from_conda_caches(&known, &caches(dir.path())).apply(&mut known);
         assert_eq!(hashes(&known), (Some(md5.clone()), Some(sha.clone())));
         let mut other = record(Some(&"00".repeat(16)), None);
-        from_conda_caches(&mut other, &caches(dir.path()));
+        from_conda_caches(&other, &caches(dir.path())).apply(&mut other);
         assert_eq!(hashes(&other), (Some("00".repeat(16)), None));
         assert_eq!(lacking(&[known, other]), ["cd-a-1.0-0 (sha256)"]);
     }
@@ -280,7 +306,7 @@ mod tests {
         )
         .unwrap();
         let mut known = record(None, Some(&sha));
-        from_conda_caches(&mut known, &caches(dir.path()));
+        from_conda_caches(&known, &caches(dir.path())).apply(&mut known);
         assert_eq!(hashes(&known), (Some(md5.clone()), Some(sha.clone())));
 
         let memo = HashMemo::new(dir.path().join("memo"));
