@@ -17,7 +17,7 @@ use crate::layer::compress::{GZIP_CHUNK_SIZE, GZIP_IMPLEMENTATION, ZSTD_JOB_SIZE
 /// `conda-meta` record, the compressors' output). Bump it in any commit
 /// that changes a layer's bytes for the same inputs: one that changes a
 /// pin of `tests/it/golden.rs`, a dependency upgrade included.
-pub const LAYER_FORMAT: u32 = 2;
+pub const LAYER_FORMAT: u32 = 3;
 
 /// Everything that decides the bytes of one package layer; two layers with
 /// the same identity have the same blob. Its [`LayerIdentity::digest`] is
@@ -72,9 +72,11 @@ struct PackageIdentity {
     dist: String,
     /// The archive's file name, written into its `conda-meta` record.
     file: String,
-    /// The archive's `sha256:HEX` (or `md5:HEX` when the record knows no
-    /// sha256): the files, and the hash written into the record.
-    hash: String,
+    /// The archive's hashes as its record carries them, `sha256:HEX`
+    /// first, then `md5:HEX`: the first names the files, and each is
+    /// written into the record, so a hash learnt later (an archive that
+    /// turned up) is another layer.
+    hashes: Vec<String>,
     /// The URL written into the record (a `file://` channel's host path
     /// left out, see `conda::relocate::image_origin`).
     url: String,
@@ -203,16 +205,20 @@ impl PackageIdentity {
     fn of(record: &PrefixRecord) -> Option<Self> {
         let r = &record.repodata_record;
         let p = &r.package_record;
-        let hash = match (p.sha256, p.md5) {
-            (Some(sha256), _) => format!("sha256:{}", hex::encode(sha256)),
-            (None, Some(md5)) => format!("md5:{}", hex::encode(md5)),
-            (None, None) => return None,
-        };
+        let hashes: Vec<String> = p
+            .sha256
+            .map(|sha256| format!("sha256:{}", hex::encode(sha256)))
+            .into_iter()
+            .chain(p.md5.map(|md5| format!("md5:{}", hex::encode(md5))))
+            .collect();
+        if hashes.is_empty() {
+            return None;
+        }
         let (url, channel) = image_origin(r);
         Some(PackageIdentity {
             dist: dist_name(r),
             file: r.identifier.to_string(),
-            hash,
+            hashes,
             url: url.to_string(),
             channel,
         })
@@ -270,7 +276,10 @@ mod tests {
             packages: vec![PackageIdentity {
                 dist: "zlib-1.3.1-hb9d3cd8_2".into(),
                 file: "zlib-1.3.1-hb9d3cd8_2.conda".into(),
-                hash: format!("sha256:{}", "ab".repeat(32)),
+                hashes: vec![
+                    format!("sha256:{}", "ab".repeat(32)),
+                    format!("md5:{}", "cd".repeat(16)),
+                ],
                 url: "https://conda.anaconda.org/conda-forge/linux-64/zlib-1.3.1-hb9d3cd8_2.conda"
                     .into(),
                 channel: Some("https://conda.anaconda.org/conda-forge".into()),
@@ -294,9 +303,9 @@ mod tests {
             String::from_utf8(id.canonical()).unwrap(),
             concat!(
                 r#"{"format":1,"packages":[{"dist":"zlib-1.3.1-hb9d3cd8_2","#,
-                r#""file":"zlib-1.3.1-hb9d3cd8_2.conda","hash":"sha256:"#,
+                r#""file":"zlib-1.3.1-hb9d3cd8_2.conda","hashes":["sha256:"#,
                 "abababababababababababababababababababababababababababababababab",
-                r#"","url":"https://conda.anaconda.org/conda-forge/linux-64/zlib-1.3.1-hb9d3cd8_2.conda","#,
+                r#"","md5:cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd"],"url":"https://conda.anaconda.org/conda-forge/linux-64/zlib-1.3.1-hb9d3cd8_2.conda","#,
                 r#""channel":"https://conda.anaconda.org/conda-forge"}],"platform":"linux-64","#,
                 r#""image_prefix":"/opt/conda","python":null,"#,
                 r#""compression":{"algorithm":"gzip","implementation":"libdeflate 1.26","level":6,"chunk_size":1048576},"#,
@@ -345,8 +354,8 @@ mod tests {
         let (a, b) = (record("a", Some([1; 32])), record("b", Some([2; 32])));
         let plain = LayerIdentity::of(&[&a], false, &settings).unwrap();
         assert_eq!(
-            plain.packages[0].hash,
-            format!("sha256:{}", "01".repeat(32))
+            plain.packages[0].hashes,
+            [format!("sha256:{}", "01".repeat(32))]
         );
         assert_eq!(plain.packages[0].file, "a-1.0-0.conda");
         // The channel as the image's record writes it: no trailing slash.
@@ -442,6 +451,9 @@ mod tests {
         changed.push(id);
         let mut id = identity();
         id.format = 2;
+        changed.push(id);
+        let mut id = identity();
+        id.packages[0].hashes.pop();
         changed.push(id);
         let mut id = identity();
         id.owner = Some([1000, 1000]);

@@ -1,6 +1,7 @@
 //! The integration tests: one binary, so it links once.
 
 mod add;
+mod annotations;
 mod architecture;
 mod bench;
 mod build;
@@ -25,6 +26,7 @@ mod owner;
 mod plugin;
 mod pypi;
 mod read_back;
+mod record_hashes;
 mod registry;
 mod registry_cache;
 mod registry_logins;
