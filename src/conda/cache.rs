@@ -221,8 +221,10 @@ const RATTLER_LOCK: &str = ".cache.lock";
 
 impl RattlerCacheLock {
     /// Shares the lock of each of `dirs` that exists, waiting while an
-    /// install holds one. A cache this user cannot write is skipped when
-    /// it has no lock file: nobody can change it.
+    /// install holds one. The lock file is made if missing, as rattler
+    /// makes it: an install that starts later must see the lock. A cache
+    /// this user cannot write is skipped when it has no lock file: nobody
+    /// can change it.
     pub fn shared(dirs: &[&Path]) -> Result<Self, CondaError> {
         let mut held = Vec::new();
         for dir in dirs.iter().filter(|d| d.is_dir()) {
