@@ -204,6 +204,37 @@ fn two_builds_write_the_same_layer_cache_entries() {
     }
 }
 
+/// A build waits while another process holds rattler's cache lock (as
+/// rattler's installer, and so pixi, does for a whole install), says so
+/// once, and finishes with the right image when it is released.
+#[test]
+fn a_build_waits_while_an_install_holds_rattlers_lock() {
+    use std::io::BufRead;
+    let s = setup();
+    let alone_root = s.dir.path().join("alone");
+    let alone = report(s.start_specs(&alone_root, &alone_root.join("out.tar")));
+    let root = s.dir.path().join("locked");
+    let pkgs = root.join("rattler/pkgs");
+    std::fs::create_dir_all(&pkgs).unwrap();
+    let install = std::fs::File::create(pkgs.join(".cache.lock")).unwrap();
+    install.lock().unwrap();
+    let mut child = s.start_specs(&root, &root.join("out.tar"));
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let waiting = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.contains("waiting for another process using the package cache"));
+    assert!(waiting.is_some_and(|l| l.contains(&*pkgs.to_string_lossy())));
+    assert!(child.try_wait().unwrap().is_none(), "it did not wait");
+    drop(install);
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(
+        rest.iter().all(|l| !l.contains("waiting for another")),
+        "{rest:?}"
+    );
+    assert_eq!(identity(&report(child)), identity(&alone));
+}
+
 /// [`NAMES`] installed by rattler into `root/name`, from the cache the
 /// builds with `root` use.
 fn install(channel: &CondaChannel, root: &Path, name: &str) -> CondaEnv {
