@@ -70,6 +70,8 @@ pub use image::{Image, ImageDestination, ImageError, ImageSource};
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing {
     pub use crate::conda::contained::{ContainedPath, DistName, Unsafe, check_record};
+    pub use crate::conda::envfile::{read_environment_yaml, read_lock_file};
+    pub use crate::conda::explicit::read_explicit;
     pub use crate::conda::glibc_needs::elf_interpreter;
     pub use crate::conda::input::read_yaml;
 }

@@ -1,0 +1,22 @@
+//! Image references and digests: parsing never panics, and what parses
+//! prints back to a string that parses to the same value.
+#![no_main]
+
+use conda_docker::digest::Digest;
+use conda_docker::reference::Reference;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|text: &str| {
+    if let Ok(reference) = text.parse::<Reference>() {
+        let again: Reference = reference
+            .to_string()
+            .parse()
+            .expect("a printed reference parses");
+        assert_eq!(again, reference);
+        let _ = (reference.familiar_name(), reference.familiar_tagged());
+    }
+    if let Ok(digest) = text.parse::<Digest>() {
+        let again: Digest = digest.to_string().parse().expect("a printed digest parses");
+        assert_eq!(again, digest);
+    }
+});
