@@ -8,8 +8,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tempfile::TempDir;
-
+use crate::atomic::OwnedDir;
 use crate::digest::{Digest, Hasher};
 
 /// The largest manifest or image index read, 4 MiB: the registry of the
@@ -104,7 +103,7 @@ pub struct Blob {
     location: Location,
     /// Keeps the scratch directory of built layers alive while any image or
     /// layer still points into it.
-    _scratch: Option<Arc<TempDir>>,
+    _scratch: Option<Arc<OwnedDir>>,
 }
 
 #[derive(Clone)]
@@ -143,7 +142,7 @@ impl Blob {
     }
 
     /// A file in a scratch directory that must outlive this blob.
-    pub(crate) fn scratch_file(path: PathBuf, scratch: Arc<TempDir>) -> Self {
+    pub(crate) fn scratch_file(path: PathBuf, scratch: Arc<OwnedDir>) -> Self {
         Blob {
             location: Location::File(path),
             _scratch: Some(scratch),

@@ -144,6 +144,7 @@ impl<W: Write> HashingWriter<W> {
 
 impl<W: Write> Write for HashingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        crate::interrupt::check()?;
         let n = self.inner.write(buf)?;
         self.hasher.update(&buf[..n]);
         Ok(n)
@@ -180,6 +181,7 @@ impl<R: Read> VerifyingReader<R> {
 
 impl<R: Read> Read for VerifyingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        crate::interrupt::check()?;
         let n = self.inner.read(buf)?;
         if n > 0 {
             self.hasher.update(&buf[..n]);

@@ -54,6 +54,7 @@ pub mod contents;
 pub mod digest;
 pub(crate) mod dirs;
 pub mod image;
+pub mod interrupt;
 pub mod invocation;
 pub mod layer;
 pub(crate) mod parallel;

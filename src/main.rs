@@ -15,6 +15,11 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // SIGINT/SIGTERM stop the run cleanly (see conda_docker::interrupt);
+    // without the handlers they would still end it, only less tidily.
+    if let Err(e) = conda_docker::interrupt::install() {
+        eprintln!("warning: cannot handle SIGINT/SIGTERM: {e}");
+    }
     let invocation = Invocation::detect();
     invocation.set_current();
     let cli = Cli::parse_as(invocation);
@@ -37,6 +42,15 @@ fn main() -> ExitCode {
         .init();
     match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // Whatever error the stop surfaced as, the cause is the signal;
+        // 128 + its number, as a shell reports a process it ended.
+        Err(_) if let Some(signal) = conda_docker::interrupt::received() => {
+            eprintln!(
+                "error: {}; the output was not written",
+                conda_docker::interrupt::Interrupted(signal)
+            );
+            ExitCode::from(u8::try_from(128 + signal).unwrap_or(1))
+        }
         Err(error) => {
             match error.keeps_lines() {
                 true => eprintln!("error: {error}"),

@@ -81,6 +81,17 @@ pub enum BuildError {
     /// The cache's lock (see `cache prune`).
     #[error(transparent)]
     CacheLock(#[from] LockError),
+    /// This build's staging folder could not be made.
+    #[error(
+        "cannot make a staging folder in {}; CONDA_DOCKER_CACHE_DIR must be a writable folder with free space", dir.display()
+    )]
+    Staging {
+        /// `<cache>/staging`.
+        dir: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// Staging or layer I/O.
     #[error("cannot build the layer of {what}")]
     Layer {

@@ -12,7 +12,7 @@ use rattler_conda_types::PrefixRecord;
 use rattler_conda_types::package::{IndexJson, PackageFile};
 
 use crate::conda::CondaError;
-use crate::conda::cache::{PackageCaches, dist_name};
+use crate::conda::cache::{PackageCaches, RattlerCacheLock, dist_name};
 use crate::conda::env::{Environment, EnvironmentKind};
 use crate::conda::hashes::{self, HashMemo};
 use crate::conda::solve;
@@ -45,6 +45,9 @@ pub(crate) struct Located {
     /// is what relocation reads (an explicit spec's record does not say);
     /// `true` when that cannot be read.
     pub noarch_python: Vec<bool>,
+    /// rattler's cache lock, shared: held while the build reads the
+    /// folders, so no install replaces one under it.
+    pub _rattler: RattlerCacheLock,
 }
 
 /// Finds every package of `env`. `scratch` is this build's own folder,
@@ -58,14 +61,17 @@ pub(crate) fn locate(
     reporter: &dyn Reporter,
 ) -> Result<Located, BuildError> {
     gather_from_conda_caches(&mut env.records, caches);
+    let pkgs_dir = fetch_dir(caches);
+    let mut rattler = rattler_lock(caches, &pkgs_dir)?;
     let ((dirs, found), installed) = match &env.kind {
         EnvironmentKind::Installed { prefix } => (
             locate_or_rebuild(&env.records, caches, prefix, python, scratch)?,
             true,
         ),
-        EnvironmentKind::Resolved { .. } => {
-            (locate_or_fetch(&env.records, caches, reporter)?, false)
-        }
+        EnvironmentKind::Resolved { .. } => (
+            locate_or_fetch(&env.records, caches, (&pkgs_dir, &mut rattler), reporter)?,
+            false,
+        ),
     };
     gather_the_rest(&mut env.records, &dirs);
     let mut noarch_python = Vec::with_capacity(dirs.len());
@@ -80,7 +86,30 @@ pub(crate) fn locate(
         dirs,
         found,
         noarch_python,
+        _rattler: rattler,
     })
+}
+
+/// Where missing packages are fetched: rattler's cache (shared with pixi),
+/// which [`PackageCaches::discover`] puts first; a caller's own
+/// `PackageCaches` may have none.
+fn fetch_dir(caches: &PackageCaches) -> PathBuf {
+    caches
+        .rattler
+        .first()
+        .cloned()
+        .unwrap_or_else(|| cache_dir().join("rattler-pkgs"))
+}
+
+/// rattler's cache lock, shared, on every rattler cache read from.
+fn rattler_lock(caches: &PackageCaches, pkgs_dir: &Path) -> Result<RattlerCacheLock, BuildError> {
+    let dirs: Vec<&Path> = caches
+        .rattler
+        .iter()
+        .map(PathBuf::as_path)
+        .chain([pkgs_dir])
+        .collect();
+    Ok(RattlerCacheLock::shared(&dirs)?)
 }
 
 /// Fills the hashes the records lack from conda's caches (hashing an
@@ -145,10 +174,15 @@ fn locate_or_rebuild(
 
 /// The packages of an environment that is not installed (an explicit spec,
 /// a lock file, a solve): from the caches, else downloaded from their URL
-/// into rattler's package cache, where the fetch checks them.
+/// into rattler's package cache `pkgs_dir`, where the fetch checks them.
+/// `rattler` is held shared on entry and on return; the fetch trades it
+/// for the exclusive lock, as rattler's installer fetches, so each package
+/// is fetched once however many builds want it, then looks again under
+/// the shared lock (an install may have replaced a folder in between).
 fn locate_or_fetch(
     records: &[PrefixRecord],
     caches: &PackageCaches,
+    (pkgs_dir, rattler): (&Path, &mut RattlerCacheLock),
     reporter: &dyn Reporter,
 ) -> Result<(Vec<PathBuf>, Vec<Found>), BuildError> {
     let indices: Vec<usize> = (0..records.len()).collect();
@@ -168,30 +202,54 @@ fn locate_or_fetch(
             None => Found::Fetched,
         })
         .collect();
-    let missing: Vec<usize> = indices
+    let mut missing: Vec<usize> = indices
         .into_iter()
         .filter(|&i| folders[i].is_none())
         .collect();
     if !missing.is_empty() {
         reporter.fetching(missing.len());
-        // PackageCaches::discover puts rattler's pkgs/ first; a caller's
-        // own PackageCaches may have none.
-        let pkgs_dir = caches
-            .rattler
-            .first()
-            .cloned()
-            .unwrap_or_else(|| cache_dir().join("rattler-pkgs"));
+    }
+    for _ in 0..FETCH_ROUNDS {
+        if missing.is_empty() {
+            break;
+        }
         let wanted: Vec<_> = missing
             .iter()
             .map(|&i| records[i].repodata_record.clone())
             .collect();
-        let fetched = solve::fetch(&wanted, pkgs_dir, &|record| {
+        rattler.release();
+        let writing = RattlerCacheLock::exclusive(pkgs_dir)?;
+        let fetched = solve::fetch(&wanted, pkgs_dir.to_owned(), &|record| {
             reporter.fetched(&dist_name(record));
         })
         .map_err(CondaError::from)?;
-        for (i, folder) in missing.into_iter().zip(fetched) {
-            folders[i] = Some(folder);
-        }
+        drop(writing);
+        *rattler = rattler_lock(caches, pkgs_dir)?;
+        // A record without a sha256 cannot be looked up by it: its folder
+        // is the one just fetched, if it is still there.
+        missing = missing
+            .into_iter()
+            .zip(fetched)
+            .filter_map(|(i, folder)| {
+                let record = &records[i].repodata_record;
+                folders[i] = match record.package_record.sha256 {
+                    Some(_) => PackageCaches::in_rattler_cache(pkgs_dir, record),
+                    None => folder.join("info/index.json").is_file().then_some(folder),
+                };
+                folders[i].is_none().then_some(i)
+            })
+            .collect();
+    }
+    if let Some(&i) = missing.first() {
+        return Err(BuildError::from(CondaError::Io {
+            path: pkgs_dir.join(dist_name(&records[i].repodata_record)),
+            source: std::io::Error::other(
+                "other processes kept replacing this package in the cache while it was fetched; try again",
+            ),
+        }));
     }
     Ok((folders.into_iter().flatten().collect(), found))
 }
+
+/// How many times a package another process keeps replacing is fetched.
+const FETCH_ROUNDS: usize = 3;

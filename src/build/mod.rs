@@ -30,12 +30,14 @@ mod report;
 mod wheels;
 
 use std::path::Path;
+use std::time::Duration;
 
-use crate::conda::CondaError;
+use crate::atomic::OwnedDir;
 use crate::conda::env::{EnvSelector, SolveOptions};
 use crate::dirs::cache_dir;
 use crate::image::Image;
 use crate::layer::cache::CacheLock;
+use crate::layer::cache::prune::remove_leftovers;
 use crate::layer::tar::Owner;
 use crate::registry::SharedLayers;
 
@@ -145,7 +147,9 @@ pub fn build_with_output<T, E: From<BuildError>>(
 }
 
 /// Shares the lock of our cache directory (and of the layer cache's, when
-/// elsewhere) with other builds, waiting while a prune holds it.
+/// elsewhere) with other builds, waiting while a prune holds it. A cache
+/// no other run holds has no live run's temp files in it: those it has
+/// are a killed run's, and are removed first.
 fn lock_caches(options: &BuildOptions) -> Result<Vec<CacheLock>, BuildError> {
     let mut dirs = vec![cache_dir()];
     if let Some(cache) = &options.layer_cache
@@ -155,6 +159,9 @@ fn lock_caches(options: &BuildOptions) -> Result<Vec<CacheLock>, BuildError> {
     }
     dirs.iter()
         .map(|dir| {
+            if let Ok(_alone) = CacheLock::exclusive(dir, Duration::ZERO, || {}) {
+                remove_leftovers(dir);
+            }
             CacheLock::shared(dir, || {
                 tracing::warn!("waiting for `cache prune` to finish with {}", dir.display());
             })
@@ -163,19 +170,13 @@ fn lock_caches(options: &BuildOptions) -> Result<Vec<CacheLock>, BuildError> {
         .collect()
 }
 
-/// A staging folder beside our package cache (same file system, so
-/// extraction and staging stay cheap), removed when dropped.
-fn staging_root() -> Result<tempfile::TempDir, BuildError> {
+/// This build's staging folder beside our package cache (same file
+/// system, so extraction and staging stay cheap): `<cache>/staging/build-*`,
+/// locked while the build lives and removed when dropped; what killed
+/// builds left there is removed first, never a live build's.
+fn staging_root() -> Result<OwnedDir, BuildError> {
     let dir = cache_dir().join("staging");
-    let io = |source| CondaError::Io {
-        path: dir.clone(),
-        source,
-    };
-    fs_err::create_dir_all(&dir).map_err(io)?;
-    Ok(tempfile::Builder::new()
-        .prefix("build-")
-        .tempdir_in(&dir)
-        .map_err(io)?)
+    OwnedDir::create(&dir, "build-").map_err(|source| BuildError::Staging { dir, source })
 }
 
 /// The original conda-docker's one call: solves `packages` (from

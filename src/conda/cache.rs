@@ -7,7 +7,9 @@
 //! archive is used only if its identity matches the record. Archives are
 //! extracted into our own staging cache, keyed by sha256.
 
+use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use rattler_cache::package_cache::{CacheKey, PackageCacheLayer};
 use rattler_conda_types::{PrefixRecord, RepoDataRecord};
@@ -143,6 +145,12 @@ impl PackageCaches {
         Ok(target)
     }
 
+    /// The folder of `record`'s package in the rattler cache `dir`, if it
+    /// holds a valid one (see [`PackageCaches::locate`]).
+    pub fn in_rattler_cache(dir: &Path, record: &RepoDataRecord) -> Option<PathBuf> {
+        rattler_folder(dir, record)
+    }
+
     fn staging_folder(&self, record: &RepoDataRecord) -> Option<PathBuf> {
         let sha = record.package_record.sha256.map(hex::encode)?;
         Some(self.staging.join(sha))
@@ -179,13 +187,112 @@ impl PackageCaches {
             .tempdir_in(&self.staging)
             .map_err(|e| fail(e.into()))?;
         rattler_package_streaming::fs::extract(archive, temp.path()).map_err(|e| fail(e.into()))?;
-        // Another build may have staged the same package meanwhile: its
-        // folder holds the same bytes, so keep it and drop ours.
-        if !target.join("info/index.json").is_file() {
-            let _ = std::fs::remove_dir_all(&target);
-            std::fs::rename(temp.path(), &target).map_err(|e| fail(e.into()))?;
+        // Entries appear only whole, by rename. Another build may stage the
+        // same package meanwhile (before or during our rename): its folder
+        // holds the same bytes, so keep it and drop ours, never removing
+        // a folder another build may be reading.
+        if let Err(e) = std::fs::rename(temp.path(), &target)
+            && !target.join("info/index.json").is_file()
+        {
+            return Err(fail(e.into()));
         }
         Ok(target)
+    }
+}
+
+/// rattler's package cache lock, `<pkgs>/.cache.lock`: rattler's
+/// installer (pixi's too) holds it exclusively for a whole install, while
+/// it fetches into the cache and links from it, and rattler_cache itself
+/// replaces an entry (removes the old folder, renames the new one in)
+/// assuming its caller holds it. A build holds it shared while it reads
+/// package folders from the cache, so no install replaces a folder under
+/// it, and exclusively while it fetches, so two fetches of one package
+/// never race. An advisory `flock`: a killed holder releases it.
+#[derive(Debug, Default)]
+pub struct RattlerCacheLock {
+    held: Vec<File>,
+}
+
+/// How often a build waiting for rattler's cache tries again.
+const LOCK_POLL: Duration = Duration::from_millis(50);
+
+/// rattler's name for the lock (`PackageCache::acquire_global_lock`).
+const RATTLER_LOCK: &str = ".cache.lock";
+
+impl RattlerCacheLock {
+    /// Shares the lock of each of `dirs` that exists, waiting while an
+    /// install holds one. The lock file is made if missing, as rattler
+    /// makes it: an install that starts later must see the lock. A cache
+    /// this user cannot write is skipped when it has no lock file: nobody
+    /// can change it.
+    pub fn shared(dirs: &[&Path]) -> Result<Self, CondaError> {
+        let mut held = Vec::new();
+        for dir in dirs.iter().filter(|d| d.is_dir()) {
+            if let Some(file) = lock(dir, false)? {
+                held.push(file);
+            }
+        }
+        Ok(RattlerCacheLock { held })
+    }
+
+    /// Takes the lock of `dir` (made if missing) for this process alone,
+    /// waiting while others hold it.
+    pub fn exclusive(dir: &Path) -> Result<Self, CondaError> {
+        fs_err::create_dir_all(dir).map_err(|source| CondaError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        Ok(RattlerCacheLock {
+            held: lock(dir, true)?.into_iter().collect(),
+        })
+    }
+
+    /// Lets the lock go (as dropping it does).
+    pub fn release(&mut self) {
+        self.held.clear();
+    }
+}
+
+/// Locks `dir`'s rattler cache lock, polling so that a signal stops the
+/// wait; `None` when it has no lock file and none can be made.
+fn lock(dir: &Path, exclusive: bool) -> Result<Option<File>, CondaError> {
+    let path = dir.join(RATTLER_LOCK);
+    let fail = |source| CondaError::Io {
+        path: path.clone(),
+        source,
+    };
+    let file = match File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .or_else(|_| File::open(&path))
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !exclusive => return Ok(None),
+        Err(e) => return Err(fail(e)),
+    };
+    let mut warned = false;
+    loop {
+        let tried = match exclusive {
+            true => file.try_lock(),
+            false => file.try_lock_shared(),
+        };
+        match tried {
+            Ok(()) => return Ok(Some(file)),
+            Err(TryLockError::WouldBlock) => {
+                if !std::mem::replace(&mut warned, true) {
+                    tracing::warn!(
+                        "waiting for another process using the package cache {}",
+                        dir.display()
+                    );
+                }
+                crate::interrupt::check().map_err(fail)?;
+                std::thread::sleep(LOCK_POLL);
+            }
+            Err(TryLockError::Error(e)) => return Err(fail(e)),
+        }
     }
 }
 
@@ -231,8 +338,9 @@ fn conda_folder_matches(folder: &Path, record: &RepoDataRecord) -> bool {
 /// never `acquire`, which creates and opens for writing), accepts it only
 /// if it holds the record's sha256, reads the folder's `info/index.json`,
 /// and writes nothing: only its fetching sibling `validate_or_fetch` does.
-/// It takes no lock either, as rattler fills an entry in a temporary folder
-/// renamed into place and only then records its sha256. The folder is
+/// The build holds [`RattlerCacheLock`] shared around the lookup and
+/// every read of the folder, so no install replaces it meanwhile. The
+/// folder is
 /// named by [`CacheKey`]: `name-version-build`, or with a hash of the
 /// origin (the URL, or a `file://` URL's path) in a cache kept per origin.
 fn rattler_folder(dir: &Path, record: &RepoDataRecord) -> Option<PathBuf> {

@@ -47,6 +47,9 @@ pub struct SolveRequest {
 /// What can go wrong solving or fetching.
 #[derive(Debug, thiserror::Error)]
 pub enum SolveError {
+    /// A signal stopped the work.
+    #[error(transparent)]
+    Interrupted(crate::interrupt::Interrupted),
     /// A spec that does not parse.
     #[error("invalid package spec `{spec}`")]
     BadSpec {
@@ -254,23 +257,27 @@ fn query_repodata(
         .with_cache_dir(repodata_cache)
         .with_client(LazyClient::from(client))
         .finish();
-    Ok(runtime()?
-        .block_on(
-            gateway
-                .query(
-                    channels,
-                    [platform, Subdir::NoArch],
-                    // Every version of each named package: the solver
-                    // applies the constraints, and a package that is
-                    // there in other versions is not reported unknown.
-                    specs.iter().map(|s| match s.name.as_exact() {
-                        Some(name) => MatchSpec::from(name.clone()),
-                        None => s.clone(),
-                    }),
-                )
-                .recursive(true)
-                .execute(),
+    let query = gateway
+        .query(
+            channels,
+            [platform, Subdir::NoArch],
+            // Every version of each named package: the solver applies the
+            // constraints, and a package that is there in other versions
+            // is not reported unknown.
+            specs.iter().map(|s| match s.name.as_exact() {
+                Some(name) => MatchSpec::from(name.clone()),
+                None => s.clone(),
+            }),
         )
+        .recursive(true)
+        .execute();
+    let queried = runtime()?.block_on(async {
+        tokio::select! {
+            queried = query => Ok(queried),
+            stop = crate::interrupt::signalled() => Err(SolveError::Interrupted(stop)),
+        }
+    })?;
+    Ok(queried
         .map_err(|source| SolveError::Repodata {
             channels: channel_list.to_owned(),
             source,
@@ -341,7 +348,10 @@ fn run_solver(
 /// Downloads `records` into the package cache at `pkgs_dir` (rattler's,
 /// shared with pixi), at most eight at a time, each checked against its
 /// sha256 (or md5) before it is kept. `done` hears of each one. Returns
-/// each package's extracted folder, in the order of `records`.
+/// each package's extracted folder, in the order of `records`. The caller
+/// holds `pkgs_dir`'s [`RattlerCacheLock`](super::cache::RattlerCacheLock)
+/// exclusively, as rattler's installer does: rattler_cache replaces an
+/// entry assuming nobody else is writing it. A signal stops the fetch.
 pub fn fetch(
     records: &[RepoDataRecord],
     pkgs_dir: PathBuf,
@@ -352,47 +362,62 @@ pub fn fetch(
     }
     let client = LazyClient::from(client()?);
     let cache = PackageCache::new(pkgs_dir);
-    let limit = Arc::new(tokio::sync::Semaphore::new(8));
     runtime()?.block_on(async {
-        let mut tasks = tokio::task::JoinSet::new();
-        for (i, record) in records.iter().enumerate() {
-            let cache = cache.clone();
-            let client = client.clone();
-            let limit = limit.clone();
-            let package = record.package_record.clone();
-            let url = record.url.clone();
-            tasks.spawn(async move {
-                // reqwest cannot read file:// URLs: local channels are read
-                // from disk, checked against the record all the same.
-                let result = match url.to_file_path() {
-                    Ok(path) if url.scheme() == "file" => {
-                        cache
-                            .get_or_fetch_from_path(&path, Some(&package), None)
-                            .await
-                    }
-                    _ => {
-                        cache
-                            .get_or_fetch_from_url(&package, url, client, None, Some(limit))
-                            .await
-                    }
-                };
-                (i, result)
-            });
+        tokio::select! {
+            fetched = fetch_all(records, cache, client, done) => fetched,
+            stop = crate::interrupt::signalled() => Err(SolveError::Interrupted(stop)),
         }
-        let mut folders = vec![PathBuf::new(); records.len()];
-        while let Some(joined) = tasks.join_next().await {
-            let Ok((i, result)) = joined else { continue };
-            let record = &records[i];
-            let metadata = result.map_err(|source| SolveError::Fetch {
-                package: super::cache::dist_name(record),
-                url: record.url.to_string(),
-                source,
-            })?;
-            folders[i] = metadata.path().to_owned();
-            done(record);
-        }
-        Ok(folders)
     })
+}
+
+/// [`fetch`]'s work, on its runtime. Dropped when it loses the race to a
+/// signal: its tasks are aborted with the `JoinSet`, and rattler removes
+/// their temp folders as they drop.
+async fn fetch_all(
+    records: &[RepoDataRecord],
+    cache: PackageCache,
+    client: LazyClient,
+    done: &(dyn Fn(&RepoDataRecord) + Sync),
+) -> Result<Vec<PathBuf>, SolveError> {
+    let limit = Arc::new(tokio::sync::Semaphore::new(8));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, record) in records.iter().enumerate() {
+        let cache = cache.clone();
+        let client = client.clone();
+        let limit = limit.clone();
+        let package = record.package_record.clone();
+        let url = record.url.clone();
+        tasks.spawn(async move {
+            // reqwest cannot read file:// URLs: local channels are read
+            // from disk, checked against the record all the same.
+            let result = match url.to_file_path() {
+                Ok(path) if url.scheme() == "file" => {
+                    cache
+                        .get_or_fetch_from_path(&path, Some(&package), None)
+                        .await
+                }
+                _ => {
+                    cache
+                        .get_or_fetch_from_url(&package, url, client, None, Some(limit))
+                        .await
+                }
+            };
+            (i, result)
+        });
+    }
+    let mut folders = vec![PathBuf::new(); records.len()];
+    while let Some(joined) = tasks.join_next().await {
+        let Ok((i, result)) = joined else { continue };
+        let record = &records[i];
+        let metadata = result.map_err(|source| SolveError::Fetch {
+            package: super::cache::dist_name(record),
+            url: record.url.to_string(),
+            source,
+        })?;
+        folders[i] = metadata.path().to_owned();
+        done(record);
+    }
+    Ok(folders)
 }
 
 #[cfg(test)]

@@ -24,9 +24,9 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::atomic::OwnedDir;
 use oci_spec::image::{ImageManifest, MediaType};
 use serde_json::{Value, json};
-use tempfile::TempDir;
 
 pub use config::{ConfigError, ImageConfig, rfc3339};
 pub use glibc::glibc_version;
@@ -311,7 +311,7 @@ pub struct Image {
     jobs: usize,
     owner: Option<Owner>,
     epoch: u64,
-    scratch: Option<Arc<TempDir>>,
+    scratch: Option<Arc<OwnedDir>>,
     scratch_parent: Option<PathBuf>,
     /// The file system of `layers`, once `add_layer_path` needed it; kept
     /// up to date by `add_layer_path` and dropped by any other change of
@@ -613,11 +613,9 @@ impl Image {
                     .scratch_parent
                     .clone()
                     .unwrap_or_else(std::env::temp_dir);
-                let dir = Arc::new(
-                    tempfile::Builder::new()
-                        .prefix("conda-docker-")
-                        .tempdir_in(parent)?,
-                );
+                // Locked while any layer in it lives, so a later run
+                // removes it only if this one was killed.
+                let dir = Arc::new(OwnedDir::create(&parent, "conda-docker-scratch-")?);
                 self.scratch = Some(dir.clone());
                 dir
             }

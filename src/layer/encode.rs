@@ -5,11 +5,12 @@
 use std::io::{self, BufWriter, Write};
 use std::sync::Arc;
 
-use tempfile::{NamedTempFile, TempDir};
+use tempfile::NamedTempFile;
 
 use super::Layer;
 use super::compress::{Compression, Compressor, Threads};
 use super::tar::Owner;
+use crate::atomic::OwnedDir;
 use crate::blob::Blob;
 use crate::digest::{DiffId, HashingWriter};
 
@@ -20,13 +21,17 @@ type Sink = HashingWriter<BufWriter<NamedTempFile>>;
 pub struct LayerWriter {
     inner: HashingWriter<Compressor<Sink>>,
     compression: Compression,
-    scratch: Arc<TempDir>,
+    scratch: Arc<OwnedDir>,
 }
 
 impl LayerWriter {
     /// Starts a layer whose blob will be stored in `scratch`, compressed
     /// on `threads`.
-    fn new(scratch: Arc<TempDir>, compression: Compression, threads: &Threads) -> io::Result<Self> {
+    fn new(
+        scratch: Arc<OwnedDir>,
+        compression: Compression,
+        threads: &Threads,
+    ) -> io::Result<Self> {
         let file = NamedTempFile::new_in(scratch.path())?;
         let sink = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
         Ok(LayerWriter {
@@ -71,7 +76,7 @@ impl Write for LayerWriter {
 /// one pool of `jobs` compressing threads.
 #[derive(Clone)]
 pub struct LayerFactory {
-    scratch: Arc<TempDir>,
+    scratch: Arc<OwnedDir>,
     compression: Compression,
     epoch: u64,
     threads: Threads,
@@ -81,7 +86,7 @@ pub struct LayerFactory {
 impl LayerFactory {
     /// A factory storing blobs in `scratch`, compressing on `jobs` threads
     /// (at least one; the bytes do not depend on it).
-    pub fn new(scratch: Arc<TempDir>, compression: Compression, epoch: u64, jobs: usize) -> Self {
+    pub fn new(scratch: Arc<OwnedDir>, compression: Compression, epoch: u64, jobs: usize) -> Self {
         LayerFactory {
             scratch,
             compression,
@@ -99,7 +104,7 @@ impl LayerFactory {
     }
 
     /// The folder the layers' blobs are stored in.
-    pub fn scratch(&self) -> Arc<TempDir> {
+    pub fn scratch(&self) -> Arc<OwnedDir> {
         self.scratch.clone()
     }
 

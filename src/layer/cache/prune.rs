@@ -237,6 +237,50 @@ fn remove(path: &Path) -> (u64, u64) {
     }
 }
 
+/// The folder of extracted packages (see `conda/cache.rs`), whose
+/// `.extract-*` folders are extractions in progress.
+const PKGS: &str = "pkgs";
+/// Fetched wheels (`build/wheels.rs`) and the md5 memo (`conda/hashes.rs`),
+/// written by temp file and rename.
+const WHEELS: &str = "wheels";
+const HASHES: &str = "hashes";
+
+/// Removes the leftovers of killed runs in the cache `dir`: everything in
+/// `staging/`, temp files (dot names) among the blobs, entries, memos,
+/// wheels and hashes, and unfinished package extractions. Only for a caller that holds the
+/// cache's exclusive lock, so that no live run owns any of them (a build
+/// does this at its start when no other run holds the cache). Returns how
+/// many were removed.
+pub fn remove_leftovers(dir: &Path) -> usize {
+    // Each folder, and the start of the names of leftovers in it.
+    let places = [
+        (STAGING, ""),
+        (BLOBS, "."),
+        (LAYERS, "."),
+        (GLIBC, "."),
+        (PKGS, ".extract-"),
+        (WHEELS, "."),
+        (HASHES, "."),
+    ];
+    let mut removed = 0;
+    for (place, leftover) in places {
+        for (name, path, meta) in files(&dir.join(place)) {
+            if !name.starts_with(leftover) {
+                continue;
+            }
+            let gone = match meta.is_dir() {
+                true => std::fs::remove_dir_all(&path),
+                false => std::fs::remove_file(&path),
+            };
+            if gone.is_ok() {
+                tracing::info!("removed {}, left by a run that was killed", path.display());
+                removed += 1;
+            }
+        }
+    }
+    removed
+}
+
 /// The bytes of the files under `path`.
 fn tree_size(path: &Path) -> u64 {
     let Ok(meta) = std::fs::symlink_metadata(path) else {
@@ -465,5 +509,44 @@ mod tests {
         assert!(parse_size("GB").is_err());
         assert_eq!(parse_days("0.5"), Ok(Duration::from_secs(43_200)));
         assert!(parse_days("-1").is_err());
+    }
+
+    /// Only temp files and staging go; entries, blobs, memos, extracted
+    /// packages, wheels and other folders stay.
+    #[test]
+    fn leftovers_are_temp_files_and_staging_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let keep = [
+            "blobs/sha256/aa",
+            "layers/bb.json",
+            "glibc/cc",
+            "pkgs/dd/info/index.json",
+            "wheels/ee.whl",
+            "hashes/ff",
+            "repodata/.cache",
+        ];
+        let gone = [
+            "staging/build-x/f",
+            "staging/.new-y/f",
+            "blobs/sha256/.conda-docker-1",
+            "blobs/sha256/.partial-2",
+            "layers/.conda-docker-3",
+            "glibc/.conda-docker-4",
+            "pkgs/.extract-5/info/index.json",
+            "wheels/.conda-docker-6",
+            "hashes/.conda-docker-7",
+        ];
+        for file in keep.iter().chain(&gone) {
+            let path = dir.path().join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, "x").unwrap();
+        }
+        assert_eq!(remove_leftovers(dir.path()), gone.len());
+        for file in keep {
+            assert!(dir.path().join(file).is_file(), "{file}");
+        }
+        for file in gone {
+            assert!(!dir.path().join(file).exists(), "{file}");
+        }
     }
 }
