@@ -22,6 +22,7 @@ mod layer_cache;
 mod outputs;
 mod owner;
 mod plugin;
+mod progress;
 mod read_back;
 mod registry;
 mod registry_cache;
