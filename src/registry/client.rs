@@ -107,6 +107,8 @@ pub(crate) struct Client {
     login: Option<Login>,
     challenge: Challenge,
     tokens: Mutex<HashMap<String, (String, Instant)>>,
+    /// `--insecure`: plain HTTP allowed beyond loopback.
+    insecure: bool,
 }
 
 /// Whether `host[:port]` is this machine, where plain HTTP is allowed.
@@ -214,6 +216,39 @@ fn parse_challenge(header: &str) -> (String, HashMap<String, String>) {
     (scheme.to_lowercase(), params)
 }
 
+/// Redirects are followed (blob storage often lives elsewhere) up to ten
+/// deep, but never to plain HTTP beyond loopback unless `insecure`.
+/// reqwest itself drops the `Authorization` header when a redirect leaves
+/// the scheme, host or port, so the login stays with its registry.
+fn redirects(insecure: bool) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        let url = attempt.url();
+        if attempt.previous().len() >= 10 {
+            let error = format!("more than 10 redirects, the last to {}", origin(url));
+            attempt.error(error)
+        } else if url.scheme() != "https" && !insecure && !is_loopback_url(url) {
+            let error = format!(
+                "a redirect to plain HTTP ({}) was refused; use --insecure to allow it",
+                origin(url)
+            );
+            attempt.error(error)
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
+/// `scheme://host:port` of `url`, for messages: never its path or query,
+/// which may carry a signature.
+fn origin(url: &Url) -> String {
+    url.origin().ascii_serialization()
+}
+
+/// Whether `url` points at this machine.
+fn is_loopback_url(url: &Url) -> bool {
+    url.host_str().is_some_and(is_loopback)
+}
+
 fn http_client(
     registry: &str,
     options: &RegistryOptions,
@@ -222,6 +257,7 @@ fn http_client(
         .user_agent(concat!("conda-docker/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(30))
         .timeout(None::<Duration>)
+        .redirect(redirects(options.insecure))
         .tls_danger_accept_invalid_certs(options.insecure);
     if !options.insecure
         && let Some(config) = super::tls::config_for(registry, options.cert_dir.as_deref())?
@@ -264,6 +300,7 @@ impl Client {
             login,
             challenge: Challenge::None,
             tokens: Mutex::new(HashMap::new()),
+            insecure: options.insecure,
         };
         let ping = if is_loopback(api_host) || options.insecure {
             let probe = client
@@ -382,7 +419,7 @@ impl Client {
                         source: e,
                     });
                 }
-                Err(e) if attempt < ATTEMPTS && !e.is_builder() => {
+                Err(e) if attempt < ATTEMPTS && !e.is_builder() && !e.is_redirect() => {
                     let wait = backoff(attempt);
                     tracing::info!(
                         "{}: {what}: {e}; trying again in {:.1} s",
@@ -437,10 +474,10 @@ impl Client {
             let authorization = self.authorization(scope)?;
             let response = self.retrying(what, &|| {
                 let request = make()?;
-                Ok(match &authorization {
-                    Some(value) => request.header(AUTHORIZATION, value),
-                    None => request,
-                })
+                match &authorization {
+                    Some(value) => self.authorize(request, value, what),
+                    None => Ok(request),
+                }
             })?;
             match response.status() {
                 StatusCode::UNAUTHORIZED
@@ -463,6 +500,45 @@ impl Client {
                 _ => return Ok(response),
             }
         }
+    }
+
+    /// Adds the `Authorization` header `value` to `request` if it goes to
+    /// this registry's own API (scheme, host and port). An upload location
+    /// the registry sent may point elsewhere: it gets no login, as docker
+    /// sends one only to the hosts whose challenge it holds.
+    fn authorize(
+        &self,
+        request: RequestBuilder,
+        value: &str,
+        what: &str,
+    ) -> Result<RequestBuilder, RegistryError> {
+        let (http, built) = request.build_split();
+        let mut built = built.map_err(|_| RegistryError::Status {
+            host: self.registry.clone(),
+            what: format!("{what}: the request cannot be made"),
+            status: 0,
+            detail: String::new(),
+        })?;
+        if self.base.origin() == built.url().origin() {
+            let mut header = reqwest::header::HeaderValue::from_str(value).map_err(|_| {
+                RegistryError::Status {
+                    host: self.registry.clone(),
+                    what: "the login does not fit in an HTTP header".into(),
+                    status: 0,
+                    detail: String::new(),
+                }
+            })?;
+            header.set_sensitive(true);
+            built.headers_mut().insert(AUTHORIZATION, header);
+        } else {
+            tracing::debug!(
+                "{}: {what} at {}: sent without the login, which belongs to {}",
+                self.registry,
+                origin(built.url()),
+                origin(&self.base)
+            );
+        }
+        Ok(RequestBuilder::from_parts(http, built))
     }
 
     fn not_authorised(&self, scope: &Scope, refusal: Refusal) -> RegistryError {
@@ -548,6 +624,17 @@ impl Client {
         service: Option<&str>,
         scope: &Scope,
     ) -> Result<(String, Duration), RegistryError> {
+        if realm.scheme() != "https" && !self.insecure && !is_loopback_url(realm) {
+            return Err(RegistryError::Status {
+                host: self.registry.clone(),
+                what: format!(
+                    "its token service {} is plain HTTP, which would expose the login; use --insecure to allow it",
+                    origin(realm)
+                ),
+                status: 401,
+                detail: String::new(),
+            });
+        }
         let scopes = scope.strings();
         let response = self.retrying("getting a token", &|| {
             Ok(match self.login.as_ref().map(|l| &l.credentials) {

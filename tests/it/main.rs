@@ -30,6 +30,7 @@ mod registry_logins;
 mod registry_selftest;
 mod relocation_diff;
 mod roundtrip;
+mod secrets;
 mod security;
 mod security_images;
 mod solve;

@@ -153,7 +153,11 @@
 //! - Observe: `requests() -> Vec<`[`RegistryRequest`]`>` (method, path with
 //!   query, status, user agent; from the access log, readiness probes left
 //!   out), `served(method, path, status)`, `log()`, `tokens_issued()`,
-//!   `tokens() -> Vec<`[`IssuedToken`]`>` (grant, subject, granted scopes).
+//!   `tokens() -> Vec<`[`IssuedToken`]`>` (grant, subject, granted scopes, the token).
+//! - [`RecordingProxy`]`::start(route)`: a host of its own on loopback that
+//!   records each request's method, path and `Authorization` (`seen()`),
+//!   then redirects it or forwards it to a registry ([`Route`]), optionally
+//!   with its own login and the answer's upload `Location` moved elsewhere.
 //! - [`http_request`]`(host, method, path, headers, body) -> `[`HttpResponse`]:
 //!   one plain HTTP/1.1 exchange (registry or token service);
 //!   [`parse_access_log_line`], [`base64_encode`], [`base64url`],
@@ -172,6 +176,7 @@ mod legacy;
 mod oci;
 mod podman;
 mod process;
+mod proxy;
 mod pyrattler;
 mod registry;
 mod rootfs;
@@ -194,6 +199,7 @@ pub use podman::{DockerService, Podman};
 pub use process::{
     DEFAULT_TIMEOUT, run, run_timeout, run_unchecked, run_unchecked_timeout, stdout, unique_name,
 };
+pub use proxy::{RecordingProxy, Route, Seen};
 pub use pyrattler::{PY_RATTLER_REQUIREMENT, PyRattlerSolve, SolvedRecord, py_rattler_python};
 pub use registry::*;
 pub use rootfs::{BUSYBOX_APPLETS, FIXTURE_GID, FIXTURE_MTIMES, FIXTURE_UID, busybox_rootfs};

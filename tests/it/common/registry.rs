@@ -68,6 +68,8 @@ pub struct IssuedToken {
     /// What the token grants, as `TYPE:NAME:ACTION,ACTION` scopes, e.g.
     /// `repository:selftest/img:pull,push`.
     pub scopes: Vec<String>,
+    /// The token itself (a signed JWT): a secret that must never show.
+    pub token: String,
 }
 
 /// A running `docker-registry`; killed by PID (and its token service
@@ -941,6 +943,7 @@ fn issue_token(
         grant: grant.to_string(),
         subject: subject.to_string(),
         scopes,
+        token,
     });
     Ok(response)
 }
