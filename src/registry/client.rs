@@ -173,6 +173,13 @@ fn retry_after(response: &Response) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
+/// How long to wait before try `attempt + 1`: what the registry asked
+/// for, else our backoff; never more than [`MAX_WAIT`], so a registry
+/// cannot park a build for an hour.
+fn wait_before_retry(asked: Option<Duration>, attempt: u32) -> Duration {
+    asked.unwrap_or_else(|| backoff(attempt)).min(MAX_WAIT)
+}
+
 fn retryable(status: StatusCode) -> bool {
     status == StatusCode::TOO_MANY_REQUESTS || matches!(status.as_u16(), 500 | 502 | 503 | 504)
 }
@@ -401,9 +408,7 @@ impl Client {
             attempt += 1;
             match make()?.send() {
                 Ok(response) if retryable(response.status()) && attempt < ATTEMPTS => {
-                    let wait = retry_after(&response)
-                        .unwrap_or_else(|| backoff(attempt))
-                        .min(MAX_WAIT);
+                    let wait = wait_before_retry(retry_after(&response), attempt);
                     tracing::info!(
                         "{}: {what}: HTTP {}; trying again in {:.1} s",
                         self.registry,
@@ -835,6 +840,15 @@ mod tests {
         assert!(matches!(client.challenge, Challenge::None));
         assert_eq!(client.base.scheme(), "http", "loopback without TLS");
         assert_eq!(seen.lock().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn retry_after_is_honoured_up_to_a_cap() {
+        let secs = Duration::from_secs;
+        assert_eq!(wait_before_retry(Some(secs(2)), 1), secs(2));
+        assert_eq!(wait_before_retry(Some(secs(3600)), 1), MAX_WAIT);
+        assert_eq!(wait_before_retry(None, 1), Duration::from_millis(250));
+        assert_eq!(wait_before_retry(None, 20), secs(16));
     }
 
     #[test]
