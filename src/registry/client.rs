@@ -145,6 +145,19 @@ fn is_certificate_error(error: &reqwest::Error) -> bool {
     false
 }
 
+/// Whether a failure is a server that answered a TLS hello with something
+/// other than TLS: a registry that speaks plain HTTP only.
+fn is_plain_http_answer(error: &reqwest::Error) -> bool {
+    let mut cause: Option<&dyn std::error::Error> = Some(error);
+    while let Some(e) = cause {
+        if matches!(rustls_error(e), Some(rustls::Error::InvalidMessage(_))) {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
 /// The rustls error `error` is, or holds inside (nested) I/O errors.
 fn rustls_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
     if let Some(tls) = error.downcast_ref::<rustls::Error>() {
@@ -422,6 +435,11 @@ impl Client {
                     return Err(RegistryError::Untrusted {
                         host: self.registry.clone(),
                         source: e,
+                    });
+                }
+                Err(e) if is_plain_http_answer(&e) => {
+                    return Err(RegistryError::PlainHttp {
+                        host: self.registry.clone(),
                     });
                 }
                 Err(e) if attempt < ATTEMPTS && !e.is_builder() && !e.is_redirect() => {

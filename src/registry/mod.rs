@@ -68,6 +68,14 @@ pub enum RegistryError {
         #[source]
         source: reqwest::Error,
     },
+    /// A registry off this machine that answers in plain HTTP only.
+    #[error(
+        "{host} does not speak HTTPS; plain HTTP is used only for a registry on this machine (localhost) or with --insecure"
+    )]
+    PlainHttp {
+        /// The registry.
+        host: String,
+    },
     /// Refused by the registry or its token service.
     #[error("not authorised to {action} {target}{hint}")]
     NotAuthorised {

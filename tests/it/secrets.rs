@@ -17,7 +17,7 @@ use crate::common::{
     self, CacheLayout, CondaChannel, RecordingProxy, Registry, Route, base64_encode, install_env,
     require_tools,
 };
-use crate::fixtures::{busybox_base, conda_docker};
+use crate::fixtures::{busybox_base, conda_docker, failure};
 
 /// `conda-docker` with only `PATH` from the host, `HOME` and our cache
 /// under `home`.
@@ -564,4 +564,99 @@ fn credentials_go_only_to_the_registry_they_belong_to() {
     // What was pushed through the other host is whole.
     let pushed = target.registry.inspect("app/env:1", &["--raw"]);
     assert!(pushed["layers"].as_array().unwrap().len() >= 3, "{pushed}");
+}
+
+/// The layout of a busybox base at `dir/base-oci`, tag `b`.
+fn base_layout(dir: &Path) -> String {
+    let layout = dir.join("base-oci");
+    busybox_base(&dir.join("base"))
+        .write(&format!("oci:{}:b", layout.display()))
+        .unwrap();
+    format!("oci:{}:b", layout.display())
+}
+
+/// `skopeo copy SRC docker://HOST/NAME`, without TLS checks (the tests
+/// set up the registries; what is checked is our client).
+fn seed(source: &str, host: &str, name: &str) {
+    common::run(Command::new(common::expect_tool("skopeo")).args([
+        "--insecure-policy",
+        "copy",
+        "--quiet",
+        "--dest-tls-verify=false",
+        source,
+        &format!("docker://{host}/{name}"),
+    ]));
+}
+
+#[test]
+fn registries_off_loopback_need_verified_tls_or_insecure() {
+    require_tools!("docker-registry", "skopeo", "openssl", "busybox");
+    let Some(netns) = common::Netns::create() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let plain = common::NetnsRegistry::start(&netns, &dir.path().join("plain"), 5000, false);
+    let tls = common::NetnsRegistry::start(&netns, &dir.path().join("tls"), 5443, true);
+    let source = base_layout(dir.path());
+    seed(&source, plain.host(), "ns/bb:1");
+    seed(&source, tls.host(), "ns/bb:1");
+    let pull = |home: &str, host: &str, flags: &[&str]| {
+        let mut cmd = cd(&dir.path().join(home));
+        cmd.args(["pull", &format!("{host}/ns/bb:1"), "-o"])
+            .arg(dir.path().join(format!("{home}.tar")))
+            .args(flags);
+        cmd
+    };
+    let seeded = plain.requests().len();
+
+    // Plain HTTP off loopback: not spoken to (HTTPS only, which it does
+    // not answer) without --insecure; with it, pulled.
+    let error = failure(&mut pull("p1", plain.host(), &[]));
+    assert!(error.contains(plain.host()), "{error}");
+    assert!(error.contains("--insecure"), "says what to do: {error}");
+    assert_eq!(plain.requests().len(), seeded, "no HTTP request reached it");
+    assert!(!dir.path().join("p1.tar").exists());
+    common::run(&mut pull("p2", plain.host(), &["--insecure"]));
+    assert!(plain.requests().len() > seeded);
+
+    // A certificate that does not verify: refused, naming the fix; with
+    // its CA (--cert-dir) or --insecure, pulled.
+    let error = failure(&mut pull("t1", tls.host(), &[]));
+    assert!(
+        error.contains(&format!(
+            "the TLS certificate of {} is not trusted",
+            tls.host()
+        )),
+        "{error}"
+    );
+    let cert_dir = tls.cert_dir().unwrap().to_str().unwrap();
+    common::run(&mut pull("t2", tls.host(), &["--cert-dir", cert_dir]));
+    common::run(&mut pull("t3", tls.host(), &["--insecure"]));
+
+    // A loopback registry that redirects blob downloads to the plain one
+    // off loopback: refused without --insecure.
+    let Some(lo) = Registry::plain(&dir.path().join("lo")) else {
+        return;
+    };
+    lo.push(&source, "ns/bb:1");
+    let upstream = lo.host().to_owned();
+    let off = plain.host().to_owned();
+    let front = RecordingProxy::start(move |method, path| {
+        if method == "GET" && path.contains("/blobs/sha256:") {
+            Route::Redirect(format!("http://{off}{path}"))
+        } else {
+            Route::Forward {
+                upstream: upstream.clone(),
+                authorization: None,
+                location_host: None,
+            }
+        }
+    });
+    let before = plain.requests().len();
+    let error = failure(&mut pull("r1", &front.host(), &[]));
+    assert!(error.contains("a redirect to plain HTTP"), "{error}");
+    assert!(error.contains("--insecure"), "{error}");
+    assert_eq!(plain.requests().len(), before, "not followed");
+    common::run(&mut pull("r2", &front.host(), &["--insecure"]));
+    assert!(plain.requests().len() > before, "followed with --insecure");
 }

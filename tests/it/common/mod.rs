@@ -154,6 +154,10 @@
 //!   query, status, user agent; from the access log, readiness probes left
 //!   out), `served(method, path, status)`, `log()`, `tokens_issued()`,
 //!   `tokens() -> Vec<`[`IssuedToken`]`>` (grant, subject, granted scopes, the token).
+//! - [`Netns`]`::create()` (root and `ip`, else skipped): a network
+//!   namespace at `address()` (`10.200.N.2`) joined by a veth pair, deleted
+//!   on drop; [`NetnsRegistry`]`::start(netns, dir, port, tls)`: a registry
+//!   in it, off loopback (`host()`, `cert_dir()`, `requests()`).
 //! - [`RecordingProxy`]`::start(route)`: a host of its own on loopback that
 //!   records each request's method, path and `Authorization` (`seen()`),
 //!   then redirects it or forwards it to a registry ([`Route`]), optionally
@@ -173,6 +177,7 @@
 mod conda;
 mod hostile;
 mod legacy;
+mod netns;
 mod oci;
 mod podman;
 mod process;
@@ -194,6 +199,7 @@ pub use conda::{
 };
 pub use hostile::{Canary, HostilePackage, hostile_channel};
 pub use legacy::{legacy_conda_docker_tar, legacy_conda_docker_tar_layers};
+pub use netns::{Netns, NetnsRegistry};
 pub use oci::{skopeo_copy, skopeo_inspect, umoci_layout_from_rootfs, umoci_unpack};
 pub use podman::{DockerService, Podman};
 pub use process::{

@@ -485,7 +485,7 @@ fn free_port() -> u16 {
 }
 
 /// `openssl req -x509`: an RSA-2048 key and a self-signed certificate.
-fn self_signed_cert(key: &Path, cert: &Path, subject: &str, extension: Option<&str>) {
+pub(super) fn self_signed_cert(key: &Path, cert: &Path, subject: &str, extension: Option<&str>) {
     let mut cmd = Command::new(expect_tool("openssl"));
     cmd.args([
         "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
