@@ -528,18 +528,40 @@ fn credentials_go_only_to_the_registry_they_belong_to() {
         cache.host(): auth("carol", "Pa55-C-5f6a"),
     }});
     std::fs::write(docker.join("config.json"), config.to_string()).unwrap();
-    let home = scene.path("home");
-    let out = common::run(
-        scene
-            .build(
-                &home,
-                Some(&format!("{}/base/bb:1", base.front.host())),
-                &["-q", "--push", "-i"],
-            )
-            .arg(format!("{}/app/env:1", target.front.host()))
-            .arg("--cache-repo")
-            .arg(format!("{}/cache/layers", cache.host()))
-            .env("DOCKER_CONFIG", &docker),
+    // Once with every login in docker's file, once with the target's from
+    // CONDA_DOCKER_REGISTRY_USER/_PASSWORD (and a fresh cache, so the base
+    // is pulled again and the layers come from the cache repository).
+    let env_config = scene.path("docker-env");
+    std::fs::create_dir_all(&env_config).unwrap();
+    let mut without_target = config.clone();
+    without_target["auths"]
+        .as_object_mut()
+        .unwrap()
+        .remove(&target.front.host());
+    std::fs::write(env_config.join("config.json"), without_target.to_string()).unwrap();
+    let build = |home: &str, docker: &Path, env: &[(&str, &str)]| {
+        common::run(
+            scene
+                .build(
+                    &scene.path(home),
+                    Some(&format!("{}/base/bb:1", base.front.host())),
+                    &["-q", "--push", "-i"],
+                )
+                .arg(format!("{}/app/env:1", target.front.host()))
+                .arg("--cache-repo")
+                .arg(format!("{}/cache/layers", cache.host()))
+                .env("DOCKER_CONFIG", docker)
+                .envs(env.iter().copied()),
+        )
+    };
+    let out = build("home", &docker, &[]);
+    build(
+        "home2",
+        &env_config,
+        &[
+            ("CONDA_DOCKER_REGISTRY_USER", "bob"),
+            ("CONDA_DOCKER_REGISTRY_PASSWORD", "Pa55-B-3d4e"),
+        ],
     );
     assert!(common::stdout(&out).contains("/app/env@sha256:"));
     base.saw_only_its_own_login("base registry");
