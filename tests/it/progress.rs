@@ -3,25 +3,10 @@
 //! and what became of it; `-q` prints none. (The bars on a terminal are
 //! checked by hand with `script`.)
 
-use std::path::Path;
-use std::process::{Command, Output};
-
-use crate::common::{self, CacheLayout, CondaChannel, Registry, install_env, require_tools};
-use crate::fixtures::{busybox_app, busybox_base, conda_docker};
-
-/// `conda-docker` with `HOME` and our cache under `home`, stderr a pipe.
-fn cd(home: &Path) -> Command {
-    let mut cmd = conda_docker();
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("CONDA_DOCKER_CACHE_DIR", home.join("cache"));
-    cmd
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
+use crate::common::{
+    self, CacheLayout, CondaChannel, Registry, install_env, isolated_conda_docker, require_tools,
+};
+use crate::fixtures::{busybox_app, busybox_base};
 
 /// The layer digests of `name`'s manifest in `registry`.
 fn manifest_layers(registry: &Registry, name: &str) -> Vec<String> {
@@ -76,43 +61,53 @@ fn pulls_and_pushes_print_a_line_per_layer_and_nothing_with_q() {
     let home = dir.path().join("home");
 
     // A push from a layout: each layer uploaded.
-    let pushed = common::run(cd(&home).args([
+    let pushed = common::run(isolated_conda_docker(&home).args([
         "copy",
         &source,
         &format!("docker://{}", registry.image("prog/app:1")),
     ]));
     let layers = manifest_layers(&registry, "prog/app:1");
     assert_eq!(layers.len(), 3);
-    one_line_per_layer(&stderr(&pushed), "push", &layers, "uploaded");
+    one_line_per_layer(&common::stderr(&pushed), "push", &layers, "uploaded");
 
     // A pull into an empty cache downloads each layer; the next finds
     // them in the cache.
     let out = dir.path().join("pulled.tar");
     let pull = || {
         common::run(
-            cd(&home)
+            isolated_conda_docker(&home)
                 .args(["pull", &registry.image("prog/app:1"), "-o"])
                 .arg(&out),
         )
     };
-    let first = stderr(&pull());
+    let first = common::stderr(&pull());
     one_line_per_layer(&first, "pull", &layers, "downloaded");
     assert!(
         first.lines().last().unwrap().starts_with("wrote "),
         "{first}"
     );
-    one_line_per_layer(&stderr(&pull()), "pull", &layers, "already in the cache");
+    one_line_per_layer(
+        &common::stderr(&pull()),
+        "pull",
+        &layers,
+        "already in the cache",
+    );
 
     // A copy between repositories of one registry: read from the cache,
     // mounted.
-    let copied = common::run(cd(&home).args([
+    let copied = common::run(isolated_conda_docker(&home).args([
         "copy",
         &format!("docker://{}", registry.image("prog/app:1")),
         &format!("docker://{}", registry.image("prog/copy:1")),
     ]));
-    one_line_per_layer(&stderr(&copied), "pull", &layers, "already in the cache");
     one_line_per_layer(
-        &stderr(&copied),
+        &common::stderr(&copied),
+        "pull",
+        &layers,
+        "already in the cache",
+    );
+    one_line_per_layer(
+        &common::stderr(&copied),
         "push",
         &layers,
         "mounted from another repository",
@@ -120,18 +115,18 @@ fn pulls_and_pushes_print_a_line_per_layer_and_nothing_with_q() {
 
     // -q: nothing on stderr, the pushed NAME@DIGEST still on stdout.
     let quiet_pull = common::run(
-        cd(&home)
+        isolated_conda_docker(&home)
             .args(["pull", "-q", &registry.image("prog/app:1"), "-o"])
             .arg(dir.path().join("quiet.tar")),
     );
-    assert_eq!(stderr(&quiet_pull), "");
-    let quiet_copy = common::run(cd(&home).args([
+    assert_eq!(common::stderr(&quiet_pull), "");
+    let quiet_copy = common::run(isolated_conda_docker(&home).args([
         "copy",
         "-q",
         &source,
         &format!("docker://{}", registry.image("prog/quiet:1")),
     ]));
-    assert_eq!(stderr(&quiet_copy), "");
+    assert_eq!(common::stderr(&quiet_copy), "");
     assert!(common::stdout(&quiet_copy).starts_with(&registry.image("prog/quiet@sha256:")));
 }
 
@@ -151,7 +146,7 @@ fn build_push_prints_a_line_per_layer_and_nothing_with_q() {
     let home = dir.path().join("home");
     let build = |name: &str, quiet: &[&str]| {
         common::run(
-            cd(&home)
+            isolated_conda_docker(&home)
                 .env("RATTLER_CACHE_DIR", env.cache_dir.parent().unwrap())
                 .args(["build", "-p"])
                 .arg(&env.prefix)
@@ -161,13 +156,13 @@ fn build_push_prints_a_line_per_layer_and_nothing_with_q() {
                 .args(quiet),
         )
     };
-    let err = stderr(&build("prog/env:1", &[]));
+    let err = common::stderr(&build("prog/env:1", &[]));
     let layers = manifest_layers(&registry, "prog/env:1");
     assert!(layers.len() >= 3, "{layers:?}");
     one_line_per_layer(&err, "push", &layers, "uploaded");
     assert!(err.lines().last().unwrap().starts_with("pushed "), "{err}");
 
     let quiet = build("prog/env:2", &["-q"]);
-    assert_eq!(stderr(&quiet), "");
+    assert_eq!(common::stderr(&quiet), "");
     assert!(common::stdout(&quiet).starts_with(&registry.image("prog/env@sha256:")));
 }

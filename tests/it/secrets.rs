@@ -15,24 +15,9 @@ use serde_json::{Value, json};
 
 use crate::common::{
     self, CacheLayout, CondaChannel, RecordingProxy, Registry, Route, base64_encode, install_env,
-    require_tools,
+    isolated_conda_docker, require_tools,
 };
-use crate::fixtures::{busybox_base, conda_docker, failure};
-
-/// `conda-docker` with only `PATH` from the host, `HOME` and our cache
-/// under `home`.
-fn cd(home: &Path) -> Command {
-    let mut cmd = conda_docker();
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("CONDA_DOCKER_CACHE_DIR", home.join("cache"));
-    cmd
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
+use crate::fixtures::{busybox_base, failure};
 
 /// `Basic base64(user:password)`.
 fn basic(user: &str, password: &str) -> String {
@@ -119,7 +104,7 @@ fn free_of_output(what: &str, output: &Output, secrets: &[String]) {
 
 /// `login HOST -u USER --password-stdin` with `password`, at `-vvv`.
 fn login(home: &Path, host: &str, user: &str, password: &str) -> Output {
-    let mut child = cd(home)
+    let mut child = isolated_conda_docker(home)
         .args(["-vvv", "login", host, "-u", user, "--password-stdin"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -175,7 +160,7 @@ impl Scene {
     /// `build -p ENV` from `home`, with the base as `base` (default: the
     /// docker-archive) and `args`.
     fn build(&self, home: &Path, base: Option<&str>, args: &[&str]) -> Command {
-        let mut cmd = cd(home);
+        let mut cmd = isolated_conda_docker(home);
         cmd.env("CONDA_PKGS_DIRS", &self.pkgs)
             .args(["build", "-p"])
             .arg(&self.prefix)
@@ -223,7 +208,7 @@ fn passwords_and_tokens_never_show_in_output_errors_or_images() {
         (basic_reg.host(), "basuser", basic_password),
     ] {
         let out = login(&home, host, user, password);
-        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(out.status.success(), "{}", common::stderr(&out));
         outputs.push((format!("login {host}"), out));
     }
     // Builds at each verbosity and with --json: the base pulled with the
@@ -255,7 +240,11 @@ fn passwords_and_tokens_never_show_in_output_errors_or_images() {
         outputs.push((format!("build {flags:?}"), out));
     }
     let pulled = scene.path("pulled.tar");
-    let out = common::run(cd(&home).args(["-vvv", "pull", &target, "-o"]).arg(&pulled));
+    let out = common::run(
+        isolated_conda_docker(&home)
+            .args(["-vvv", "pull", &target, "-o"])
+            .arg(&pulled),
+    );
     outputs.push(("pull -vvv".into(), out));
     // Errors, at -vvv: a wrong password (basic and token registries), a
     // login refused, an unreachable registry.
@@ -285,7 +274,7 @@ fn passwords_and_tokens_never_show_in_output_errors_or_images() {
                 .env("CONDA_DOCKER_REGISTRY_PASSWORD", wrong),
         );
         assert!(!out.status.success(), "{what}");
-        let last = stderr(&out).lines().last().unwrap_or("").to_owned();
+        let last = common::stderr(&out).lines().last().unwrap_or("").to_owned();
         assert!(last.starts_with("error: "), "{what}: {last}");
         outputs.push((what.into(), out));
     }
@@ -327,7 +316,7 @@ fn login_keeps_its_file_private_and_the_other_entries() {
     std::fs::write(&config, before.to_string()).unwrap();
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
     let out = login(&home, registry.host(), "u1", "Login-Pa55-0c1d");
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", common::stderr(&out));
     let mode = std::fs::metadata(&config).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "the login file is private");
     let after: Value = serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
@@ -341,7 +330,7 @@ fn login_keeps_its_file_private_and_the_other_entries() {
     // A file made fresh is private too.
     let fresh = dir.path().join("fresh");
     let out = login(&fresh, registry.host(), "u1", "Login-Pa55-0c1d");
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", common::stderr(&out));
     let mode = std::fs::metadata(fresh.join(".docker/config.json"))
         .unwrap()
         .permissions()
@@ -396,6 +385,17 @@ fn images_carry_nothing_of_the_build_machine() {
     assert!(pieces > 10, "the images were read: {pieces} pieces");
 }
 
+/// Another host that passes every request on to `upstream` with `login`
+/// of its own (storage or an upload service a registry trusts).
+fn passing_on(upstream: &str, login: &str) -> RecordingProxy {
+    let (upstream, login) = (upstream.to_owned(), login.to_owned());
+    RecordingProxy::start(move |_, _| Route::Forward {
+        upstream: upstream.clone(),
+        authorization: Some(login.clone()),
+        location_host: None,
+    })
+}
+
 /// A registry behind a recording proxy that redirects its blob downloads
 /// to another host, or points its upload locations at another host.
 struct Fronted {
@@ -411,14 +411,7 @@ impl Fronted {
     fn redirecting(registry: Registry, user: &str, password: &str) -> Fronted {
         let login = basic(user, password);
         let upstream = registry.host().to_owned();
-        let storage = RecordingProxy::start({
-            let (upstream, login) = (upstream.clone(), login.clone());
-            move |_, _| Route::Forward {
-                upstream: upstream.clone(),
-                authorization: Some(login.clone()),
-                location_host: None,
-            }
-        });
+        let storage = passing_on(&upstream, &login);
         let storage_host = storage.host();
         let front = RecordingProxy::start(move |method, path| {
             if method == "GET" && path.contains("/blobs/sha256:") {
@@ -444,14 +437,7 @@ impl Fronted {
     fn uploading_elsewhere(registry: Registry, user: &str, password: &str) -> Fronted {
         let login = basic(user, password);
         let upstream = registry.host().to_owned();
-        let uploads = RecordingProxy::start({
-            let (upstream, login) = (upstream.clone(), login.clone());
-            move |_, _| Route::Forward {
-                upstream: upstream.clone(),
-                authorization: Some(login.clone()),
-                location_host: None,
-            }
-        });
+        let uploads = passing_on(&upstream, &login);
         let uploads_host = uploads.host();
         let front = RecordingProxy::start(move |_, _| Route::Forward {
             upstream: upstream.clone(),
@@ -623,7 +609,7 @@ fn registries_off_loopback_need_verified_tls_or_insecure() {
     seed(&source, plain.host(), "ns/bb:1");
     seed(&source, tls.host(), "ns/bb:1");
     let pull = |home: &str, host: &str, flags: &[&str]| {
-        let mut cmd = cd(&dir.path().join(home));
+        let mut cmd = isolated_conda_docker(&dir.path().join(home));
         cmd.args(["pull", &format!("{host}/ns/bb:1"), "-o"])
             .arg(dir.path().join(format!("{home}.tar")))
             .args(flags);

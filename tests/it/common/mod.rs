@@ -203,7 +203,8 @@ pub use netns::{Netns, NetnsRegistry};
 pub use oci::{skopeo_copy, skopeo_inspect, umoci_layout_from_rootfs, umoci_unpack};
 pub use podman::{DockerService, Podman};
 pub use process::{
-    DEFAULT_TIMEOUT, run, run_timeout, run_unchecked, run_unchecked_timeout, stdout, unique_name,
+    DEFAULT_TIMEOUT, isolated_conda_docker, run, run_timeout, run_unchecked, run_unchecked_timeout,
+    stderr, stdout, unique_name,
 };
 pub use proxy::{RecordingProxy, Route, Seen};
 pub use pyrattler::{PY_RATTLER_REQUIREMENT, PyRattlerSolve, SolvedRecord, py_rattler_python};
