@@ -264,6 +264,19 @@ fn origin(url: &Url) -> String {
     url.origin().ascii_serialization()
 }
 
+/// `error` with its URL cut to scheme, host and path: a query can carry
+/// a signature (a storage URL a registry redirects to) or upload state,
+/// and error messages and logs must not.
+fn redacted(mut error: reqwest::Error) -> reqwest::Error {
+    if let Some(url) = error.url_mut() {
+        url.set_query(None);
+        url.set_fragment(None);
+        let _ = url.set_password(None);
+        let _ = url.set_username("");
+    }
+    error
+}
+
 /// Whether `url` points at this machine.
 fn is_loopback_url(url: &Url) -> bool {
     url.host_str().is_some_and(is_loopback)
@@ -419,7 +432,7 @@ impl Client {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match make()?.send() {
+            match make()?.send().map_err(redacted) {
                 Ok(response) if retryable(response.status()) && attempt < ATTEMPTS => {
                     let wait = wait_before_retry(retry_after(&response), attempt);
                     tracing::info!(
@@ -440,6 +453,7 @@ impl Client {
                 Err(e) if is_plain_http_answer(&e) => {
                     return Err(RegistryError::PlainHttp {
                         host: self.registry.clone(),
+                        what: "it does not speak HTTPS".into(),
                     });
                 }
                 Err(e) if attempt < ATTEMPTS && !e.is_builder() && !e.is_redirect() => {
@@ -648,14 +662,12 @@ impl Client {
         scope: &Scope,
     ) -> Result<(String, Duration), RegistryError> {
         if realm.scheme() != "https" && !self.insecure && !is_loopback_url(realm) {
-            return Err(RegistryError::Status {
+            return Err(RegistryError::PlainHttp {
                 host: self.registry.clone(),
                 what: format!(
-                    "its token service {} is plain HTTP, which would expose the login; use --insecure to allow it",
+                    "its token service {} is plain HTTP, which would expose the login",
                     origin(realm)
                 ),
-                status: 401,
-                detail: String::new(),
             });
         }
         let scopes = scope.strings();
@@ -909,6 +921,30 @@ mod tests {
                 "not authorised to push to {address}/a/b: the login from CONDA_DOCKER_REGISTRY_USER and CONDA_DOCKER_REGISTRY_PASSWORD (user ci) was accepted, but may not push to it"
             )
         );
+    }
+
+    #[test]
+    fn a_plain_http_token_service_off_loopback_gets_no_login() {
+        const BEARER: &str = "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://10.0.0.1:9/token\",service=\"s\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        let (address, seen) = scripted_server(vec![BEARER]);
+        let login = Login {
+            credentials: Credentials::Basic {
+                username: "ci".into(),
+                password: "secret".into(),
+            },
+            origin: Origin::Environment,
+        };
+        let client = Client::connect(&address, &RegistryOptions::default(), Some(login)).unwrap();
+        let scope = Scope::new("a/b", Action::Pull);
+        let get = || Ok(client.http().get(client.url("/v2/a/b/tags/list")));
+        let error = client.send(&scope, "listing", &get).err().unwrap();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "{address}: its token service http://10.0.0.1:9 is plain HTTP, which would expose the login; plain HTTP is used only on this machine (localhost) or with --insecure"
+            )
+        );
+        assert_eq!(seen.lock().unwrap().len(), 1, "only the ping was sent");
     }
 
     #[test]

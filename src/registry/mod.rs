@@ -68,13 +68,16 @@ pub enum RegistryError {
         #[source]
         source: reqwest::Error,
     },
-    /// A registry off this machine that answers in plain HTTP only.
+    /// Plain HTTP off this machine without `--insecure`: a registry that
+    /// answers only that, or a token service at an `http://` URL.
     #[error(
-        "{host} does not speak HTTPS; plain HTTP is used only for a registry on this machine (localhost) or with --insecure"
+        "{host}: {what}; plain HTTP is used only on this machine (localhost) or with --insecure"
     )]
     PlainHttp {
         /// The registry.
         host: String,
+        /// What is plain HTTP.
+        what: String,
     },
     /// Refused by the registry or its token service.
     #[error("not authorised to {action} {target}{hint}")]

@@ -651,7 +651,7 @@ fn registries_off_loopback_need_verified_tls_or_insecure() {
     let off = plain.host().to_owned();
     let front = RecordingProxy::start(move |method, path| {
         if method == "GET" && path.contains("/blobs/sha256:") {
-            Route::Redirect(format!("http://{off}{path}"))
+            Route::Redirect(format!("http://{off}{path}?X-Amz-Signature=Sig-5ecret-77"))
         } else {
             Route::Forward {
                 upstream: upstream.clone(),
@@ -663,8 +663,53 @@ fn registries_off_loopback_need_verified_tls_or_insecure() {
     let before = plain.requests().len();
     let error = failure(&mut pull("r1", &front.host(), &[]));
     assert!(error.contains("a redirect to plain HTTP"), "{error}");
+    assert!(!error.contains("Sig-5ecret-77"), "no signature: {error}");
     assert!(error.contains("--insecure"), "{error}");
     assert_eq!(plain.requests().len(), before, "not followed");
     common::run(&mut pull("r2", &front.host(), &["--insecure"]));
     assert!(plain.requests().len() > before, "followed with --insecure");
+}
+
+#[test]
+fn signed_storage_urls_stay_out_of_errors() {
+    require_tools!("docker-registry", "skopeo", "busybox");
+    let dir = tempfile::tempdir().unwrap();
+    let Some(registry) = Registry::plain(&dir.path().join("reg")) else {
+        return;
+    };
+    registry.push(&base_layout(dir.path()), "st/bb:1");
+    // Blob downloads go to a storage URL whose query is its signature, on
+    // a host that is down.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let upstream = registry.host().to_owned();
+    let front = RecordingProxy::start(move |method, path| {
+        if method == "GET" && path.contains("/blobs/sha256:") {
+            Route::Redirect(format!(
+                "http://{closed}/bucket/blob?X-Amz-Credential=Cred-5ecret-12&X-Amz-Signature=Sig-5ecret-34"
+            ))
+        } else {
+            Route::Forward {
+                upstream: upstream.clone(),
+                authorization: None,
+                location_host: None,
+            }
+        }
+    });
+    let out = common::run_unchecked(
+        isolated_conda_docker(&dir.path().join("home"))
+            .args(["-vvv", "pull", &format!("{}/st/bb:1", front.host()), "-o"])
+            .arg(dir.path().join("out.tar")),
+    );
+    assert!(!out.status.success());
+    let err = common::stderr(&out);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.starts_with("error: cannot reach registry"), "{last}");
+    free_of_output(
+        "a failed download from storage",
+        &out,
+        &["Cred-5ecret-12".into(), "Sig-5ecret-34".into()],
+    );
 }
