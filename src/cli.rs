@@ -634,6 +634,12 @@ pub struct BuildArgs {
     /// Add a label (repeatable).
     #[arg(long = "label", value_name = "K=V", value_parser = key_value)]
     pub label: Vec<(String, String)>,
+    /// Add a manifest annotation (repeatable), e.g.
+    /// `org.opencontainers.image.source=URL`; replaces a standard one
+    /// (`created`, `base.name`, `base.digest`). OCI outputs and pushes
+    /// carry them; `docker load` does not read them.
+    #[arg(long = "annotation", value_name = "K=V", value_parser = key_value)]
+    pub annotation: Vec<(String, String)>,
     /// The entrypoint: a JSON array (`["python", "-m", "app"]`) or a
     /// command line, split as a shell splits it.
     #[arg(long, value_name = "CMD", allow_hyphen_values = true)]
@@ -819,6 +825,14 @@ fn run_build(args: BuildArgs) -> Result<(), CliError> {
         args.compression.compression,
         args.compress_base.then_some("--compress-base"),
     )?;
+    if let (Some(ImageDestination::DockerArchive(path)), false) =
+        (&destination, args.annotation.is_empty())
+    {
+        tracing::warn!(
+            "{}: a docker-archive's manifest.json has no annotations, so `docker load` and skopeo will not see --annotation (only the archive's OCI index.json keeps them): write oci:DIR or oci-archive:PATH, or --push, to keep them",
+            path.display()
+        );
+    }
     let (json, quiet, compress_base) = (args.json, args.quiet, args.compress_base);
     let mut options = build_options(args, env)?;
     // The login, the registry and the right to push, before any work.
@@ -929,6 +943,7 @@ fn build_options(args: BuildArgs, env: EnvSelector) -> Result<BuildOptions, CliE
         name: args.image,
         env_vars: args.env,
         labels: args.label,
+        annotations: args.annotation,
         entrypoint: args.entrypoint.as_deref().map(command_words).transpose()?,
         cmd: args.cmd.as_deref().map(command_words).transpose()?,
         workdir: args.workdir,

@@ -37,6 +37,11 @@ impl Digest {
         hex::encode(self.0)
     }
 
+    /// The 32 bytes, for encodings other than hex (a wheel's `RECORD`).
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     /// Parses 64 hex digits with no algorithm prefix.
     pub fn from_hex(text: &str) -> Result<Self, DigestParseError> {
         let mut bytes = [0u8; 32];

@@ -58,6 +58,7 @@ pub mod invocation;
 pub mod layer;
 pub(crate) mod parallel;
 pub mod platform;
+pub mod pypi;
 pub mod reference;
 pub mod registry;
 

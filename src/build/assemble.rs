@@ -3,7 +3,7 @@
 
 use crate::conda::activation::{activation, package_activation};
 use crate::conda::env::EnvironmentKind;
-use crate::image::Image;
+use crate::image::{Image, ImageSource, annotations};
 use crate::layer::Layer;
 
 use super::env_layer::add_env_layer;
@@ -57,6 +57,17 @@ pub(crate) fn assemble(
         tracing::warn!("{warning}");
     }
     configure(image, options, &activation.vars);
+    let base_name = match &options.base {
+        ImageSource::Registry(reference) => Some(reference),
+        _ => None,
+    };
+    let annotated = annotations::standard(
+        image.epoch(),
+        base_name,
+        image.source_digest(),
+        &options.annotations,
+    );
+    image.set_annotations(annotated);
     image.set_reference(checked.name.clone());
     Ok((base, reports))
 }

@@ -154,6 +154,13 @@ fn write_lock(options: &BuildOptions, env: &Environment, subdir: Subdir) -> Resu
             .map(|r| r.repodata_record.clone())
             .collect();
         write_explicit(path, subdir, &records)?;
+        if !env.wheels.is_empty() {
+            tracing::warn!(
+                "{} holds the conda packages only: an @EXPLICIT spec has no place for the {} PyPI wheels",
+                path.display(),
+                env.wheels.len()
+            );
+        }
     }
     Ok(())
 }

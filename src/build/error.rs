@@ -13,6 +13,9 @@ pub enum BuildError {
     /// Reading the environment or its packages.
     #[error(transparent)]
     Conda(#[from] CondaError),
+    /// A PyPI wheel of a lock file.
+    #[error(transparent)]
+    Pypi(#[from] crate::pypi::PypiError),
     /// Reading the base or building layers.
     #[error(transparent)]
     Image(#[from] ImageError),

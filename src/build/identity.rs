@@ -6,6 +6,7 @@ use rattler::install::PythonInfo;
 use rattler_conda_types::{PrefixRecord, Subdir};
 
 use crate::conda::cache::dist_name;
+use crate::conda::envfile::LockedWheel;
 use crate::conda::relocate::image_origin;
 use crate::digest::Digest;
 use crate::layer::Compression;
@@ -16,7 +17,7 @@ use crate::layer::compress::{GZIP_CHUNK_SIZE, GZIP_IMPLEMENTATION, ZSTD_JOB_SIZE
 /// `conda-meta` record, the compressors' output). Bump it in any commit
 /// that changes a layer's bytes for the same inputs: one that changes a
 /// pin of `tests/it/golden.rs`, a dependency upgrade included.
-pub const LAYER_FORMAT: u32 = 2;
+pub const LAYER_FORMAT: u32 = 3;
 
 /// Everything that decides the bytes of one package layer; two layers with
 /// the same identity have the same blob. Its [`LayerIdentity::digest`] is
@@ -45,6 +46,23 @@ pub struct LayerIdentity {
     /// so the identities of layers owned by root stay as they were.
     #[serde(skip_serializing_if = "Option::is_none")]
     owner: Option<[u32; 2]>,
+    /// The PyPI wheels of a wheel layer (whose `packages` is empty), in
+    /// the order they are installed; left out of a conda layer's identity.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    wheels: Vec<WheelIdentity>,
+}
+
+/// One wheel of a layer, as it decides the layer's bytes.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+struct WheelIdentity {
+    /// The wheel's file name (name, version, tags).
+    file: String,
+    /// The wheel's sha256, hex: its files.
+    sha256: String,
+    /// Whether `REQUESTED` is written.
+    requested: bool,
+    /// [`crate::pypi::INSTALL_FORMAT`]: how the wheel is installed.
+    install_format: u32,
 }
 
 /// One package of a layer, as it decides the layer's bytes.
@@ -54,9 +72,11 @@ struct PackageIdentity {
     dist: String,
     /// The archive's file name, written into its `conda-meta` record.
     file: String,
-    /// The archive's `sha256:HEX` (or `md5:HEX` when the record knows no
-    /// sha256): the files, and the hash written into the record.
-    hash: String,
+    /// The archive's hashes as its record carries them, `sha256:HEX`
+    /// first, then `md5:HEX`: the first names the files, and each is
+    /// written into the record, so a hash learnt later (an archive that
+    /// turned up) is another layer.
+    hashes: Vec<String>,
     /// The URL written into the record (a `file://` channel's host path
     /// left out, see `conda::relocate::image_origin`).
     url: String,
@@ -131,10 +151,33 @@ impl LayerIdentity {
                 .map(PythonIdentity::of),
             compression: CompressionIdentity::of(settings.compression),
             epoch: settings.epoch,
-            owner: settings
-                .owner
-                .filter(|&owner| owner != (0, 0))
-                .map(|(uid, gid)| [uid, gid]),
+            owner: owner(settings),
+            wheels: Vec::new(),
+        })
+    }
+
+    /// The identity of a layer holding the PyPI `wheels`, in that order,
+    /// installed for the environment's python (`None` when there is no
+    /// python: then nothing can be installed).
+    pub(crate) fn of_wheels(wheels: &[&LockedWheel], settings: &LayerSettings) -> Option<Self> {
+        Some(LayerIdentity {
+            format: LAYER_FORMAT,
+            packages: Vec::new(),
+            platform: settings.platform.to_string(),
+            image_prefix: settings.image_prefix.to_owned(),
+            python: Some(PythonIdentity::of(settings.python?)),
+            compression: CompressionIdentity::of(settings.compression),
+            epoch: settings.epoch,
+            owner: owner(settings),
+            wheels: wheels
+                .iter()
+                .map(|wheel| WheelIdentity {
+                    file: wheel.file_name.clone(),
+                    sha256: hex::encode(wheel.sha256),
+                    requested: wheel.requested,
+                    install_format: crate::pypi::INSTALL_FORMAT,
+                })
+                .collect(),
         })
     }
 
@@ -150,20 +193,32 @@ impl LayerIdentity {
     }
 }
 
+/// `[uid, gid]` of the prefix's entries, unless root's.
+fn owner(settings: &LayerSettings) -> Option<[u32; 2]> {
+    settings
+        .owner
+        .filter(|&owner| owner != (0, 0))
+        .map(|(uid, gid)| [uid, gid])
+}
+
 impl PackageIdentity {
     fn of(record: &PrefixRecord) -> Option<Self> {
         let r = &record.repodata_record;
         let p = &r.package_record;
-        let hash = match (p.sha256, p.md5) {
-            (Some(sha256), _) => format!("sha256:{}", hex::encode(sha256)),
-            (None, Some(md5)) => format!("md5:{}", hex::encode(md5)),
-            (None, None) => return None,
-        };
+        let hashes: Vec<String> = p
+            .sha256
+            .map(|sha256| format!("sha256:{}", hex::encode(sha256)))
+            .into_iter()
+            .chain(p.md5.map(|md5| format!("md5:{}", hex::encode(md5))))
+            .collect();
+        if hashes.is_empty() {
+            return None;
+        }
         let (url, channel) = image_origin(r);
         Some(PackageIdentity {
             dist: dist_name(r),
             file: r.identifier.to_string(),
-            hash,
+            hashes,
             url: url.to_string(),
             channel,
         })
@@ -221,7 +276,10 @@ mod tests {
             packages: vec![PackageIdentity {
                 dist: "zlib-1.3.1-hb9d3cd8_2".into(),
                 file: "zlib-1.3.1-hb9d3cd8_2.conda".into(),
-                hash: format!("sha256:{}", "ab".repeat(32)),
+                hashes: vec![
+                    format!("sha256:{}", "ab".repeat(32)),
+                    format!("md5:{}", "cd".repeat(16)),
+                ],
                 url: "https://conda.anaconda.org/conda-forge/linux-64/zlib-1.3.1-hb9d3cd8_2.conda"
                     .into(),
                 channel: Some("https://conda.anaconda.org/conda-forge".into()),
@@ -232,6 +290,7 @@ mod tests {
             compression: CompressionIdentity::of(Compression::Gzip(6)),
             epoch: 0,
             owner: None,
+            wheels: Vec::new(),
         }
     }
 
@@ -244,9 +303,9 @@ mod tests {
             String::from_utf8(id.canonical()).unwrap(),
             concat!(
                 r#"{"format":1,"packages":[{"dist":"zlib-1.3.1-hb9d3cd8_2","#,
-                r#""file":"zlib-1.3.1-hb9d3cd8_2.conda","hash":"sha256:"#,
+                r#""file":"zlib-1.3.1-hb9d3cd8_2.conda","hashes":["sha256:"#,
                 "abababababababababababababababababababababababababababababababab",
-                r#"","url":"https://conda.anaconda.org/conda-forge/linux-64/zlib-1.3.1-hb9d3cd8_2.conda","#,
+                r#"","md5:cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd"],"url":"https://conda.anaconda.org/conda-forge/linux-64/zlib-1.3.1-hb9d3cd8_2.conda","#,
                 r#""channel":"https://conda.anaconda.org/conda-forge"}],"platform":"linux-64","#,
                 r#""image_prefix":"/opt/conda","python":null,"#,
                 r#""compression":{"algorithm":"gzip","implementation":"libdeflate 1.26","level":6,"chunk_size":1048576},"#,
@@ -295,8 +354,8 @@ mod tests {
         let (a, b) = (record("a", Some([1; 32])), record("b", Some([2; 32])));
         let plain = LayerIdentity::of(&[&a], false, &settings).unwrap();
         assert_eq!(
-            plain.packages[0].hash,
-            format!("sha256:{}", "01".repeat(32))
+            plain.packages[0].hashes,
+            [format!("sha256:{}", "01".repeat(32))]
         );
         assert_eq!(plain.packages[0].file, "a-1.0-0.conda");
         // The channel as the image's record writes it: no trailing slash.
@@ -332,6 +391,49 @@ mod tests {
     }
 
     #[test]
+    fn a_wheel_layer_is_named_by_its_wheels_and_the_python() {
+        let python =
+            PythonInfo::from_version(&"3.11.7".parse().unwrap(), None, Subdir::Linux64).unwrap();
+        let settings = LayerSettings {
+            platform: Subdir::Linux64,
+            image_prefix: "/opt/conda",
+            python: Some(&python),
+            compression: Compression::Gzip(6),
+            epoch: 0,
+            owner: None,
+        };
+        let wheel = LockedWheel {
+            name: "demo".into(),
+            version: "1.0".into(),
+            url: "https://example.com/demo-1.0-py3-none-any.whl"
+                .parse()
+                .unwrap(),
+            file_name: "demo-1.0-py3-none-any.whl".into(),
+            sha256: [3; 32],
+            requested: false,
+        };
+        let id = LayerIdentity::of_wheels(&[&wheel], &settings).unwrap();
+        assert_eq!(id.python.as_ref().unwrap().version, "3.11");
+        let requested = LockedWheel {
+            requested: true,
+            ..wheel.clone()
+        };
+        let other = LockedWheel {
+            sha256: [4; 32],
+            ..wheel.clone()
+        };
+        for changed in [requested, other] {
+            let changed = LayerIdentity::of_wheels(&[&changed], &settings).unwrap();
+            assert_ne!(changed.digest(), id.digest());
+        }
+        let no_python = LayerSettings {
+            python: None,
+            ..settings
+        };
+        assert_eq!(LayerIdentity::of_wheels(&[&wheel], &no_python), None);
+    }
+
+    #[test]
     fn every_part_changes_the_digest() {
         let base = identity().digest();
         let mut changed = Vec::new();
@@ -349,6 +451,9 @@ mod tests {
         changed.push(id);
         let mut id = identity();
         id.format = 2;
+        changed.push(id);
+        let mut id = identity();
+        id.packages[0].hashes.pop();
         changed.push(id);
         let mut id = identity();
         id.owner = Some([1000, 1000]);

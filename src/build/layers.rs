@@ -7,11 +7,13 @@ use std::path::{Path, PathBuf};
 use rattler_conda_types::PrefixRecord;
 
 use crate::conda::cache::dist_folder;
+use crate::conda::envfile::LockedWheel;
 use crate::conda::relocate::{Target, relocate};
 use crate::image::Image;
 use crate::layer::Layer;
 use crate::layer::{LayerCache, LayerFactory};
 use crate::parallel::in_parallel;
+use crate::pypi::{self, Layout};
 use crate::registry::SharedLayers;
 
 use super::identity::LayerIdentity;
@@ -21,8 +23,19 @@ use super::plan::{LayerPlan, PlannedLayer};
 const PACKAGES_ANNOTATION: &str = "org.conda-docker.packages";
 use super::{BuildError, LayerReport, LayerSource, Reporter};
 
+/// The PyPI wheels of the environment and their fetched files, in the
+/// same order.
+#[derive(Clone, Copy)]
+pub(crate) struct Wheels<'a> {
+    /// What the lock says of each.
+    pub locked: &'a [LockedWheel],
+    /// Each one's file in our cache.
+    pub files: &'a [PathBuf],
+}
+
 /// The package layers of `plan`, in its order, each with its report.
-/// `records` and `package_dirs` are the environment's, in the same order;
+/// `records` and `package_dirs` are the environment's, in the same order,
+/// as are `wheels`;
 /// `image` (the base) gives the layers their compression, time stamp and
 /// threads (`--jobs`, which also bounds the layers built at once);
 /// packages are staged under `staging` while their layer is written. A
@@ -31,8 +44,7 @@ use super::{BuildError, LayerReport, LayerSource, Reporter};
 /// in the local cache.
 pub(crate) fn build_layers(
     plan: &LayerPlan,
-    records: &[PrefixRecord],
-    package_dirs: &[PathBuf],
+    (records, package_dirs, wheels): (&[PrefixRecord], &[PathBuf], Wheels),
     image: &mut Image,
     staging: &Path,
     (cache, shared): (Option<&LayerCache>, &SharedLayers),
@@ -51,8 +63,10 @@ pub(crate) fn build_layers(
         let identity = planned.identity.as_ref().map(LayerIdentity::digest);
         let layer = PackageLayer {
             packages: &planned.packages,
+            wheels: &planned.wheels,
             records,
             package_dirs,
+            wheel_files: wheels,
         };
         let cached = cache.zip(identity.as_ref()).and_then(|(c, id)| c.get(id));
         if let Some(cached) = cached {
@@ -72,7 +86,7 @@ pub(crate) fn build_layers(
         }
         Ok(built)
     };
-    reporter.start(records.len());
+    reporter.start(records.len() + wheels.locked.len());
     let order = largest_first(&plan.layers, records);
     let built = in_parallel(&order, image.jobs(), |&i| {
         package_layer(&plan.layers[i]).map(|layer| (i, layer))
@@ -99,12 +113,15 @@ fn largest_first(layers: &[PlannedLayer], records: &[PrefixRecord]) -> Vec<usize
     order
 }
 
-/// The packages of one layer.
+/// The packages (or wheels) of one layer.
 struct PackageLayer<'a> {
     /// Indices into `records` and `package_dirs`, in layer order.
     packages: &'a [usize],
+    /// Indices into `wheel_files`, in layer order.
+    wheels: &'a [usize],
     records: &'a [PrefixRecord],
     package_dirs: &'a [PathBuf],
+    wheel_files: Wheels<'a>,
 }
 
 impl PackageLayer<'_> {
@@ -115,11 +132,12 @@ impl PackageLayer<'_> {
         source: LayerSource,
         reporter: &dyn Reporter,
     ) -> Result<(Layer, LayerReport), BuildError> {
-        let packages = self
+        let mut packages = self
             .packages
             .iter()
             .map(|&i| dist_folder(&self.records[i]).map(|d| d.to_string()))
             .collect::<Result<Vec<_>, _>>()?;
+        packages.extend(self.wheel_names());
         let from = match source {
             LayerSource::Registry => "from the cache repository",
             _ => "from the layer cache",
@@ -154,6 +172,10 @@ impl PackageLayer<'_> {
             staged.push(staging);
             packages.push(dist.to_string());
         }
+        if !self.wheels.is_empty() {
+            staged.push(self.install_wheels(target, staging)?);
+            packages.extend(self.wheel_names());
+        }
         let what = packages.join(" ");
         let layer = factory
             .build(|tar| {
@@ -171,6 +193,35 @@ impl PackageLayer<'_> {
             let _ = std::fs::remove_dir_all(dir);
         }
         Ok(finish(layer, packages, LayerSource::Built, reporter))
+    }
+}
+
+impl PackageLayer<'_> {
+    /// The wheels' file names, as the report and annotation name them.
+    fn wheel_names(&self) -> impl Iterator<Item = String> + '_ {
+        self.wheels
+            .iter()
+            .map(|&i| self.wheel_files.locked[i].file_name.clone())
+    }
+
+    /// Installs the layer's wheels into one staging folder standing for
+    /// the prefix, and returns it.
+    fn install_wheels(&self, target: &Target, staging: &Path) -> Result<PathBuf, BuildError> {
+        let first = &self.wheel_files.locked[self.wheels[0]];
+        let staging = staging.join(format!("pypi-{}", hex::encode(first.sha256)));
+        let python = target.python.ok_or_else(|| {
+            pypi::PypiError::NoPython(self.wheel_names().collect::<Vec<_>>().join(", "))
+        })?;
+        let layout = Layout {
+            python,
+            image_prefix: target.image_prefix,
+        };
+        for &i in self.wheels {
+            let locked = &self.wheel_files.locked[i];
+            tracing::info!("installing {}", locked.file_name);
+            pypi::install(&self.wheel_files.files[i], locked, &layout, &staging)?;
+        }
+        Ok(staging)
     }
 }
 

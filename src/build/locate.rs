@@ -14,6 +14,7 @@ use rattler_conda_types::package::{IndexJson, PackageFile};
 use crate::conda::CondaError;
 use crate::conda::cache::{PackageCaches, dist_name};
 use crate::conda::env::{Environment, EnvironmentKind};
+use crate::conda::hashes::{self, HashMemo};
 use crate::conda::solve;
 use crate::dirs::cache_dir;
 use crate::parallel::{cores, in_parallel};
@@ -56,6 +57,7 @@ pub(crate) fn locate(
     scratch: &Path,
     reporter: &dyn Reporter,
 ) -> Result<Located, BuildError> {
+    gather_from_conda_caches(&mut env.records, caches);
     let ((dirs, found), installed) = match &env.kind {
         EnvironmentKind::Installed { prefix } => (
             locate_or_rebuild(&env.records, caches, prefix, python, scratch)?,
@@ -65,6 +67,7 @@ pub(crate) fn locate(
             (locate_or_fetch(&env.records, caches, reporter)?, false)
         }
     };
+    gather_the_rest(&mut env.records, &dirs);
     let mut noarch_python = Vec::with_capacity(dirs.len());
     for (record, dir) in env.records.iter_mut().zip(&dirs) {
         let index = IndexJson::from_package_directory(dir).ok();
@@ -78,6 +81,39 @@ pub(crate) fn locate(
         found,
         noarch_python,
     })
+}
+
+/// Fills the hashes the records lack from conda's caches (hashing an
+/// archive where one is at hand), before the packages are looked for by
+/// them.
+fn gather_from_conda_caches(records: &mut [PrefixRecord], caches: &PackageCaches) {
+    let found = in_parallel(records, cores(), |record| {
+        Ok::<_, std::convert::Infallible>(hashes::from_conda_caches(record, caches))
+    });
+    for (record, found) in records.iter_mut().zip(found) {
+        let Ok(found) = found;
+        found.apply(record);
+    }
+}
+
+/// Fills the hashes the records still lack from rattler's cache entries
+/// the packages were found in (`dirs`), then from the hashes earlier
+/// builds saw; keeps what this build knows for later ones, and says once
+/// which packages' records in the image lack a hash.
+fn gather_the_rest(records: &mut [PrefixRecord], dirs: &[PathBuf]) {
+    let memo = HashMemo::new(cache_dir().join("hashes"));
+    for (record, dir) in records.iter_mut().zip(dirs) {
+        hashes::from_rattler_entry(record, dir);
+        memo.recall(record);
+        memo.remember(record);
+    }
+    let lacking = hashes::lacking(records);
+    if !lacking.is_empty() {
+        tracing::warn!(
+            "no input, cache record or archive tells these hashes, so the image's conda-meta records leave them out: {}",
+            lacking.join(", ")
+        );
+    }
 }
 
 /// The packages of an installed environment: from the caches, else rebuilt

@@ -27,6 +27,7 @@ mod locate;
 mod options;
 mod plan;
 mod report;
+mod wheels;
 
 use std::path::Path;
 
@@ -74,6 +75,7 @@ pub fn build(
         reporter,
     )?;
     environment::check_glibc(&subject, &located.dirs, options)?;
+    let wheel_files = wheels::fetch_wheels(&subject, options)?;
     // The layer plan.
     let plan = plan::plan(&subject, &located, options, prefix_arc)?;
     // The layers.
@@ -86,10 +88,13 @@ pub fn build(
         options.layer_cache.as_ref(),
         &options.registry,
     );
+    let wheels = layers::Wheels {
+        locked: &subject.env.wheels,
+        files: &wheel_files,
+    };
     let mut layers = layers::build_layers(
         &plan,
-        &subject.env.records,
-        &located.dirs,
+        (&subject.env.records, &located.dirs, wheels),
         &mut subject.base,
         staging.path(),
         (options.layer_cache.as_ref(), &shared),

@@ -54,6 +54,9 @@ pub struct BuildOptions {
     pub user: Option<String>,
     /// Labels.
     pub labels: Vec<(String, String)>,
+    /// Manifest annotations (`--annotation K=V`), over the standard ones
+    /// (`image::annotations::standard`).
+    pub annotations: Vec<(String, String)>,
     /// Most layers in the image, the base's included (overlayfs mounts at
     /// most ~125).
     pub max_layers: usize,
@@ -110,6 +113,7 @@ impl Default for BuildOptions {
             workdir: None,
             user: None,
             labels: Vec::new(),
+            annotations: Vec::new(),
             max_layers: 100,
             single_layer: false,
             untracked: true,

@@ -30,11 +30,14 @@ pub(crate) struct LayerPlan {
     pub python: Option<PythonInfo>,
 }
 
-/// One package layer.
+/// One package layer: conda packages, or PyPI wheels.
 pub(crate) struct PlannedLayer {
     /// The packages (indices into the environment's records), in the order
     /// they are written.
     pub packages: Vec<usize>,
+    /// The wheels (indices into the environment's wheels), in the order
+    /// they are installed; a layer holds packages or wheels, not both.
+    pub wheels: Vec<usize>,
     /// What decides the layer's bytes; `None` when something the identity
     /// cannot name does: a package rebuilt from the host's prefix, or one
     /// whose record has no hash.
@@ -63,6 +66,21 @@ pub(crate) fn plan(
             base: base_layers,
             extra,
         })?;
+    let wheels = &subject.env.wheels;
+    let wheel_layers = match (wheels.len(), options.single_layer) {
+        (0, _) => 0,
+        (_, true) => 1,
+        (n, false) => n.min((budget / 2).max(1)),
+    };
+    let budget =
+        budget
+            .checked_sub(wheel_layers)
+            .filter(|b| *b > 0)
+            .ok_or(BuildError::NoLayerBudget {
+                max: options.max_layers,
+                base: base_layers,
+                extra: extra + wheel_layers,
+            })?;
     let groups = groups(records, options.single_layer, budget);
     let settings = LayerSettings {
         platform: subject.platform.subdir,
@@ -72,13 +90,25 @@ pub(crate) fn plan(
         epoch: subject.base.epoch(),
         owner: options.owner,
     };
-    let layers = groups
+    let mut layers: Vec<PlannedLayer> = groups
         .into_iter()
         .map(|packages| {
             let identity = identity(&packages, records, located, &settings);
-            PlannedLayer { packages, identity }
+            PlannedLayer {
+                packages,
+                wheels: Vec::new(),
+                identity,
+            }
         })
         .collect();
+    layers.extend(wheel_groups(wheels.len(), wheel_layers).map(|group| {
+        let locked: Vec<_> = group.iter().map(|&i| &wheels[i]).collect();
+        PlannedLayer {
+            packages: Vec::new(),
+            identity: LayerIdentity::of_wheels(&locked, &settings),
+            wheels: group,
+        }
+    }));
     Ok(LayerPlan {
         layers,
         platform: subject.platform.subdir,
@@ -86,6 +116,13 @@ pub(crate) fn plan(
         prefix_arc: prefix_arc.to_owned(),
         python: subject.python.clone(),
     })
+}
+
+/// The wheels `0..count` (in name order) in `layers` groups of
+/// consecutive wheels, as even as can be: one wheel each when the budget
+/// allows, so changing one wheel rebuilds one layer.
+fn wheel_groups(count: usize, layers: usize) -> impl Iterator<Item = Vec<usize>> {
+    (0..layers).map(move |layer| (layer * count / layers..(layer + 1) * count / layers).collect())
 }
 
 /// A post-link script is not run: say so, since what it would do at install
@@ -162,4 +199,18 @@ fn identity(
     let noarch_python = packages.iter().any(|&i| located.noarch_python[i]);
     let records: Vec<&PrefixRecord> = packages.iter().map(|&i| &records[i]).collect();
     LayerIdentity::of(&records, noarch_python, settings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wheels_fill_their_layers_evenly() {
+        let groups: Vec<Vec<usize>> = wheel_groups(5, 2).collect();
+        assert_eq!(groups, [vec![0, 1], vec![2, 3, 4]]);
+        let groups: Vec<Vec<usize>> = wheel_groups(3, 3).collect();
+        assert_eq!(groups, [vec![0], vec![1], vec![2]]);
+        assert_eq!(wheel_groups(0, 0).count(), 0);
+    }
 }

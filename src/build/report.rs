@@ -10,7 +10,8 @@ pub struct LayerReport {
     pub digest: Digest,
     /// The blob size.
     pub size: u64,
-    /// `name-version-build` of each package in it.
+    /// `name-version-build` of each conda package in it, or the file name
+    /// of each PyPI wheel (`name-version-tags.whl`).
     pub packages: Vec<String>,
     /// Where the layer came from.
     pub source: LayerSource,

@@ -7,7 +7,7 @@ use rattler_conda_types::{PrefixRecord, Subdir};
 
 use super::CondaError;
 use super::contained::{check_record, shown};
-use super::envfile::{FileKind, kind_of, read_environment_yaml, read_lock_file};
+use super::envfile::{FileKind, LockedWheel, kind_of, read_environment_yaml, read_lock_file};
 use super::explicit::read_explicit;
 use super::solve::{self, SolveRequest};
 use super::virtual_packages::Overrides;
@@ -111,7 +111,7 @@ pub struct SolveOptions {
     pub virtual_packages: Vec<String>,
     /// Leave out an environment file's `pip:` section instead of failing.
     pub ignore_pip: bool,
-    /// Leave out a lock file's PyPI packages instead of failing.
+    /// Leave out a lock file's PyPI packages instead of installing them.
     pub ignore_pypi: bool,
     /// The environment of a lock file to build (default `default`).
     pub lock_environment: Option<String>,
@@ -254,6 +254,9 @@ pub struct Environment {
     /// states it: `None` when it does not (every package noarch), and the
     /// build decides.
     pub platform: Option<Subdir>,
+    /// The PyPI wheels a lock file pins, by name (installed above the
+    /// conda packages); empty for every other source.
+    pub wheels: Vec<LockedWheel>,
 }
 
 /// What an environment is: the build matches on it once per stage.
@@ -297,17 +300,17 @@ impl EnvironmentKind {
     }
 }
 
-/// What one source gives: the records in the source's order, and the
+/// What one source gives: the records in the source's order, the
 /// platform when the source states it (a solve or lock file is for the
 /// platform asked; an installed prefix or an explicit file without
-/// `# platform:` says it through its records).
-type Loaded = (Vec<PrefixRecord>, Option<Subdir>);
+/// `# platform:` says it through its records), and a lock file's wheels.
+type Loaded = (Vec<PrefixRecord>, Option<Subdir>, Vec<LockedWheel>);
 
 impl Environment {
     /// Reads the environment the selector names, solving it if it is
     /// given as specs.
     pub fn load(selector: &EnvSelector, solve: &SolveOptions) -> Result<Self, CondaError> {
-        let (kind, (mut records, stated)) = read_source(selector, solve)?;
+        let (kind, (mut records, stated, wheels)) = read_source(selector, solve)?;
         let origin = kind.origin_path().to_owned();
         if records.is_empty() {
             return Err(CondaError::Empty(origin));
@@ -322,6 +325,7 @@ impl Environment {
             kind,
             records,
             platform,
+            wheels,
         })
     }
 }
@@ -336,7 +340,7 @@ fn read_source(
     Ok(match selector {
         EnvSelector::Explicit(path) => {
             let (records, platform) = read_explicit(path)?;
-            (file(path), (records, platform))
+            (file(path), (records, platform, Vec::new()))
         }
         EnvSelector::Specs(specs) => (
             resolved(Origin::Specs),
@@ -350,7 +354,10 @@ fn read_source(
         other => {
             let prefix = other.prefix()?;
             let records = installed(&prefix)?;
-            (EnvironmentKind::Installed { prefix }, (records, None))
+            (
+                EnvironmentKind::Installed { prefix },
+                (records, None, Vec::new()),
+            )
         }
     })
 }
@@ -377,22 +384,24 @@ fn solved(
         .into_iter()
         .map(|r| PrefixRecord::from_repodata_record(r, Vec::new()))
         .collect::<Vec<_>>();
-    Ok((records, Some(platform)))
+    Ok((records, Some(platform), Vec::new()))
 }
 
 /// The packages a lock file pins for the requested platform.
 fn locked(path: &Path, options: &SolveOptions) -> Result<Loaded, CondaError> {
     let platform = options.subdir();
-    let records = read_lock_file(
+    let locked = read_lock_file(
         path,
         options.lock_environment.as_deref(),
         platform,
         options.ignore_pypi,
-    )?
-    .into_iter()
-    .map(|r| PrefixRecord::from_repodata_record(r, Vec::new()))
-    .collect();
-    Ok((records, Some(platform)))
+    )?;
+    let records = locked
+        .records
+        .into_iter()
+        .map(|r| PrefixRecord::from_repodata_record(r, Vec::new()))
+        .collect();
+    Ok((records, Some(platform), locked.wheels))
 }
 
 /// The records in an installed prefix's `conda-meta/`.

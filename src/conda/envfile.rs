@@ -7,7 +7,8 @@
 use std::path::{Path, PathBuf};
 
 use rattler_conda_types::{EnvironmentYaml, RepoDataRecord, Subdir};
-use rattler_lock::LockFile;
+use rattler_lock::{LockFile, PypiPackageData, UrlOrPath};
+use url::Url;
 
 use super::CondaError;
 use super::explicit::bad_line;
@@ -45,15 +46,45 @@ pub fn kind_of(path: &Path) -> FileKind {
     }
 }
 
-/// The conda packages a lock file pins for `platform` in environment
-/// `environment` (default: `default`). PyPI packages in it are an error
-/// naming them, unless `ignore_pypi`.
+/// A PyPI wheel a lock file pins, checked: fetched by URL, named by its
+/// sha256.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockedWheel {
+    /// The package name, as the lock gives it.
+    pub name: String,
+    /// The version, as the lock gives it.
+    pub version: String,
+    /// Where the wheel is fetched from.
+    pub url: Url,
+    /// The wheel's file name (the last segment of its URL), which carries
+    /// its tags.
+    pub file_name: String,
+    /// The sha256 of the wheel file.
+    pub sha256: [u8; 32],
+    /// Whether the pixi manifest beside the lock lists it as a direct
+    /// dependency (pip's `REQUESTED`).
+    pub requested: bool,
+}
+
+/// What a lock file pins for one environment and platform.
+#[derive(Debug, Default)]
+pub struct Locked {
+    /// The conda packages.
+    pub records: Vec<RepoDataRecord>,
+    /// The PyPI wheels, by name (none when they are ignored).
+    pub wheels: Vec<LockedWheel>,
+}
+
+/// The packages a lock file pins for `platform` in environment
+/// `environment` (default: `default`). Its PyPI packages must be wheels
+/// with a sha256 fetched by URL; any other is an error naming it. With
+/// `ignore_pypi`, they are left out.
 pub fn read_lock_file(
     path: &Path,
     environment: Option<&str>,
     platform: Subdir,
     ignore_pypi: bool,
-) -> Result<Vec<RepoDataRecord>, CondaError> {
+) -> Result<Locked, CondaError> {
     let bad = |reason: String| bad_line(path, 1, reason);
     let text = read_yaml(path)?;
     let lock =
@@ -93,14 +124,25 @@ pub fn read_lock_file(
             platforms.join(", ")
         )));
     };
+    let mut wheels = Vec::new();
     if !ignore_pypi && let Some(pypi) = env.pypi_packages(locked_platform) {
-        let pypi: Vec<String> = pypi.map(|p| p.name().to_string()).collect();
-        if !pypi.is_empty() {
-            return Err(bad(format!(
-                "it has PyPI packages ({}), which cannot be installed into an image; pass --ignore-pypi to leave them out",
-                pypi.join(", ")
-            )));
+        let requested = super::pixi::direct_pypi_dependencies(path);
+        for package in pypi {
+            let line = line_of(&text, package.location().inner().as_str());
+            let mut wheel = locked_wheel(package).map_err(|why| {
+                bad_line(
+                    path,
+                    line,
+                    format!(
+                        "PyPI package `{}` cannot be installed: {why}; pass --ignore-pypi to leave the PyPI packages out",
+                        package.name()
+                    ),
+                )
+            })?;
+            wheel.requested = requested.contains(&normalized_name(&wheel.name));
+            wheels.push(wheel);
         }
+        wheels.sort_by_key(|wheel| normalized_name(&wheel.name));
     }
     let records = env
         .conda_repodata_records(locked_platform)
@@ -109,7 +151,83 @@ pub fn read_lock_file(
     if records.is_empty() {
         return Err(CondaError::Empty(path.to_owned()));
     }
-    Ok(records)
+    Ok(Locked { records, wheels })
+}
+
+/// A PyPI package name in its normal form (PEP 503): lowercase, each run
+/// of `-`, `_` and `.` one `-`.
+pub fn normalized_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        match c {
+            '-' | '_' | '.' if out.ends_with('-') => {}
+            '-' | '_' | '.' => out.push('-'),
+            c => out.push(c.to_ascii_lowercase()),
+        }
+    }
+    out
+}
+
+/// The wheel a lock's PyPI entry pins, or why it cannot be installed: only
+/// a wheel fetched by URL and named by a sha256 is.
+fn locked_wheel(package: &PypiPackageData) -> Result<LockedWheel, String> {
+    let Some(wheel) = package.as_wheel() else {
+        return Err(match package.location().inner() {
+            UrlOrPath::Url(url) if url.scheme().starts_with("git") => {
+                format!("it is a git source ({url}), not a wheel")
+            }
+            UrlOrPath::Url(url) => format!("it is a source tree ({url}), not a wheel"),
+            UrlOrPath::Path(path) => {
+                format!(
+                    "it is a local path ({path}: a source tree or editable install), not a wheel"
+                )
+            }
+        });
+    };
+    let url = match wheel.location.inner() {
+        UrlOrPath::Url(url) => url.clone(),
+        UrlOrPath::Path(path) => {
+            return Err(format!(
+                "it is a local path ({path}); only wheels fetched by URL are installed"
+            ));
+        }
+    };
+    if url.scheme().starts_with("git+") || url.scheme() == "git" {
+        return Err(format!("it is a git source ({url}), not a wheel"));
+    }
+    if !matches!(url.scheme(), "https" | "http") {
+        return Err(format!("its URL {url} is not http(s)"));
+    }
+    let file_name = url
+        .path_segments()
+        .and_then(|mut s| s.next_back())
+        .unwrap_or_default()
+        .to_owned();
+    if !file_name.ends_with(".whl") {
+        return Err(format!(
+            "`{file_name}` is a source distribution, not a wheel; only wheels are installed"
+        ));
+    }
+    let sha256 = wheel
+        .hash
+        .as_ref()
+        .and_then(|h| h.sha256())
+        .ok_or_else(|| format!("the lock gives no sha256 for `{file_name}`"))?;
+    Ok(LockedWheel {
+        name: wheel.name.to_string(),
+        version: wheel.version.to_string(),
+        url,
+        file_name,
+        sha256: (*sha256).into(),
+        requested: false,
+    })
+}
+
+/// The 1-based line of `text` where `needle` first appears (1 if nowhere).
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .map_or(1, |i| i + 1)
 }
 
 /// The specs and channels of an `environment.yml`.

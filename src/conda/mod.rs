@@ -12,6 +12,7 @@ pub mod env;
 pub(crate) mod envfile;
 pub(crate) mod explicit;
 pub(crate) mod glibc_needs;
+pub(crate) mod hashes;
 pub(crate) mod input;
 pub(crate) mod order;
 pub(crate) mod pixi;

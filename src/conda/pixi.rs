@@ -5,6 +5,7 @@
 //! manifest; with `detached-environments` that folder is a symlink to the
 //! real one (on Unix), so the same path serves both.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use super::CondaError;
@@ -121,6 +122,94 @@ fn declares_any(text: &str, tables: &[&str]) -> bool {
     })
 }
 
+/// The PyPI packages the pixi manifest beside `lock` (`pixi.toml`, else
+/// `pyproject.toml`) names as direct dependencies, in their normal form:
+/// keys of its `pypi-dependencies` tables (of any feature or target) and,
+/// in a `pyproject.toml`, the names in `[project]`'s `dependencies`. Empty
+/// when there is no manifest. A line scan, like [`declares_any`].
+pub fn direct_pypi_dependencies(lock: &Path) -> HashSet<String> {
+    let folder = lock.parent().unwrap_or(Path::new("."));
+    for (file, prefix) in [("pixi.toml", ""), ("pyproject.toml", "tool.pixi.")] {
+        if let Ok(text) = super::input::read_text(&folder.join(file)) {
+            return scan_pypi_dependencies(&text, prefix);
+        }
+    }
+    HashSet::new()
+}
+
+/// The direct PyPI dependencies in manifest `text`, whose pixi tables
+/// start with `prefix`.
+fn scan_pypi_dependencies(text: &str, prefix: &str) -> HashSet<String> {
+    let mut names = HashSet::new();
+    let mut table = String::new();
+    let mut in_array = false;
+    for line in text.lines().map(str::trim) {
+        let starts_array = table == "project" && line.starts_with("dependencies");
+        if in_array || starts_array {
+            let list = match starts_array {
+                true => line.split_once('[').map_or("", |(_, rest)| rest),
+                false => line,
+            };
+            let (strings, closed) = quoted_strings(list);
+            in_array = !closed;
+            names.extend(strings.iter().filter_map(|s| requirement_name(s)));
+            continue;
+        }
+        if let Some(header) = line.strip_prefix('[').filter(|h| !h.starts_with('[')) {
+            table = header
+                .split(']')
+                .next()
+                .unwrap_or_default()
+                .chars()
+                .filter(|c| !c.is_whitespace() && *c != '"' && *c != '\'')
+                .collect();
+            continue;
+        }
+        let pixi_table = table.strip_prefix(prefix).unwrap_or_default();
+        let is_pypi = table.starts_with(prefix)
+            && (pixi_table == "pypi-dependencies" || pixi_table.ends_with(".pypi-dependencies"));
+        if is_pypi && let Some((key, _)) = line.split_once('=') {
+            names.extend(requirement_name(key));
+        }
+    }
+    names
+}
+
+/// The double-quoted strings of one line of a TOML array, and whether the
+/// array closes on it (a `]` outside quotes).
+fn quoted_strings(line: &str) -> (Vec<String>, bool) {
+    let mut strings = Vec::new();
+    let mut current: Option<String> = None;
+    for c in line.chars() {
+        current = match (current, c) {
+            (Some(text), '"') => {
+                strings.push(text);
+                None
+            }
+            (Some(mut text), c) => {
+                text.push(c);
+                Some(text)
+            }
+            (None, '"') => Some(String::new()),
+            (None, ']') => return (strings, true),
+            (None, '#') => break,
+            (None, _) => None,
+        };
+    }
+    (strings, false)
+}
+
+/// The package name a requirement (`"requests>=2"`) or key starts with,
+/// normalised.
+fn requirement_name(text: &str) -> Option<String> {
+    let text = text.trim().trim_matches(|c| c == '"' || c == '\'');
+    let name: String = text
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c))
+        .collect();
+    (!name.is_empty()).then(|| super::envfile::normalized_name(&name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +252,18 @@ mod tests {
         assert_eq!(
             found.environment(Some("dev")).unwrap(),
             root.join(".pixi/envs/dev")
+        );
+    }
+    #[test]
+    fn direct_pypi_dependencies_from_either_manifest() {
+        let pixi = "[workspace]\nname = 'x'\n[pypi-dependencies]\nMy_Pkg = \"*\"\n[feature.dev.pypi-dependencies]\nother = { version = \">=1\" }\n[dependencies]\npython = \"3.11\"\n";
+        let names = scan_pypi_dependencies(pixi, "");
+        assert_eq!(names, HashSet::from(["my-pkg".into(), "other".into()]));
+        let pyproject = "[project]\nname = \"app\"\ndependencies = [\n  \"requests>=2\",\n  \"Flask[async]\"\n]\n[tool.pixi.pypi-dependencies]\nrich = \"*\"\n[tool.pixi.dependencies]\npython = \"*\"\n";
+        let names = scan_pypi_dependencies(pyproject, "tool.pixi.");
+        assert_eq!(
+            names,
+            HashSet::from(["requests".into(), "flask".into(), "rich".into()])
         );
     }
 }

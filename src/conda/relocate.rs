@@ -49,7 +49,7 @@ pub struct Target<'a> {
 
 /// The record conda keeps in `conda-meta/` for a package linked with
 /// `paths`, built from the package's `info/index.json` plus where it came
-/// from (url, channel, file name, hashes, size) and nothing else.
+/// from (url, channel, file name, md5 and sha256) and nothing else.
 fn fresh_record(
     index: IndexJson,
     source: &RepoDataRecord,
@@ -60,14 +60,13 @@ fn fresh_record(
         package: dist.clone(),
         source: cause,
     };
-    // One identity for the package, whichever way the environment was
-    // named (an explicit spec knows one hash and no size; a solve knows
-    // all three), so the layer is the same either way: the sha256 if
-    // known, else the md5, and no size.
+    // Every hash known, so that `conda list --explicit --md5` works in the
+    // image; the build gathered them from every source first
+    // (`conda::hashes`), so the record is the same whichever input named
+    // the package. No size: an explicit spec does not know it.
     let p = &source.package_record;
-    let md5 = if p.sha256.is_some() { None } else { p.md5 };
     let package_record =
-        PackageRecord::from_index_json(index, None, p.sha256, md5).map_err(|e| fail(e.into()))?;
+        PackageRecord::from_index_json(index, None, p.sha256, p.md5).map_err(|e| fail(e.into()))?;
     let (url, channel) = image_origin(source);
     let repodata = RepoDataRecord {
         package_record,

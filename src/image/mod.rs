@@ -8,6 +8,7 @@
 //! until written, and every copy is checked against its digest.
 
 mod add;
+pub mod annotations;
 mod config;
 mod docker_archive;
 mod glibc;
@@ -316,6 +317,9 @@ pub struct Image {
     /// up to date by `add_layer_path` and dropped by any other change of
     /// the layers.
     rootfs: Option<Arc<RootFs>>,
+    /// The digest of the manifest the image was read from, where that
+    /// manifest's bytes were read and checked (a registry, an OCI layout).
+    source_digest: Option<Digest>,
 }
 
 impl Image {
@@ -351,6 +355,7 @@ impl Image {
             scratch: None,
             scratch_parent: None,
             rootfs: None,
+            source_digest: None,
         })
     }
 
@@ -484,6 +489,25 @@ impl Image {
     /// Adds or replaces a manifest annotation.
     pub fn add_annotation(&mut self, key: impl Into<String>, value: impl Into<String>) {
         self.annotations.insert(key.into(), value.into());
+    }
+
+    /// Replaces every manifest annotation: a base's annotations describe
+    /// the base, not an image built on it.
+    pub fn set_annotations(&mut self, annotations: BTreeMap<String, String>) {
+        self.annotations = annotations;
+    }
+
+    /// The digest of the manifest this image was read from, as its source
+    /// stores it: for an image pulled from a registry or read from an OCI
+    /// layout (or a docker-archive holding one, as Docker 25 writes them);
+    /// `None` for others and for `scratch`. Edits of the image
+    /// leave it as it was: it names where the image came from.
+    pub fn source_digest(&self) -> Option<Digest> {
+        self.source_digest
+    }
+
+    pub(crate) fn set_source_digest(&mut self, digest: Digest) {
+        self.source_digest = Some(digest);
     }
 
     /// How layers added from now on are compressed.

@@ -166,13 +166,18 @@ pub(crate) fn read(
     let name = descriptor_name
         .as_deref()
         .and_then(|name| name.parse().ok());
-    Image::from_manifest(
+    let mut image = Image::from_manifest(
         store.path(),
         &manifest,
         &config_bytes,
         &|digest| store.blob(&blob_name(digest)),
         name,
-    )
+    )?;
+    // read_verified checked the manifest's bytes against this digest.
+    if let Ok(digest) = descriptor.digest().to_string().parse() {
+        image.set_source_digest(digest);
+    }
+    Ok(image)
 }
 
 /// The layout's `index.json`, once the `oci-layout` file says this is a

@@ -431,9 +431,10 @@ impl RootFs {
 
 /// A failed walk of `layer`, done `why` (`to place --add paths`).
 fn walk_error(layer: &Layer, error: WalkError, why: &str) -> ImageError {
+    // A pulled layer names its image; a local one the file it is read from.
     let input = layer
         .origin()
-        .map_or_else(|| "the image".to_owned(), ToString::to_string);
+        .map_or_else(|| layer.blob().to_string(), ToString::to_string);
     let bounded = |what: String| ImageError::Bounded {
         input: input.clone(),
         reason: format!(
@@ -596,9 +597,11 @@ mod tests {
         );
         let err = RootFs::bounded(&[foreign], 5000, 1000).unwrap_err();
         let line = crate::error_line(&err);
-        assert!(
-            line.starts_with("the image: stopped listing its files (to place --add paths) after 5000 bytes of decompressed layer data"),
-            "{line}"
+        // A local layer is named by the file it is read from.
+        let expected = format!(
+            "{}: stopped listing its files (to place --add paths) after 5000 bytes of decompressed layer data",
+            own.blob()
         );
+        assert!(line.starts_with(&expected), "{line}");
     }
 }

@@ -190,7 +190,13 @@ pub(crate) fn put_image(
         "digest": digest.to_string(),
         "size": manifest.len(),
     });
-    let mut annotations = serde_json::Map::new();
+    // The manifest's annotations on its index entry too, as buildx's
+    // `index-descriptor` annotations: tools that list an index see them.
+    let mut annotations: serde_json::Map<String, Value> = image
+        .annotations()
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
     if let Some(tag) = tag {
         annotations.insert(REF_NAME.into(), tag.into());
     }

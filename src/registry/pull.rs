@@ -136,6 +136,7 @@ impl<'a> Puller<'a> {
         check_platform(&image, platform, input)?;
         self.fetch_layers(&image)?;
         image.set_origin(self.reference);
+        image.set_source_digest(Digest::of(&manifest.bytes));
         Ok(image)
     }
 

@@ -26,11 +26,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &["build", "contents", "conda", "registry", "image", "layer"],
     ),
     ("contents", &["conda", "image", "layer"]),
-    ("build", &["conda", "registry", "image", "layer"]),
+    ("build", &["conda", "pypi", "registry", "image", "layer"]),
     ("registry", &["image", "layer"]),
     ("image", &["layer"]),
     ("layer", &[]),
     ("conda", &[]),
+    ("pypi", &["conda"]),
 ];
 
 /// The top-level module a file of `src/` belongs to.

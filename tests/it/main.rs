@@ -1,6 +1,7 @@
 //! The integration tests: one binary, so it links once.
 
 mod add;
+mod annotations;
 mod architecture;
 mod bench;
 mod build;
@@ -18,12 +19,15 @@ mod glibc;
 mod golden;
 mod habits;
 mod harness_selftest;
+mod hostile_bases;
 mod layer_cache;
 mod outputs;
 mod owner;
 mod plugin;
 mod progress;
+mod pypi;
 mod read_back;
+mod record_hashes;
 mod registry;
 mod registry_cache;
 mod registry_logins;

@@ -205,7 +205,7 @@ fn json_reply(value: &serde_json::Value, content_type: &'static str) -> Reply {
 }
 
 /// `conda-docker` with its cache under `home` and nothing from the host.
-fn cd(home: &Path) -> Command {
+pub(crate) fn cd(home: &Path) -> Command {
     let mut cmd = conda_docker();
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -217,7 +217,7 @@ fn cd(home: &Path) -> Command {
 
 /// Runs a command that must fail cleanly: exit code 1 (a panic is 101),
 /// one `error:` line on stderr. Returns that line.
-fn fails(cmd: &mut Command) -> String {
+pub(crate) fn fails(cmd: &mut Command) -> String {
     let output = common::run_unchecked(cmd);
     let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
     assert_eq!(output.status.code(), Some(1), "{cmd:?}: {stderr}");
@@ -244,7 +244,7 @@ fn dir_size(dir: &Path) -> u64 {
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
-fn config_json(diff_ids: &[String]) -> Vec<u8> {
+pub(crate) fn config_json(diff_ids: &[String]) -> Vec<u8> {
     serde_json::to_vec(&json!({
         "architecture": "amd64",
         "os": "linux",
@@ -452,7 +452,7 @@ fn blobs_stop_at_their_declared_size_and_configs_are_capped() {
 /// A docker-archive at `path` with one layer of `layer` bytes whose config
 /// lists `diff_id`; returns the layer's digest. `manifest_pad` and
 /// `config_pad` add that many spaces to `manifest.json` and the config.
-fn docker_archive(
+pub(crate) fn docker_archive(
     path: &Path,
     layer: &[u8],
     diff_id: &str,

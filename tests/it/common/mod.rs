@@ -105,6 +105,31 @@
 //!   python3/pip), `Err(status, stdout, stderr)` = py-rattler failed (no
 //!   solution, a download failing its sha256 check: `Invalid checksum`).
 //!
+//! # PyPI wheels and a real CPython
+//! - [`vanilla_cpython`]`() -> Option<`[`CPython`]`>`: the machine's
+//!   vanilla CPython 3.11 (pyenv's; not Debian's, whose `site.py` uses
+//!   `dist-packages`): `python3`'s `sys.base_prefix`, else
+//!   `~/.pyenv/versions/3.11.*`; `None` after a skip (a failure under
+//!   `CONDA_DOCKER_REQUIRE_TOOLS=1`). `.home`, `.short`, `.version`,
+//!   `.include()`, `.tag()` (`cp311`).
+//! - [`cpython_channel`]`(&cpython, dir)`: that CPython as the linux-64
+//!   conda package `python` (interpreter, libpython, the stdlib without
+//!   tests/byte code/GUI modules, site-packages with pip only; the
+//!   interpreter carries the build prefix as a binary placeholder) plus
+//!   `repodata.json`; [`channel_records`]`(dir, url)`
+//!   reads its records as served at `url`.
+//! - [`glibc_base`]`(dir, binaries) -> Image`: busybox plus the host's
+//!   glibc loader and every library `ldd` lists for `binaries`, at the
+//!   paths `ldd` names; [`python_binaries`]`(&cpython)` lists the
+//!   interpreter, libpython and extension modules.
+//! - [`write_wheel`]`(dir, (name, version, tag), files, entry_points) ->
+//!   (path, sha256)`: a real wheel (zip) with `METADATA`, `WHEEL`,
+//!   `entry_points.txt` and a true `RECORD`; [`WheelFile`] is one file.
+//! - [`write_pixi_lock_v6`]`(path, channel_url, records, pypi)`: a v6
+//!   `pixi.lock` (environment `default`, linux-64) written as text, with
+//!   conda `records` and [`PypiEntry`]s (any location: wheel or sdist URL,
+//!   git URL, path; sha256 optional).
+//!
 //! # Servers on loopback
 //! - [`LoopbackServer`]`::serve(max_connections, handler)`: binds a free
 //!   127.0.0.1 port and runs `handler(stream, &stop)` on its own thread for
@@ -182,6 +207,7 @@ mod oci;
 mod podman;
 mod process;
 mod proxy;
+mod pypi;
 mod pyrattler;
 mod registry;
 mod rootfs;
@@ -207,6 +233,10 @@ pub use process::{
     stderr, stdout, unique_name,
 };
 pub use proxy::{RecordingProxy, Route, Seen};
+pub use pypi::{
+    CPython, PypiEntry, WheelFile, channel_records, cpython_channel, glibc_base, python_binaries,
+    vanilla_cpython, write_pixi_lock_v6, write_wheel,
+};
 pub use pyrattler::{PY_RATTLER_REQUIREMENT, PyRattlerSolve, SolvedRecord, py_rattler_python};
 pub use registry::*;
 pub use rootfs::{BUSYBOX_APPLETS, FIXTURE_GID, FIXTURE_MTIMES, FIXTURE_UID, busybox_rootfs};

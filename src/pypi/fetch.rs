@@ -1,0 +1,77 @@
+//! Fetching a wheel from its lock URL into our cache, named by its
+//! sha256: the hash is checked while the bytes stream to a temp file, so
+//! wrong bytes never take the cache's name.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::atomic::{publish, temp_beside};
+use crate::conda::envfile::LockedWheel;
+use crate::digest::Hasher;
+
+use super::PypiError;
+
+/// The largest wheel fetched: a bound on what a server may send.
+const MAX_WHEEL_BYTES: u64 = 8 << 30;
+
+/// How long a connection may take to open.
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The cached file of `wheel` under `dir` (`<sha256>.whl`), fetched from
+/// its URL first unless it is there already.
+pub(crate) fn fetch(wheel: &LockedWheel, dir: &Path) -> Result<PathBuf, PypiError> {
+    let path = dir.join(format!("{}.whl", hex::encode(wheel.sha256)));
+    if path.is_file() {
+        return Ok(path);
+    }
+    let io = |source| PypiError::Io {
+        path: path.clone(),
+        source,
+    };
+    fs_err::create_dir_all(dir).map_err(io)?;
+    let failed = |source: Box<dyn std::error::Error + Send + Sync>| PypiError::Fetch {
+        wheel: wheel.file_name.clone(),
+        url: wheel.url.to_string(),
+        source,
+    };
+    let client = reqwest::blocking::Client::builder()
+        .connect_timeout(TIMEOUT)
+        .timeout(None)
+        .build()
+        .map_err(|e| failed(e.into()))?;
+    let response = client
+        .get(wheel.url.clone())
+        .send()
+        .and_then(reqwest::blocking::Response::error_for_status)
+        .map_err(|e| failed(e.without_url().into()))?;
+    let mut file = temp_beside(&path).map_err(io)?;
+    let mut hasher = Hasher::default();
+    let mut body = response.take(MAX_WHEEL_BYTES + 1);
+    let mut buffer = vec![0; 1 << 16];
+    loop {
+        let n = body.read(&mut buffer).map_err(|e| failed(e.into()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+        file.write_all(&buffer[..n]).map_err(io)?;
+    }
+    let (actual, size) = hasher.finish();
+    if size > MAX_WHEEL_BYTES {
+        return Err(failed(
+            format!("it is larger than {MAX_WHEEL_BYTES} bytes").into(),
+        ));
+    }
+    let expected = hex::encode(wheel.sha256);
+    if actual.hex() != expected {
+        return Err(PypiError::Hash {
+            wheel: wheel.file_name.clone(),
+            url: wheel.url.to_string(),
+            expected,
+            actual: actual.hex(),
+        });
+    }
+    publish(file, &path, 0o644).map_err(io)?;
+    Ok(path)
+}
