@@ -58,12 +58,18 @@ pub struct Unwatched;
 
 impl Transfers for Unwatched {}
 
-/// A reader that tells [`Transfers::moved`] of each read, and keeps count
-/// so that a broken try can be taken back.
+/// How many bytes a [`Counted`] reader gathers before it tells
+/// [`Transfers::moved`]: a bar need not hear of every 8 KiB read.
+const REPORT_EVERY: u64 = 1 << 20;
+
+/// A reader that tells [`Transfers::moved`] of what it reads (every
+/// [`REPORT_EVERY`] bytes, and at the end), and keeps count so that a
+/// broken try can be taken back.
 pub(super) struct Counted<'a, R> {
     inner: R,
     progress: &'a dyn Transfers,
-    pub(super) count: u64,
+    reported: u64,
+    pending: u64,
 }
 
 impl<'a, R> Counted<'a, R> {
@@ -71,7 +77,8 @@ impl<'a, R> Counted<'a, R> {
         Counted {
             inner,
             progress,
-            count: 0,
+            reported: 0,
+            pending: 0,
         }
     }
 
@@ -79,13 +86,22 @@ impl<'a, R> Counted<'a, R> {
     pub(super) fn get_ref(&self) -> &R {
         &self.inner
     }
+
+    /// The bytes told to [`Transfers::moved`] so far.
+    pub(super) fn reported(&self) -> u64 {
+        self.reported
+    }
 }
 
 impl<R: Read> Read for Counted<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.count += n as u64;
-        self.progress.moved(n as u64);
+        self.pending += n as u64;
+        if (n == 0 && self.pending > 0) || self.pending >= REPORT_EVERY {
+            self.progress.moved(self.pending);
+            self.reported += self.pending;
+            self.pending = 0;
+        }
         Ok(n)
     }
 }

@@ -417,7 +417,7 @@ impl<'a> Puller<'a> {
                 }
                 Err(_) if body.get_ref().overflowed() => return Err(oversized()),
                 Err(e) if attempt < 3 => {
-                    progress.rewound(body.count);
+                    progress.rewound(body.reported());
                     tracing::info!(
                         "{}: {what} {digest} broke off ({e}); trying again",
                         self.target
