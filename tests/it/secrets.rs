@@ -246,6 +246,26 @@ fn passwords_and_tokens_never_show_in_output_errors_or_images() {
             .arg(&pulled),
     );
     outputs.push(("pull -vvv".into(), out));
+    // A login stored as an identity token (docker's OAuth2 refresh token).
+    let identity = scene.path("identity");
+    std::fs::create_dir_all(&identity).unwrap();
+    std::fs::write(
+        identity.join("config.json"),
+        tokens.docker_config(true).to_string(),
+    )
+    .unwrap();
+    secrets.push(tokens.identity_token().to_owned());
+    let out = common::run(
+        isolated_conda_docker(&scene.path("home-identity"))
+            .env("DOCKER_CONFIG", &identity)
+            .args(["-vvv", "pull", &target, "-o"])
+            .arg(scene.path("identity.tar")),
+    );
+    outputs.push(("pull -vvv with an identity token".into(), out));
+    assert!(
+        tokens.tokens().iter().any(|t| t.grant == "refresh_token"),
+        "the identity token was used"
+    );
     // Errors, at -vvv: a wrong password (basic and token registries), a
     // login refused, an unreachable registry.
     let wrong = "Wr0ng-Pa55-3e9f11";
@@ -289,7 +309,14 @@ fn passwords_and_tokens_never_show_in_output_errors_or_images() {
     for (what, output) in &outputs {
         free_of_output(what, output, &secrets);
     }
-    for path in [&archive, &layout, &scene.path("vvv.tar"), &pulled] {
+    let identity_pulled = scene.path("identity.tar");
+    for path in [
+        &archive,
+        &layout,
+        &scene.path("vvv.tar"),
+        &pulled,
+        &identity_pulled,
+    ] {
         for (name, bytes) in image_pieces(path) {
             free_of(&name, &bytes, &secrets);
         }
