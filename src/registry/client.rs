@@ -450,13 +450,19 @@ impl Client {
                         source: e,
                     });
                 }
+                Err(e) if e.is_redirect() => {
+                    return Err(RegistryError::Redirect {
+                        host: self.registry.clone(),
+                        source: e,
+                    });
+                }
                 Err(e) if is_plain_http_answer(&e) => {
                     return Err(RegistryError::PlainHttp {
                         host: self.registry.clone(),
                         what: "it does not speak HTTPS".into(),
                     });
                 }
-                Err(e) if attempt < ATTEMPTS && !e.is_builder() && !e.is_redirect() => {
+                Err(e) if attempt < ATTEMPTS && !e.is_builder() => {
                     let wait = backoff(attempt);
                     tracing::info!(
                         "{}: {what}: {e}; trying again in {:.1} s",

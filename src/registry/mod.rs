@@ -79,6 +79,16 @@ pub enum RegistryError {
         /// What is plain HTTP.
         what: String,
     },
+    /// A redirect that is not followed (too many, or to plain HTTP off
+    /// this machine without `--insecure`).
+    #[error("{host}: a redirect was not followed")]
+    Redirect {
+        /// The registry.
+        host: String,
+        /// Why.
+        #[source]
+        source: reqwest::Error,
+    },
     /// Refused by the registry or its token service.
     #[error("not authorised to {action} {target}{hint}")]
     NotAuthorised {

@@ -689,6 +689,7 @@ fn registries_off_loopback_need_verified_tls_or_insecure() {
     });
     let before = plain.requests().len();
     let error = failure(&mut pull("r1", &front.host(), &[]));
+    assert!(error.contains("a redirect was not followed"), "{error}");
     assert!(error.contains("a redirect to plain HTTP"), "{error}");
     assert!(!error.contains("Sig-5ecret-77"), "no signature: {error}");
     assert!(error.contains("--insecure"), "{error}");
