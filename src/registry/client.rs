@@ -897,20 +897,25 @@ mod tests {
         assert_eq!(seen.lock().unwrap().len(), ATTEMPTS as usize);
     }
 
+    /// The login `ci`/`secret` from the environment variables.
+    fn ci_login() -> Login {
+        Login {
+            credentials: Credentials::Basic {
+                username: "ci".into(),
+                password: "secret".into(),
+            },
+            origin: Origin::Environment,
+        }
+    }
+
     #[test]
     fn refusals_say_whose_login_and_why() {
         const BASIC: &str = "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"r\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
         const FORBIDDEN: &str =
             "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
         let (address, _) = scripted_server(vec![BASIC, BASIC, FORBIDDEN]);
-        let login = Login {
-            credentials: Credentials::Basic {
-                username: "ci".into(),
-                password: "secret".into(),
-            },
-            origin: Origin::Environment,
-        };
-        let client = Client::connect(&address, &RegistryOptions::default(), Some(login)).unwrap();
+        let client =
+            Client::connect(&address, &RegistryOptions::default(), Some(ci_login())).unwrap();
         let scope = Scope::new("a/b", Action::Push);
         let get = || Ok(client.http().get(client.url("/v2/a/b/tags/list")));
         let wrong = client.send(&scope, "listing", &get).err().unwrap();
@@ -933,14 +938,8 @@ mod tests {
     fn a_plain_http_token_service_off_loopback_gets_no_login() {
         const BEARER: &str = "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://10.0.0.1:9/token\",service=\"s\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
         let (address, seen) = scripted_server(vec![BEARER]);
-        let login = Login {
-            credentials: Credentials::Basic {
-                username: "ci".into(),
-                password: "secret".into(),
-            },
-            origin: Origin::Environment,
-        };
-        let client = Client::connect(&address, &RegistryOptions::default(), Some(login)).unwrap();
+        let client =
+            Client::connect(&address, &RegistryOptions::default(), Some(ci_login())).unwrap();
         let scope = Scope::new("a/b", Action::Pull);
         let get = || Ok(client.http().get(client.url("/v2/a/b/tags/list")));
         let error = client.send(&scope, "listing", &get).err().unwrap();
