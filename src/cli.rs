@@ -1,19 +1,19 @@
 //! Command-line definitions (clap only: no logic here) and the commands
 //! they run.
 
+mod progress;
 mod read_back;
+
+use progress::Progress;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
-use crate::build::{
-    BuildError, BuildOptions, DEFAULT_BASE, LayerReport, Reporter, build_with_output,
-};
+use crate::build::{BuildError, BuildOptions, DEFAULT_BASE, LayerReport, build_with_output};
 use crate::conda::CondaError;
 use crate::conda::env::{EnvFlags, EnvSelector, SolveOptions};
 use crate::contents::{ContentsError, LockFormat};
@@ -162,6 +162,9 @@ pub enum Command {
         /// How to pick and reach images.
         #[command(flatten)]
         remote: RemoteArgs,
+        /// Print nothing but errors (and the pushed `NAME@DIGEST`).
+        #[arg(short, long)]
+        quiet: bool,
     },
     /// Pull an image from a registry into a file, like the original
     /// `pull_image(name, tag)`.
@@ -178,6 +181,9 @@ pub enum Command {
         /// How to pick and reach the image.
         #[command(flatten)]
         remote: RemoteArgs,
+        /// Print nothing but errors.
+        #[arg(short, long)]
+        quiet: bool,
     },
     /// Log in to a registry (asking for the user name and password, or the
     /// password or token on stdin) and store the login where docker keeps
@@ -855,7 +861,7 @@ fn run_build(args: BuildArgs) -> Result<(), CliError> {
             image.write_to(destination)?;
         }
         Ok::<_, CliError>(match &push_target {
-            Some(target) => Some(target.push(image)?),
+            Some(target) => Some(target.push_with(image, &progress)?),
             None => None,
         })
     })?;
@@ -1127,103 +1133,6 @@ fn print_pushed(report: &PushReport, quiet: bool) {
     println!("{}@{}", report.name, report.digest);
 }
 
-/// Progress on stderr: a bar on a terminal, a line per layer otherwise,
-/// nothing with `-q`.
-struct Progress {
-    quiet: bool,
-    bar: std::sync::OnceLock<indicatif::ProgressBar>,
-    fetch_bar: std::sync::OnceLock<indicatif::ProgressBar>,
-    total: AtomicUsize,
-    done: AtomicUsize,
-}
-
-impl Progress {
-    fn new(quiet: bool) -> Self {
-        Progress {
-            quiet,
-            bar: std::sync::OnceLock::new(),
-            fetch_bar: std::sync::OnceLock::new(),
-            total: AtomicUsize::new(0),
-            done: AtomicUsize::new(0),
-        }
-    }
-}
-
-impl Progress {
-    /// Starts counting `packages`; on a terminal (and not `-q`), also a bar
-    /// whose label starts with `verb`.
-    fn begin(&self, packages: usize, verb: &str) -> Option<indicatif::ProgressBar> {
-        self.done.store(0, Ordering::SeqCst);
-        self.total.store(packages, Ordering::SeqCst);
-        if self.quiet || !std::io::stderr().is_terminal() {
-            return None;
-        }
-        let bar = indicatif::ProgressBar::new(packages as u64);
-        if let Ok(style) = indicatif::ProgressStyle::with_template(&format!(
-            "{{spinner}} {verb}{{pos}}/{{len}} packages [{{bar:30}}] {{elapsed}} {{wide_msg}}"
-        )) {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        Some(bar)
-    }
-}
-
-impl Reporter for Progress {
-    fn fetching(&self, packages: usize) {
-        if let Some(bar) = self.begin(packages, "downloading ") {
-            let _ = self.fetch_bar.set(bar);
-        }
-    }
-
-    fn fetched(&self, package: &str) {
-        let done = self.done.fetch_add(1, Ordering::SeqCst) + 1;
-        match self.fetch_bar.get() {
-            Some(bar) => {
-                bar.inc(1);
-                bar.set_message(package.to_owned());
-                if done == self.total.load(Ordering::SeqCst) {
-                    bar.finish_and_clear();
-                }
-            }
-            None if !self.quiet => eprintln!(
-                "[fetched {done}/{}] {package}",
-                self.total.load(Ordering::SeqCst)
-            ),
-            None => {}
-        }
-    }
-
-    fn start(&self, packages: usize) {
-        if let Some(bar) = self.begin(packages, "") {
-            let _ = self.bar.set(bar);
-        }
-    }
-
-    fn layer_built(&self, layer: &LayerReport) {
-        let n = layer.packages.len();
-        let done = self.done.fetch_add(n, Ordering::SeqCst) + n;
-        let what = layer.packages.join(" ");
-        match self.bar.get() {
-            Some(bar) => {
-                bar.inc(n as u64);
-                bar.set_message(what);
-            }
-            None if !self.quiet => eprintln!(
-                "[{done}/{}] {what} ({:.1} MB)",
-                self.total.load(Ordering::SeqCst),
-                layer.size as f64 / 1e6
-            ),
-            None => {}
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(bar) = self.bar.get() {
-            bar.finish_and_clear();
-        }
-    }
-}
-
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
@@ -1244,19 +1153,22 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             compress_layers,
             compression,
             remote,
+            quiet,
         } => run_copy(
             &source,
             destination,
             name,
             compress_layers.then_some(compression),
             remote,
+            quiet,
         ),
         Command::Pull {
             reference,
             output,
             format,
             remote,
-        } => run_pull(&reference, &output, format, remote.into()),
+            quiet,
+        } => run_pull(&reference, &output, format, remote.into(), quiet),
         Command::Login {
             registry,
             username,
@@ -1275,13 +1187,14 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
 }
 
 /// `copy`: `source` to `destination`, renamed to `name`, its plain layers
-/// compressed as `compress_layers` says.
+/// compressed as `compress_layers` says; progress unless `quiet`.
 fn run_copy(
     source: &ImageSource,
     destination: Target,
     name: Option<String>,
     compress_layers: Option<CompressionArgs>,
     remote: RemoteArgs,
+    quiet: bool,
 ) -> Result<(), CliError> {
     if let Some(compression) = &compress_layers {
         let file = match &destination {
@@ -1302,7 +1215,8 @@ fn run_copy(
         Target::File(_) => None,
     };
     let _lock = lock_cache_for(source)?;
-    let mut image = registry::open(source, &options)?;
+    let progress = Progress::new(quiet);
+    let mut image = registry::open_with(source, &options, &progress)?;
     if let Some(name) = name {
         image.set_name(&name)?;
     }
@@ -1312,19 +1226,20 @@ fn run_copy(
         image.compress_plain_layers()?;
     }
     if let Some(target) = push_target {
-        print_pushed(&target.push(&image)?, false);
+        print_pushed(&target.push_with(&image, &progress)?, quiet);
     } else if let Target::File(destination) = destination {
         image.write_to(&destination)?;
     }
     Ok(())
 }
 
-/// `pull`: a registry image into a file.
+/// `pull`: a registry image into a file; progress unless `quiet`.
 fn run_pull(
     reference: &Reference,
     output: &str,
     format: Option<Format>,
     options: OpenOptions,
+    quiet: bool,
 ) -> Result<(), CliError> {
     let destination = match Target::output(output, format)? {
         Target::File(destination) => destination,
@@ -1335,8 +1250,12 @@ fn run_pull(
         }
     };
     let _lock = lock_cache_for(&ImageSource::Registry(reference.clone()))?;
-    let image = registry::pull(reference, &options.platform, &options.registry)?;
+    let progress = Progress::new(quiet);
+    let image = registry::pull_with(reference, &options.platform, &options.registry, &progress)?;
     image.write_to(&destination)?;
+    if quiet {
+        return Ok(());
+    }
     eprintln!(
         "wrote {destination}: {}, id {}",
         counted(image.layers().len(), "layer"),

@@ -107,6 +107,8 @@ pub(crate) struct Client {
     login: Option<Login>,
     challenge: Challenge,
     tokens: Mutex<HashMap<String, (String, Instant)>>,
+    /// `--insecure`: plain HTTP allowed beyond loopback.
+    insecure: bool,
 }
 
 /// Whether `host[:port]` is this machine, where plain HTTP is allowed.
@@ -143,6 +145,19 @@ fn is_certificate_error(error: &reqwest::Error) -> bool {
     false
 }
 
+/// Whether a failure is a server that answered a TLS hello with something
+/// other than TLS: a registry that speaks plain HTTP only.
+fn is_plain_http_answer(error: &reqwest::Error) -> bool {
+    let mut cause: Option<&dyn std::error::Error> = Some(error);
+    while let Some(e) = cause {
+        if matches!(rustls_error(e), Some(rustls::Error::InvalidMessage(_))) {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
 /// The rustls error `error` is, or holds inside (nested) I/O errors.
 fn rustls_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
     if let Some(tls) = error.downcast_ref::<rustls::Error>() {
@@ -169,6 +184,13 @@ fn retry_after(response: &Response) -> Option<Duration> {
         .parse::<u64>()
         .ok()
         .map(Duration::from_secs)
+}
+
+/// How long to wait before try `attempt + 1`: what the registry asked
+/// for, else our backoff; never more than [`MAX_WAIT`], so a registry
+/// cannot park a build for an hour.
+fn wait_before_retry(asked: Option<Duration>, attempt: u32) -> Duration {
+    asked.unwrap_or_else(|| backoff(attempt)).min(MAX_WAIT)
 }
 
 fn retryable(status: StatusCode) -> bool {
@@ -214,6 +236,52 @@ fn parse_challenge(header: &str) -> (String, HashMap<String, String>) {
     (scheme.to_lowercase(), params)
 }
 
+/// Redirects are followed (blob storage often lives elsewhere) up to ten
+/// deep, but never to plain HTTP beyond loopback unless `insecure`.
+/// reqwest itself drops the `Authorization` header when a redirect leaves
+/// the scheme, host or port, so the login stays with its registry.
+fn redirects(insecure: bool) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        let url = attempt.url();
+        if attempt.previous().len() >= 10 {
+            let error = format!("more than 10 redirects, the last to {}", origin(url));
+            attempt.error(error)
+        } else if url.scheme() != "https" && !insecure && !is_loopback_url(url) {
+            let error = format!(
+                "a redirect to plain HTTP ({}) was refused; use --insecure to allow it",
+                origin(url)
+            );
+            attempt.error(error)
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
+/// `scheme://host:port` of `url`, for messages: never its path or query,
+/// which may carry a signature.
+fn origin(url: &Url) -> String {
+    url.origin().ascii_serialization()
+}
+
+/// `error` with its URL cut to scheme, host and path: a query can carry
+/// a signature (a storage URL a registry redirects to) or upload state,
+/// and error messages and logs must not.
+fn redacted(mut error: reqwest::Error) -> reqwest::Error {
+    if let Some(url) = error.url_mut() {
+        url.set_query(None);
+        url.set_fragment(None);
+        let _ = url.set_password(None);
+        let _ = url.set_username("");
+    }
+    error
+}
+
+/// Whether `url` points at this machine.
+fn is_loopback_url(url: &Url) -> bool {
+    url.host_str().is_some_and(is_loopback)
+}
+
 fn http_client(
     registry: &str,
     options: &RegistryOptions,
@@ -222,6 +290,7 @@ fn http_client(
         .user_agent(concat!("conda-docker/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(30))
         .timeout(None::<Duration>)
+        .redirect(redirects(options.insecure))
         .tls_danger_accept_invalid_certs(options.insecure);
     if !options.insecure
         && let Some(config) = super::tls::config_for(registry, options.cert_dir.as_deref())?
@@ -264,6 +333,7 @@ impl Client {
             login,
             challenge: Challenge::None,
             tokens: Mutex::new(HashMap::new()),
+            insecure: options.insecure,
         };
         let ping = if is_loopback(api_host) || options.insecure {
             let probe = client
@@ -362,11 +432,9 @@ impl Client {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match make()?.send() {
+            match make()?.send().map_err(redacted) {
                 Ok(response) if retryable(response.status()) && attempt < ATTEMPTS => {
-                    let wait = retry_after(&response)
-                        .unwrap_or_else(|| backoff(attempt))
-                        .min(MAX_WAIT);
+                    let wait = wait_before_retry(retry_after(&response), attempt);
                     tracing::info!(
                         "{}: {what}: HTTP {}; trying again in {:.1} s",
                         self.registry,
@@ -380,6 +448,18 @@ impl Client {
                     return Err(RegistryError::Untrusted {
                         host: self.registry.clone(),
                         source: e,
+                    });
+                }
+                Err(e) if e.is_redirect() => {
+                    return Err(RegistryError::Redirect {
+                        host: self.registry.clone(),
+                        source: e,
+                    });
+                }
+                Err(e) if is_plain_http_answer(&e) => {
+                    return Err(RegistryError::PlainHttp {
+                        host: self.registry.clone(),
+                        what: "it does not speak HTTPS".into(),
                     });
                 }
                 Err(e) if attempt < ATTEMPTS && !e.is_builder() => {
@@ -437,10 +517,10 @@ impl Client {
             let authorization = self.authorization(scope)?;
             let response = self.retrying(what, &|| {
                 let request = make()?;
-                Ok(match &authorization {
-                    Some(value) => request.header(AUTHORIZATION, value),
-                    None => request,
-                })
+                match &authorization {
+                    Some(value) => self.authorize(request, value, what),
+                    None => Ok(request),
+                }
             })?;
             match response.status() {
                 StatusCode::UNAUTHORIZED
@@ -463,6 +543,45 @@ impl Client {
                 _ => return Ok(response),
             }
         }
+    }
+
+    /// Adds the `Authorization` header `value` to `request` if it goes to
+    /// this registry's own API (scheme, host and port). An upload location
+    /// the registry sent may point elsewhere: it gets no login, as docker
+    /// sends one only to the hosts whose challenge it holds.
+    fn authorize(
+        &self,
+        request: RequestBuilder,
+        value: &str,
+        what: &str,
+    ) -> Result<RequestBuilder, RegistryError> {
+        let (http, built) = request.build_split();
+        let mut built = built.map_err(|_| RegistryError::Status {
+            host: self.registry.clone(),
+            what: format!("{what}: the request cannot be made"),
+            status: 0,
+            detail: String::new(),
+        })?;
+        if self.base.origin() == built.url().origin() {
+            let mut header = reqwest::header::HeaderValue::from_str(value).map_err(|_| {
+                RegistryError::Status {
+                    host: self.registry.clone(),
+                    what: "the login does not fit in an HTTP header".into(),
+                    status: 0,
+                    detail: String::new(),
+                }
+            })?;
+            header.set_sensitive(true);
+            built.headers_mut().insert(AUTHORIZATION, header);
+        } else {
+            tracing::debug!(
+                "{}: {what} at {}: sent without the login, which belongs to {}",
+                self.registry,
+                origin(built.url()),
+                origin(&self.base)
+            );
+        }
+        Ok(RequestBuilder::from_parts(http, built))
     }
 
     fn not_authorised(&self, scope: &Scope, refusal: Refusal) -> RegistryError {
@@ -548,6 +667,15 @@ impl Client {
         service: Option<&str>,
         scope: &Scope,
     ) -> Result<(String, Duration), RegistryError> {
+        if realm.scheme() != "https" && !self.insecure && !is_loopback_url(realm) {
+            return Err(RegistryError::PlainHttp {
+                host: self.registry.clone(),
+                what: format!(
+                    "its token service {} is plain HTTP, which would expose the login",
+                    origin(realm)
+                ),
+            });
+        }
         let scopes = scope.strings();
         let response = self.retrying("getting a token", &|| {
             Ok(match self.login.as_ref().map(|l| &l.credentials) {
@@ -751,6 +879,15 @@ mod tests {
     }
 
     #[test]
+    fn retry_after_is_honoured_up_to_a_cap() {
+        let secs = Duration::from_secs;
+        assert_eq!(wait_before_retry(Some(secs(2)), 1), secs(2));
+        assert_eq!(wait_before_retry(Some(secs(3600)), 1), MAX_WAIT);
+        assert_eq!(wait_before_retry(None, 1), Duration::from_millis(250));
+        assert_eq!(wait_before_retry(None, 20), secs(16));
+    }
+
+    #[test]
     fn retries_are_bounded() {
         let (address, seen) = scripted_server(vec![SLOW_DOWN; 10]);
         let error = Client::connect(&address, &RegistryOptions::default(), None)
@@ -760,20 +897,25 @@ mod tests {
         assert_eq!(seen.lock().unwrap().len(), ATTEMPTS as usize);
     }
 
+    /// The login `ci`/`secret` from the environment variables.
+    fn ci_login() -> Login {
+        Login {
+            credentials: Credentials::Basic {
+                username: "ci".into(),
+                password: "secret".into(),
+            },
+            origin: Origin::Environment,
+        }
+    }
+
     #[test]
     fn refusals_say_whose_login_and_why() {
         const BASIC: &str = "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"r\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
         const FORBIDDEN: &str =
             "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
         let (address, _) = scripted_server(vec![BASIC, BASIC, FORBIDDEN]);
-        let login = Login {
-            credentials: Credentials::Basic {
-                username: "ci".into(),
-                password: "secret".into(),
-            },
-            origin: Origin::Environment,
-        };
-        let client = Client::connect(&address, &RegistryOptions::default(), Some(login)).unwrap();
+        let client =
+            Client::connect(&address, &RegistryOptions::default(), Some(ci_login())).unwrap();
         let scope = Scope::new("a/b", Action::Push);
         let get = || Ok(client.http().get(client.url("/v2/a/b/tags/list")));
         let wrong = client.send(&scope, "listing", &get).err().unwrap();
@@ -790,6 +932,24 @@ mod tests {
                 "not authorised to push to {address}/a/b: the login from CONDA_DOCKER_REGISTRY_USER and CONDA_DOCKER_REGISTRY_PASSWORD (user ci) was accepted, but may not push to it"
             )
         );
+    }
+
+    #[test]
+    fn a_plain_http_token_service_off_loopback_gets_no_login() {
+        const BEARER: &str = "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://10.0.0.1:9/token\",service=\"s\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        let (address, seen) = scripted_server(vec![BEARER]);
+        let client =
+            Client::connect(&address, &RegistryOptions::default(), Some(ci_login())).unwrap();
+        let scope = Scope::new("a/b", Action::Pull);
+        let get = || Ok(client.http().get(client.url("/v2/a/b/tags/list")));
+        let error = client.send(&scope, "listing", &get).err().unwrap();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "{address}: its token service http://10.0.0.1:9 is plain HTTP, which would expose the login; plain HTTP is used only on this machine (localhost) or with --insecure"
+            )
+        );
+        assert_eq!(seen.lock().unwrap().len(), 1, "only the ping was sent");
     }
 
     #[test]

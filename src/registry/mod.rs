@@ -12,6 +12,7 @@ mod client;
 mod credentials;
 mod layer_cache;
 mod open;
+mod progress;
 mod pull;
 mod push;
 mod store;
@@ -24,8 +25,9 @@ use crate::digest::Digest;
 pub use credentials::{Credentials, Login, Origin, login, logout};
 pub(crate) use layer_cache::SharedLayers;
 pub use layer_cache::{CacheRepo, LAYER_ARTIFACT_TYPE};
-pub use open::{OpenOptions, open};
-pub use pull::pull;
+pub use open::{OpenOptions, open, open_with};
+pub use progress::{Direction, LayerOutcome, Transfers, Unwatched};
+pub use pull::{pull, pull_with};
 pub use push::{PushReport, PushTarget, push};
 
 use crate::image::ImageError;
@@ -63,6 +65,27 @@ pub enum RegistryError {
         /// The registry.
         host: String,
         /// The verification failure.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// Plain HTTP off this machine without `--insecure`: a registry that
+    /// answers only that, or a token service at an `http://` URL.
+    #[error(
+        "{host}: {what}; plain HTTP is used only on this machine (localhost) or with --insecure"
+    )]
+    PlainHttp {
+        /// The registry.
+        host: String,
+        /// What is plain HTTP.
+        what: String,
+    },
+    /// A redirect that is not followed (too many, or to plain HTTP off
+    /// this machine without `--insecure`).
+    #[error("{host}: a redirect was not followed")]
+    Redirect {
+        /// The registry.
+        host: String,
+        /// Why.
         #[source]
         source: reqwest::Error,
     },

@@ -3,7 +3,8 @@
 //! `registry`, above `image`, so the image model never reaches the network
 //! (as go-containerregistry's `remote` depends on `v1`, never the reverse).
 
-use super::{RegistryError, RegistryOptions, pull};
+use super::progress::{Transfers, Unwatched};
+use super::{RegistryError, RegistryOptions, pull_with};
 use crate::image::{Image, ImageSource};
 use crate::platform::Platform;
 
@@ -19,10 +20,19 @@ pub struct OpenOptions {
 
 /// Reads the image `source` names, pulling it when it is a reference.
 pub fn open(source: &ImageSource, options: &OpenOptions) -> Result<Image, RegistryError> {
+    open_with(source, options, &Unwatched)
+}
+
+/// [`open`], telling `progress` how a pull's download goes.
+pub fn open_with(
+    source: &ImageSource,
+    options: &OpenOptions,
+    progress: &dyn Transfers,
+) -> Result<Image, RegistryError> {
     match source {
         ImageSource::Registry(reference) => {
             tracing::info!("opening {source}");
-            pull(reference, &options.platform, &options.registry)
+            pull_with(reference, &options.platform, &options.registry, progress)
         }
         local => Ok(local.open_local(&options.platform)?),
     }

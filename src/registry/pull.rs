@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::client::{Action, Client, Scope, content_digest};
 use super::credentials::{Login, lookup};
+use super::progress::{Counted, Direction, LayerOutcome, Transfers, Unwatched};
 use super::store::BlobStore;
 use super::{RegistryError, RegistryOptions};
 use crate::blob::{Blob, Capped, MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE, read_capped, size_text};
@@ -38,7 +39,19 @@ pub fn pull(
     platform: &Platform,
     options: &RegistryOptions,
 ) -> Result<Image, RegistryError> {
-    Puller::new(reference, options).pull(platform)
+    pull_with(reference, platform, options, &Unwatched)
+}
+
+/// [`pull`], telling `progress` how the layers' download goes.
+pub fn pull_with(
+    reference: &Reference,
+    platform: &Platform,
+    options: &RegistryOptions,
+    progress: &dyn Transfers,
+) -> Result<Image, RegistryError> {
+    let mut puller = Puller::new(reference, options);
+    puller.progress = progress;
+    puller.pull(platform)
 }
 
 /// Reads manifests and blobs of one repository, connecting (with the
@@ -51,6 +64,7 @@ pub(super) struct Puller<'a> {
     /// The login to use, else the user's stored one for the registry.
     login: Option<Login>,
     client: OnceLock<Client>,
+    progress: &'a dyn Transfers,
 }
 
 /// A manifest's bytes and what they are.
@@ -69,6 +83,7 @@ impl<'a> Puller<'a> {
             options,
             login: None,
             client: OnceLock::new(),
+            progress: &Unwatched,
         }
     }
 
@@ -175,12 +190,22 @@ impl<'a> Puller<'a> {
     /// Downloads the image's layers the store does not hold yet, a few at
     /// a time.
     fn fetch_layers(&self, image: &Image) -> Result<(), RegistryError> {
-        let missing: Vec<(Digest, u64)> = image
+        let layers: Vec<(Digest, u64)> = image
             .layers()
             .iter()
             .map(|l| (l.digest(), l.size()))
-            .filter(|(d, size)| !self.store.has(d, Some(*size)))
             .collect();
+        let bytes: u64 = layers.iter().map(|(_, size)| size).sum();
+        self.progress.begin(Direction::Pull, layers.len(), bytes);
+        let mut missing = Vec::new();
+        for (digest, size) in layers {
+            if self.store.has(&digest, Some(size)) {
+                self.progress
+                    .layer_done(&digest, size, LayerOutcome::Stored);
+            } else {
+                missing.push((digest, size));
+            }
+        }
         if !missing.is_empty() {
             let bytes: u64 = missing.iter().map(|(_, s)| s).sum();
             tracing::info!(
@@ -192,10 +217,14 @@ impl<'a> Puller<'a> {
             );
         }
         in_parallel(&missing, PARALLEL_DOWNLOADS, |(digest, size)| {
-            self.blob(digest, *size, "layer")
+            self.download(digest, *size, "layer", self.progress)?;
+            self.progress
+                .layer_done(digest, *size, LayerOutcome::Downloaded);
+            Ok::<_, RegistryError>(())
         })
         .into_iter()
         .collect::<Result<Vec<()>, _>>()?;
+        self.progress.end();
         Ok(())
     }
 
@@ -323,6 +352,17 @@ impl<'a> Puller<'a> {
     /// download stops as soon as it passes `size`, the size its descriptor
     /// declares, so a registry cannot fill the disk.
     pub(super) fn blob(&self, digest: &Digest, size: u64, what: &str) -> Result<(), RegistryError> {
+        self.download(digest, size, what, &Unwatched)
+    }
+
+    /// [`Puller::blob`], telling `progress` of the bytes as they arrive.
+    fn download(
+        &self,
+        digest: &Digest,
+        size: u64,
+        what: &str,
+        progress: &dyn Transfers,
+    ) -> Result<(), RegistryError> {
         let client = self.client()?;
         let url = client.url(&format!(
             "/v2/{}/blobs/{digest}",
@@ -352,7 +392,7 @@ impl<'a> Puller<'a> {
             if response.content_length().is_some_and(|len| len > size) {
                 return Err(oversized());
             }
-            let mut body = Capped::new(response, size);
+            let mut body = Counted::new(Capped::new(response, size), progress);
             match self.store.put(digest, &mut body) {
                 Ok(Ok(path)) => {
                     let stored = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
@@ -375,8 +415,9 @@ impl<'a> Puller<'a> {
                         actual: mismatch.actual,
                     });
                 }
-                Err(_) if body.overflowed() => return Err(oversized()),
+                Err(_) if body.get_ref().overflowed() => return Err(oversized()),
                 Err(e) if attempt < 3 => {
+                    progress.rewound(body.reported());
                     tracing::info!(
                         "{}: {what} {digest} broke off ({e}); trying again",
                         self.target

@@ -13,6 +13,7 @@ use url::Url;
 
 use super::client::{Action, Client, Scope, content_digest};
 use super::credentials::{Credentials, Login, Origin, lookup};
+use super::progress::{Direction, LayerOutcome, Transfers, Unwatched};
 use super::{RegistryError, RegistryOptions};
 use crate::digest::Digest;
 use crate::image::Image;
@@ -50,6 +51,16 @@ pub(super) enum Outcome {
     Existing,
     Mounted,
     Uploaded(u64),
+}
+
+impl Outcome {
+    fn of_layer(&self) -> LayerOutcome {
+        match self {
+            Outcome::Existing => LayerOutcome::Existing,
+            Outcome::Mounted => LayerOutcome::Mounted,
+            Outcome::Uploaded(_) => LayerOutcome::Uploaded,
+        }
+    }
 }
 
 /// One blob to push: the config, from memory, or a layer.
@@ -191,6 +202,16 @@ impl PushTarget {
 
     /// Pushes `image`: the blobs the repository lacks, then the manifest.
     pub fn push(&self, image: &Image) -> Result<PushReport, RegistryError> {
+        self.push_with(image, &Unwatched)
+    }
+
+    /// [`PushTarget::push`], telling `progress` how the layers' upload
+    /// goes.
+    pub fn push_with(
+        &self,
+        image: &Image,
+        progress: &dyn Transfers,
+    ) -> Result<PushReport, RegistryError> {
         let reference = &self.reference;
         let pusher = self.pusher();
         let config = image.config().to_bytes();
@@ -201,9 +222,7 @@ impl PushTarget {
                 items.push(Item::Layer(layer));
             }
         }
-        let outcomes = in_parallel(&items, PARALLEL_UPLOADS, |item| pusher.blob(item))
-            .into_iter()
-            .collect::<Result<Vec<Outcome>, _>>()?;
+        let outcomes = send_blobs(&pusher, &items, progress)?;
         let manifest = image.manifest_bytes();
         let digest = Digest::of(&manifest);
         if let Some(pinned) = reference.digest()
@@ -251,6 +270,30 @@ impl PushTarget {
     }
 }
 
+/// Sends `items` that the repository lacks, a few at a time, telling
+/// `progress` of each layer.
+fn send_blobs(
+    pusher: &Pusher,
+    items: &[Item],
+    progress: &dyn Transfers,
+) -> Result<Vec<Outcome>, RegistryError> {
+    let layers = items.iter().filter(|item| matches!(item, Item::Layer(_)));
+    let bytes = layers.clone().map(Item::size).sum();
+    progress.begin(Direction::Push, layers.count(), bytes);
+    let outcomes = in_parallel(items, PARALLEL_UPLOADS, |item| match item {
+        Item::Config(..) => pusher.blob(item),
+        Item::Layer(layer) => {
+            let outcome = pusher.send(item, progress)?;
+            progress.layer_done(&layer.digest(), layer.size(), outcome.of_layer());
+            Ok(outcome)
+        }
+    })
+    .into_iter()
+    .collect::<Result<Vec<Outcome>, _>>()?;
+    progress.end();
+    Ok(outcomes)
+}
+
 /// Sends blobs and manifests to one repository.
 pub(super) struct Pusher<'a> {
     client: &'a Client,
@@ -295,6 +338,11 @@ impl<'a> Pusher<'a> {
     /// Sends one blob unless the repository has it (or can mount it from
     /// the repository the layer came from).
     pub(super) fn blob(&self, item: &Item) -> Result<Outcome, RegistryError> {
+        self.send(item, &Unwatched)
+    }
+
+    /// [`Pusher::blob`], telling `progress` of the bytes as they are sent.
+    fn send(&self, item: &Item, progress: &dyn Transfers) -> Result<Outcome, RegistryError> {
         let digest = item.digest();
         if self.head(&digest)?.is_some() {
             return Ok(Outcome::Existing);
@@ -317,7 +365,7 @@ impl<'a> Pusher<'a> {
             Some(l) => l,
             None => self.start_upload()?,
         };
-        self.upload(item, location)?;
+        self.upload(item, location, progress)?;
         Ok(Outcome::Uploaded(item.size()))
     }
 
@@ -390,14 +438,19 @@ impl<'a> Pusher<'a> {
 
     /// Sends the bytes: one PUT for a small blob, PATCHes of [`CHUNK`]
     /// bytes then a closing PUT for a large one.
-    fn upload(&self, item: &Item, location: Url) -> Result<(), RegistryError> {
+    fn upload(
+        &self,
+        item: &Item,
+        location: Url,
+        progress: &dyn Transfers,
+    ) -> Result<(), RegistryError> {
         let client = self.client;
         let digest = item.digest();
         let whole = item.size() <= CHUNK;
         let mut url = if whole {
             location
         } else {
-            self.upload_chunks(item, location)?
+            self.upload_chunks(item, location, progress)?
         };
         url.query_pairs_mut()
             .append_pair("digest", &digest.to_string());
@@ -416,13 +469,19 @@ impl<'a> Pusher<'a> {
         if response.status() != StatusCode::CREATED {
             return Err(client.status_error(&format!("uploading blob {digest}"), response));
         }
+        progress.moved(bytes.len() as u64);
         tracing::debug!("{}: uploaded {digest} ({} bytes)", self.target, item.size());
         Ok(())
     }
 
     /// PATCHes the blob in [`CHUNK`]-sized pieces, each held in memory so a
     /// retry can send it again; returns where to PUT the end of it.
-    fn upload_chunks(&self, item: &Item, mut location: Url) -> Result<Url, RegistryError> {
+    fn upload_chunks(
+        &self,
+        item: &Item,
+        mut location: Url,
+        progress: &dyn Transfers,
+    ) -> Result<Url, RegistryError> {
         let client = self.client;
         let size = item.size();
         let mut reader = item.open().map_err(|e| self.read_error(item, e))?;
@@ -454,6 +513,7 @@ impl<'a> Pusher<'a> {
                 return Err(client.status_error("uploading a chunk", response));
             }
             location = self.location(&response)?;
+            progress.moved(chunk.len() as u64);
             offset = end + 1;
         }
         Ok(location)

@@ -178,7 +178,15 @@
 //! - Observe: `requests() -> Vec<`[`RegistryRequest`]`>` (method, path with
 //!   query, status, user agent; from the access log, readiness probes left
 //!   out), `served(method, path, status)`, `log()`, `tokens_issued()`,
-//!   `tokens() -> Vec<`[`IssuedToken`]`>` (grant, subject, granted scopes).
+//!   `tokens() -> Vec<`[`IssuedToken`]`>` (grant, subject, granted scopes, the token).
+//! - [`Netns`]`::create()` (root and `ip`, else skipped): a network
+//!   namespace at `address()` (`10.200.N.2`) joined by a veth pair, deleted
+//!   on drop; [`NetnsRegistry`]`::start(netns, dir, port, tls)`: a registry
+//!   in it, off loopback (`host()`, `cert_dir()`, `requests()`).
+//! - [`RecordingProxy`]`::start(route)`: a host of its own on loopback that
+//!   records each request's method, path and `Authorization` (`seen()`),
+//!   then redirects it or forwards it to a registry ([`Route`]), optionally
+//!   with its own login and the answer's upload `Location` moved elsewhere.
 //! - [`http_request`]`(host, method, path, headers, body) -> `[`HttpResponse`]:
 //!   one plain HTTP/1.1 exchange (registry or token service);
 //!   [`parse_access_log_line`], [`base64_encode`], [`base64url`],
@@ -194,9 +202,11 @@
 mod conda;
 mod hostile;
 mod legacy;
+mod netns;
 mod oci;
 mod podman;
 mod process;
+mod proxy;
 mod pypi;
 mod pyrattler;
 mod registry;
@@ -215,11 +225,14 @@ pub use conda::{
 };
 pub use hostile::{Canary, HostilePackage, hostile_channel};
 pub use legacy::{legacy_conda_docker_tar, legacy_conda_docker_tar_layers};
+pub use netns::{Netns, NetnsRegistry};
 pub use oci::{skopeo_copy, skopeo_inspect, umoci_layout_from_rootfs, umoci_unpack};
 pub use podman::{DockerService, Podman};
 pub use process::{
-    DEFAULT_TIMEOUT, run, run_timeout, run_unchecked, run_unchecked_timeout, stdout, unique_name,
+    DEFAULT_TIMEOUT, isolated_conda_docker, run, run_timeout, run_unchecked, run_unchecked_timeout,
+    stderr, stdout, unique_name,
 };
+pub use proxy::{RecordingProxy, Route, Seen};
 pub use pypi::{
     CPython, PypiEntry, WheelFile, channel_records, cpython_channel, glibc_base, python_binaries,
     vanilla_cpython, write_pixi_lock_v6, write_wheel,

@@ -63,6 +63,22 @@ pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// Lossy UTF-8 stderr, for assertions and messages.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// `conda-docker` with nothing of the host's but `PATH`: `HOME` (so
+/// docker's and podman's logins) and our cache under `home`.
+pub fn isolated_conda_docker(home: &std::path::Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_conda-docker"));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("CONDA_DOCKER_CACHE_DIR", home.join("cache"));
+    cmd
+}
+
 /// A lowercase name unique within this test run, e.g. `bb-4242-3`: image
 /// names and tags must not collide between tests that share a registry.
 pub fn unique_name(prefix: &str) -> String {

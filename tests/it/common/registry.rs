@@ -68,6 +68,8 @@ pub struct IssuedToken {
     /// What the token grants, as `TYPE:NAME:ACTION,ACTION` scopes, e.g.
     /// `repository:selftest/img:pull,push`.
     pub scopes: Vec<String>,
+    /// The token itself (a signed JWT): a secret that must never show.
+    pub token: String,
 }
 
 /// A running `docker-registry`; killed by PID (and its token service
@@ -483,7 +485,7 @@ fn free_port() -> u16 {
 }
 
 /// `openssl req -x509`: an RSA-2048 key and a self-signed certificate.
-fn self_signed_cert(key: &Path, cert: &Path, subject: &str, extension: Option<&str>) {
+pub(super) fn self_signed_cert(key: &Path, cert: &Path, subject: &str, extension: Option<&str>) {
     let mut cmd = Command::new(expect_tool("openssl"));
     cmd.args([
         "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
@@ -941,6 +943,7 @@ fn issue_token(
         grant: grant.to_string(),
         subject: subject.to_string(),
         scopes,
+        token,
     });
     Ok(response)
 }
