@@ -17,6 +17,7 @@ pub(crate) mod input;
 pub(crate) mod order;
 pub(crate) mod pixi;
 pub(crate) mod relocate;
+pub(crate) mod retry;
 pub mod solve;
 pub(crate) mod unrelocate;
 pub(crate) mod untracked;

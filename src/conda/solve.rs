@@ -14,6 +14,7 @@ use rattler_conda_types::{
     Channel, ChannelConfig, GenericVirtualPackage, MatchSpec, ParseStrictness, RepoDataRecord,
     Subdir,
 };
+use rattler_networking::retry_policies::default_retry_policy;
 use rattler_networking::{AuthenticationMiddleware, LazyClient};
 use rattler_repodata_gateway::{Gateway, RepoData};
 use rattler_solve::{SolverImpl, SolverTask, resolvo};
@@ -144,6 +145,7 @@ fn client() -> Result<reqwest_middleware::ClientWithMiddleware, SolveError> {
             .build()
             .unwrap_or_default(),
     )
+    .with(super::retry::Retry)
     .with_arc(Arc::new(auth))
     .build())
 }
@@ -396,10 +398,27 @@ async fn fetch_all(
                         .get_or_fetch_from_path(&path, Some(&package), None)
                         .await
                 }
+                // A body that breaks off is retried inside rattler; one
+                // that arrives whole with wrong bytes (removed, never kept)
+                // gets one more try here.
                 _ => {
-                    cache
-                        .get_or_fetch_from_url(&package, url, client, None, Some(limit))
-                        .await
+                    let fetch = || {
+                        cache.get_or_fetch_from_url_with_retry(
+                            &package,
+                            url.clone(),
+                            client.clone(),
+                            default_retry_policy(),
+                            None,
+                            Some(limit.clone()),
+                        )
+                    };
+                    match fetch().await {
+                        Err(first) => {
+                            tracing::info!("{url}: {first}; trying again");
+                            fetch().await
+                        }
+                        fetched => fetched,
+                    }
                 }
             };
             (i, result)

@@ -243,6 +243,25 @@ impl<'a> Puller<'a> {
             let media_type = media_type_of(&bytes, "");
             return Ok(Fetched { bytes, media_type });
         }
+        // A body that breaks off or arrives with wrong bytes may be the
+        // transfer's fault: two more tries, as for blobs.
+        let mut attempt = 1;
+        loop {
+            match self.fetch_manifest(rev, pinned) {
+                Err(
+                    e @ (RegistryError::Transfer { .. } | RegistryError::DigestMismatch { .. }),
+                ) if attempt < 3 => {
+                    tracing::info!("{}: {}; trying again", self.target, crate::error_line(&e));
+                    attempt += 1;
+                }
+                fetched => return fetched,
+            }
+        }
+    }
+
+    /// One GET of the manifest `rev`, checked against `pinned` and the
+    /// digest the registry states, and kept in the blob store.
+    fn fetch_manifest(&self, rev: &str, pinned: Option<Digest>) -> Result<Fetched, RegistryError> {
         let client = self.client()?;
         let response = self.manifest_request(reqwest::Method::GET, rev)?;
         if response.status() == reqwest::StatusCode::NOT_FOUND {
@@ -406,6 +425,16 @@ impl<'a> Puller<'a> {
                         });
                     }
                     return Ok(());
+                }
+                // Wrong bytes are not kept (the store checks before it
+                // renames); they may be the transfer's fault, so try again.
+                Ok(Err(mismatch)) if attempt < 3 => {
+                    progress.rewound(body.reported());
+                    tracing::info!(
+                        "{}: {what} {digest} arrived with wrong bytes ({}); trying again",
+                        self.target,
+                        mismatch.actual
+                    );
                 }
                 Ok(Err(mismatch)) => {
                     return Err(RegistryError::DigestMismatch {

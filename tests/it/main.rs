@@ -15,6 +15,7 @@ mod determinism;
 mod edits;
 mod entry_points;
 mod errors;
+mod faults;
 mod fixtures;
 mod glibc;
 mod golden;

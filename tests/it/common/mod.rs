@@ -153,6 +153,15 @@
 //! - Drop sets a stop flag, wakes `accept` with a connection, shuts down
 //!   open connections and joins every thread.
 //!
+//! # Faults on loopback
+//! - [`FaultProxy`]`::start(upstream)`: an HTTP proxy on 127.0.0.1 in front
+//!   of `upstream` (`HOST:PORT`), one request per connection; `host()`,
+//!   `inject(method, path_contains, `[`Fault`]`, times)` (`Reset`,
+//!   `Truncate`, `Flip`, `Stall(d)`, `Status(n)`, `TooMany(retry_after)`,
+//!   `Redirect(base)`), `clear()`, `injected()`.
+//! - [`FailingStore`]`::start(status)`: answers everything with `status`
+//!   (a redirect target that fails); `base()`, `authorized()`.
+//!
 //! # Registries on loopback
 //! - [`Registry`]: a real `docker-registry` on a free 127.0.0.1 port, its
 //!   config, storage, logs and keys in a fresh dir under the caller's dir,
@@ -200,6 +209,7 @@
 #![allow(dead_code, unused_imports)]
 
 mod conda;
+mod faults;
 mod hostile;
 mod legacy;
 mod netns;
@@ -223,6 +233,7 @@ pub use conda::{
     cd_binary_output, cd_lib_version_text, cd_show_output, explicit_file, install_env,
     install_env_at, sha256_file_hex, sha256_hex, write_pixi_lock,
 };
+pub use faults::{FailingStore, Fault, FaultProxy};
 pub use hostile::{Canary, HostilePackage, hostile_channel};
 pub use legacy::{legacy_conda_docker_tar, legacy_conda_docker_tar_layers};
 pub use netns::{Netns, NetnsRegistry};
