@@ -339,18 +339,23 @@ mod tests {
         PrefixRecord::from_repodata_record(repodata, Vec::new())
     }
 
+    /// linux-64, `/opt/conda`, gzip 6, epoch 0, with `python` and `owner`.
+    fn settings(python: &PythonInfo, owner: Option<(u32, u32)>) -> LayerSettings<'_> {
+        LayerSettings {
+            platform: Subdir::Linux64,
+            image_prefix: "/opt/conda",
+            python: Some(python),
+            compression: Compression::Gzip(6),
+            epoch: 0,
+            owner,
+        }
+    }
+
     #[test]
     fn a_layer_is_named_by_its_records_and_the_settings() {
         let python =
             PythonInfo::from_version(&"3.12.0".parse().unwrap(), None, Subdir::Linux64).unwrap();
-        let settings = LayerSettings {
-            platform: Subdir::Linux64,
-            image_prefix: "/opt/conda",
-            python: Some(&python),
-            compression: Compression::Gzip(6),
-            epoch: 0,
-            owner: Some((0, 0)),
-        };
+        let settings = settings(&python, Some((0, 0)));
         let (a, b) = (record("a", Some([1; 32])), record("b", Some([2; 32])));
         let plain = LayerIdentity::of(&[&a], false, &settings).unwrap();
         assert_eq!(
@@ -394,14 +399,7 @@ mod tests {
     fn a_wheel_layer_is_named_by_its_wheels_and_the_python() {
         let python =
             PythonInfo::from_version(&"3.11.7".parse().unwrap(), None, Subdir::Linux64).unwrap();
-        let settings = LayerSettings {
-            platform: Subdir::Linux64,
-            image_prefix: "/opt/conda",
-            python: Some(&python),
-            compression: Compression::Gzip(6),
-            epoch: 0,
-            owner: None,
-        };
+        let settings = settings(&python, None);
         let wheel = LockedWheel {
             name: "demo".into(),
             version: "1.0".into(),
