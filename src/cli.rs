@@ -3,6 +3,7 @@
 
 mod progress;
 mod read_back;
+mod several;
 
 use progress::Progress;
 
@@ -604,10 +605,15 @@ pub struct BuildArgs {
     /// docker or podman login; checked before anything is built.
     #[arg(long)]
     pub push: bool,
-    /// The platform of the base to pull: that of the environment (default),
-    /// which this must match if given.
+    /// The platform to build for, and of the base to pull: that of the
+    /// environment (default), which this must match if given. Repeat it
+    /// (`--platform linux-64 --platform linux-aarch64`) to build one image
+    /// per platform from specs, an environment.yml or a lock file, written
+    /// as one index (to oci:DIR or oci-archive:PATH) or pushed as one; each
+    /// platform's --lock-file is PATH with the platform before its
+    /// extension (`env.lock` → `env.linux-64.lock`).
     #[arg(long, value_name = "PLATFORM", value_parser = hinted::<Platform>(PLATFORM_HINTS))]
-    pub platform: Option<Platform>,
+    pub platform: Vec<Platform>,
     /// TLS settings for registries.
     #[command(flatten)]
     pub registry: RegistryArgs,
@@ -834,6 +840,10 @@ fn run_build(args: BuildArgs) -> Result<(), CliError> {
         );
     }
     let (json, quiet, compress_base) = (args.json, args.quiet, args.compress_base);
+    let platforms = args.platform.clone();
+    if platforms.len() > 1 {
+        several::check_destination(destination.as_ref())?;
+    }
     let mut options = build_options(args, env)?;
     // The login, the registry and the right to push, before any work.
     let push_target = push_to
@@ -853,6 +863,14 @@ fn run_build(args: BuildArgs) -> Result<(), CliError> {
         cache.login = Login::from_environment();
     }
     let progress = Progress::new(quiet);
+    if platforms.len() > 1 {
+        let outputs = several::Outputs {
+            destination,
+            push_target,
+            compress_base,
+        };
+        return several::build_index(&options, &platforms, &outputs, &progress, (json, quiet));
+    }
     let (image, layers, pushed) = build_with_output(&options, &progress, |image, _| {
         if compress_base {
             image.compress_plain_layers()?;
@@ -927,7 +945,10 @@ fn build_options(args: BuildArgs, env: EnvSelector) -> Result<BuildOptions, CliE
     Ok(BuildOptions {
         env,
         base: args.base,
-        platform: args.platform,
+        platform: match args.platform.as_slice() {
+            [one] => Some(one.clone()),
+            _ => None,
+        },
         solve: SolveOptions {
             channels: args.channels,
             override_channels: args.override_channels,

@@ -46,6 +46,17 @@ pub enum BuildError {
         /// Its image platform.
         platform: String,
     },
+    /// Several `--platform`s for an environment of one platform.
+    #[error(
+        "{what} is for one platform: build it with at most one --platform, or build several platforms from specs, an environment.yml, a pixi.lock or a conda-lock.yml"
+    )]
+    OnePlatformOnly {
+        /// The environment (`the environment at PATH`).
+        what: String,
+    },
+    /// The same platform asked for twice.
+    #[error("--platform {0} is given twice: give each platform once")]
+    SamePlatformTwice(String),
     /// A conda platform images cannot have.
     #[error("the environment is for {0}; images hold linux environments only")]
     NotLinux(String),

@@ -26,6 +26,7 @@ mod layers;
 mod locate;
 mod options;
 mod plan;
+mod platforms;
 mod report;
 mod wheels;
 
@@ -44,6 +45,7 @@ use crate::registry::SharedLayers;
 pub use error::BuildError;
 pub use identity::{LAYER_FORMAT, LayerIdentity};
 pub use options::{BuildOptions, DEFAULT_BASE};
+pub use platforms::{PlatformImages, build_platforms_with_output, lock_file_for};
 pub use report::{LayerReport, LayerSource, Reporter, Silent};
 
 /// Builds the image of an environment. The layers may be files in the
@@ -124,12 +126,28 @@ pub fn build_with_output<T, E: From<BuildError>>(
     reporter: &dyn Reporter,
     mut output: impl FnMut(&mut Image, &[LayerReport]) -> Result<T, E>,
 ) -> Result<(Image, Vec<LayerReport>, T), E> {
+    let ((image, layers), done) = retrying(
+        options,
+        || build(options, reporter),
+        |(image, layers)| output(image, layers),
+    )?;
+    Ok((image, layers, done))
+}
+
+/// Runs `build` and hands what it built to `output`, under the caches'
+/// shared lock; when `output` fails on a damaged layer from the layer
+/// cache, evicts it and runs both once more (see [`build_with_output`]).
+fn retrying<B, T, E: From<BuildError>>(
+    options: &BuildOptions,
+    mut build: impl FnMut() -> Result<B, BuildError>,
+    mut output: impl FnMut(&mut B) -> Result<T, E>,
+) -> Result<(B, T), E> {
     let _locks = lock_caches(options)?;
     let mut retried = false;
     loop {
-        let (mut image, layers) = build(options, reporter)?;
-        let error = match output(&mut image, &layers) {
-            Ok(done) => return Ok((image, layers, done)),
+        let mut built = build()?;
+        let error = match output(&mut built) {
+            Ok(done) => return Ok((built, done)),
             Err(error) => error,
         };
         let damaged = match (&options.layer_cache, retried) {

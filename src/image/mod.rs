@@ -12,6 +12,7 @@ pub mod annotations;
 mod config;
 mod docker_archive;
 mod glibc;
+mod index;
 mod legacy;
 mod oci_layout;
 mod rootfs;
@@ -30,6 +31,7 @@ use serde_json::{Value, json};
 
 pub use config::{ConfigError, ImageConfig, rfc3339};
 pub use glibc::glibc_version;
+pub use index::{index_bytes, write_index};
 pub use rootfs::PickedFile as ImageFile;
 pub use source::{ImageDestination, ImageSource};
 

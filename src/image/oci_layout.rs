@@ -262,19 +262,28 @@ fn for_platform(
     Ok(descriptor)
 }
 
-/// Writes every blob of `image` into `sink`, then returns the manifest's
-/// entry for `index.json`.
+/// What goes into a layout: puts its blobs into a sink and returns the
+/// entry for `index.json` (an image's manifest, or an index of them).
+pub(crate) type Put<'a> = &'a dyn Fn(&mut dyn Sink) -> std::io::Result<Value>;
+
+/// Writes `image` as an OCI archive.
 pub(crate) fn write_archive(
     image: &Image,
     path: &Path,
     tag: Option<&str>,
 ) -> Result<(), ImageError> {
+    write_archive_with(path, image.epoch(), &|sink| put_image(image, sink, tag))
+}
+
+/// Writes an OCI archive holding what `put` puts, its tar entries dated
+/// `epoch`.
+pub(crate) fn write_archive_with(path: &Path, epoch: u64, put: Put) -> Result<(), ImageError> {
     let fail = |source| ImageError::Write {
         path: path.to_owned(),
         source,
     };
-    let mut sink = TarSink::create(path, image.epoch()).map_err(fail)?;
-    let entry = put_image(image, &mut sink, tag).map_err(fail)?;
+    let mut sink = TarSink::create(path, epoch).map_err(fail)?;
+    let entry = put(&mut sink).map_err(fail)?;
     sink.put_bytes("index.json", &index_json(vec![entry]))
         .map_err(fail)?;
     sink.put_bytes("oci-layout", OCI_LAYOUT).map_err(fail)?;
@@ -285,6 +294,11 @@ pub(crate) fn write_archive(
 /// layout (an entry with the same tag is replaced). `index.json` is written
 /// last, so a failed write leaves any previous layout as it was.
 pub(crate) fn write_dir(image: &Image, dir: &Path, tag: Option<&str>) -> Result<(), ImageError> {
+    write_dir_with(dir, tag, &|sink| put_image(image, sink, tag))
+}
+
+/// [`write_dir`] of what `put` puts, whose entry is tagged `tag`.
+pub(crate) fn write_dir_with(dir: &Path, tag: Option<&str>, put: Put) -> Result<(), ImageError> {
     let fail = |source| ImageError::Write {
         path: dir.to_owned(),
         source,
@@ -317,7 +331,7 @@ pub(crate) fn write_dir(image: &Image, dir: &Path, tag: Option<&str>) -> Result<
     let result = (|| {
         fs_err::create_dir_all(dir)?;
         let mut sink = DirSink::new(dir);
-        let entry = put_image(image, &mut sink, tag)?;
+        let entry = put(&mut sink)?;
         // The tag moves to the new manifest; an identical entry is not repeated.
         manifests.retain(|m| {
             let same_tag = tag.is_some() && m["annotations"][REF_NAME].as_str() == tag;

@@ -2,6 +2,7 @@
 //! commit atomically — a temp file renamed into place — so a failed write
 //! leaves nothing at the output path.
 
+use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use super::Image;
 use crate::digest::Digest;
 use crate::layer::Layer;
 use crate::layer::tar::LayerTar;
+use crate::reference::Reference;
 
 /// A place to put the files of an image output.
 pub(crate) trait Sink {
@@ -50,6 +52,8 @@ fn publish(file: NamedTempFile, path: &Path) -> io::Result<()> {
 pub(crate) struct TarSink {
     tar: LayerTar<BufWriter<NamedTempFile>>,
     path: PathBuf,
+    /// The names written, so a blob two images share goes in once.
+    written: HashSet<String>,
 }
 
 impl TarSink {
@@ -58,6 +62,7 @@ impl TarSink {
         Ok(TarSink {
             tar: LayerTar::new(BufWriter::with_capacity(1 << 20, file), mtime),
             path: path.to_owned(),
+            written: HashSet::new(),
         })
     }
 
@@ -71,7 +76,12 @@ impl TarSink {
 }
 
 impl Sink for TarSink {
+    fn has(&self, name: &str, _size: u64) -> bool {
+        self.written.contains(name)
+    }
+
     fn put(&mut self, name: &str, size: u64, data: &mut dyn Read) -> io::Result<()> {
+        self.written.insert(name.to_owned());
         self.tar.add_file(name, 0o644, size, data)
     }
 }
@@ -183,30 +193,50 @@ pub(crate) fn put_image(
         }
     }
     let manifest = image.manifest_bytes();
-    let digest = Digest::of(&manifest);
-    sink.put_bytes(&blob_name(&digest), &manifest)?;
+    sink.put_bytes(&blob_name(&Digest::of(&manifest)), &manifest)?;
+    let mut entry = descriptor(
+        &MediaType::ImageManifest,
+        &manifest,
+        image.annotations().clone(),
+    );
+    tag_entry(&mut entry, tag, image.name());
+    Ok(entry)
+}
+
+/// The descriptor of the manifest or index `bytes`, with `annotations`
+/// (the manifest's own on its index entry too, as buildx's
+/// `index-descriptor` annotations: tools that list an index see them).
+pub(crate) fn descriptor(
+    media_type: &MediaType,
+    bytes: &[u8],
+    annotations: BTreeMap<String, String>,
+) -> Value {
     let mut entry = json!({
-        "mediaType": MediaType::ImageManifest.to_string(),
-        "digest": digest.to_string(),
-        "size": manifest.len(),
+        "mediaType": media_type.to_string(),
+        "digest": Digest::of(bytes).to_string(),
+        "size": bytes.len(),
     });
-    // The manifest's annotations on its index entry too, as buildx's
-    // `index-descriptor` annotations: tools that list an index see them.
-    let mut annotations: serde_json::Map<String, Value> = image
-        .annotations()
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-        .collect();
+    if !annotations.is_empty() {
+        entry["annotations"] = json!(annotations);
+    }
+    entry
+}
+
+/// Names an `index.json` entry: its `tag`, and the image's full `name`.
+pub(crate) fn tag_entry(entry: &mut Value, tag: Option<&str>, name: Option<&Reference>) {
+    let mut annotations = entry["annotations"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
     if let Some(tag) = tag {
         annotations.insert(REF_NAME.into(), tag.into());
     }
-    if let Some(name) = image.name() {
+    if let Some(name) = name {
         annotations.insert(IMAGE_NAME.into(), name.to_string().into());
     }
     if !annotations.is_empty() {
         entry["annotations"] = annotations.into();
     }
-    Ok(entry)
 }
 
 /// `index.json` listing `manifests`.

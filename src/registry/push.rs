@@ -5,6 +5,7 @@
 
 use std::io::Read;
 
+use oci_spec::image::MediaType;
 use reqwest::StatusCode;
 use reqwest::blocking::Body;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
@@ -212,19 +213,44 @@ impl PushTarget {
         image: &Image,
         progress: &dyn Transfers,
     ) -> Result<PushReport, RegistryError> {
-        let reference = &self.reference;
         let pusher = self.pusher();
-        let config = image.config().to_bytes();
-        let mut items = vec![Item::Config(&config, Digest::of(&config))];
-        let mut seen = std::collections::HashSet::new();
-        for layer in image.layers() {
-            if seen.insert(layer.digest()) {
-                items.push(Item::Layer(layer));
-            }
-        }
-        let outcomes = send_blobs(&pusher, &items, progress)?;
+        let outcomes = send_image(&pusher, image, progress)?;
         let manifest = image.manifest_bytes();
-        let digest = Digest::of(&manifest);
+        self.put_top(&pusher, &manifest, &MediaType::ImageManifest, outcomes)
+    }
+
+    /// Pushes `images` (one per platform) as one index: each image's blobs
+    /// and manifest (by digest), then the index under the tag. A blob
+    /// pushed for one image (a noarch package's layer) is found there for
+    /// the next, and not sent again.
+    pub fn push_index_with(
+        &self,
+        images: &[Image],
+        progress: &dyn Transfers,
+    ) -> Result<PushReport, RegistryError> {
+        let pusher = self.pusher();
+        let mut outcomes = Vec::new();
+        for image in images {
+            outcomes.extend(send_image(&pusher, image, progress)?);
+            let manifest = image.manifest_bytes();
+            let digest = Digest::of(&manifest);
+            pusher.manifest(&digest.to_string(), &manifest, &digest)?;
+        }
+        let index = crate::image::index_bytes(images);
+        self.put_top(&pusher, &index, &MediaType::ImageIndex, outcomes)
+    }
+
+    /// Puts the manifest or index `bytes` under the reference's tag (or
+    /// its digest), once its blobs are there, and tells what was sent.
+    fn put_top(
+        &self,
+        pusher: &Pusher,
+        bytes: &[u8],
+        media_type: &MediaType,
+        outcomes: Vec<Outcome>,
+    ) -> Result<PushReport, RegistryError> {
+        let reference = &self.reference;
+        let digest = Digest::of(bytes);
         if let Some(pinned) = reference.digest()
             && pinned != digest
         {
@@ -236,7 +262,7 @@ impl PushTarget {
         let rev = reference
             .tag()
             .map_or_else(|| digest.to_string(), str::to_owned);
-        pusher.manifest(&rev, &manifest, &digest)?;
+        pusher.put_manifest(&rev, bytes, &digest, media_type)?;
         let mut report = PushReport {
             reference: match reference.tag() {
                 Some(tag) => format!("{}:{tag}", pusher.target),
@@ -268,6 +294,23 @@ impl PushTarget {
         );
         Ok(report)
     }
+}
+
+/// Sends the config and layers of `image` that the repository lacks.
+fn send_image(
+    pusher: &Pusher,
+    image: &Image,
+    progress: &dyn Transfers,
+) -> Result<Vec<Outcome>, RegistryError> {
+    let config = image.config().to_bytes();
+    let mut items = vec![Item::Config(&config, Digest::of(&config))];
+    let mut seen = std::collections::HashSet::new();
+    for layer in image.layers() {
+        if seen.insert(layer.digest()) {
+            items.push(Item::Layer(layer));
+        }
+    }
+    send_blobs(pusher, &items, progress)
 }
 
 /// Sends `items` that the repository lacks, a few at a time, telling
@@ -535,6 +578,17 @@ impl<'a> Pusher<'a> {
         bytes: &[u8],
         digest: &Digest,
     ) -> Result<(), RegistryError> {
+        self.put_manifest(rev, bytes, digest, &MediaType::ImageManifest)
+    }
+
+    /// Puts `bytes`, a manifest or index of `media_type`, under `rev`.
+    fn put_manifest(
+        &self,
+        rev: &str,
+        bytes: &[u8],
+        digest: &Digest,
+        media_type: &MediaType,
+    ) -> Result<(), RegistryError> {
         let client = self.client;
         let url = client.url(&format!("/v2/{}/manifests/{rev}", self.repository));
         let response = client.send(&self.scope(), "putting the manifest", &|| {
@@ -542,10 +596,7 @@ impl<'a> Pusher<'a> {
                 client
                     .http()
                     .put(url.clone())
-                    .header(
-                        CONTENT_TYPE,
-                        oci_spec::image::MediaType::ImageManifest.to_string(),
-                    )
+                    .header(CONTENT_TYPE, media_type.to_string())
                     .body(bytes.to_vec()),
             ))
         })?;

@@ -24,6 +24,7 @@ mod harness_selftest;
 mod hostile_bases;
 mod interrupts;
 mod layer_cache;
+mod multi_platform;
 mod outputs;
 mod owner;
 mod plugin;

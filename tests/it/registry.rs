@@ -16,7 +16,7 @@ use crate::fixtures::{busybox_base, conda_docker, failure};
 
 /// `conda-docker` with nothing from the host's logins or caches: `HOME`
 /// and our cache are under `home`.
-fn cd(home: &Path) -> Command {
+pub(crate) fn cd(home: &Path) -> Command {
     let mut cmd = conda_docker();
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -172,7 +172,7 @@ fn build_pulls_a_registry_base_and_pushes_the_result() {
 
 /// An OCI layout whose tag `multi` is an index of an amd64 and an arm64
 /// image, plus an attestation entry (`unknown/unknown`) as buildkit adds.
-fn two_platform_layout(dir: &Path) -> PathBuf {
+pub(crate) fn two_platform_layout(dir: &Path) -> PathBuf {
     let layout = dir.join("multi");
     let mut amd = busybox_base(&dir.join("amd"));
     amd.config_mut().set_env("ARCH", "amd64");
