@@ -358,6 +358,7 @@ impl From<RegistryArgs> for RegistryOptions {
         RegistryOptions {
             insecure: args.insecure,
             cert_dir: args.cert_dir,
+            read_timeout: Some(crate::conda::condarc::CondaRc::load().read_timeout()),
         }
     }
 }

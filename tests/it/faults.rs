@@ -282,3 +282,131 @@ fn channel_downloads_retry_passing_faults_and_keep_no_wrong_package() {
     common::run(&mut build("home-lasting", &out));
     assert_eq!(layout_manifest(&out), want, "nothing wrong was kept");
 }
+
+/// The read timeout the stall tests set, and a stall far longer.
+const READ_TIMEOUT: &str = "2";
+const LONG_STALL: Duration = Duration::from_secs(30);
+
+/// A registry that sends half a blob (or manifest) and then nothing: with
+/// `CONDA_REMOTE_READ_TIMEOUT_SECS=2` the pull gives up on that transfer
+/// while the stall is still going and gets the image by a retry; a stall
+/// on every try stops the pull with one line naming the registry and the
+/// setting, and nothing wrong is kept. Each case has a proxy of its own,
+/// so the stall it counts is that case's.
+#[test]
+fn a_stalled_pull_is_cut_at_the_read_timeout() {
+    require_tools!("docker-registry", "skopeo");
+    let dir = tempfile::tempdir().unwrap();
+    let Some(registry) = Registry::plain(&dir.path().join("registry")) else {
+        return;
+    };
+    let layout = dir.path().join("base-oci");
+    busybox_base(&dir.path().join("base"))
+        .write(&format!("oci:{}:base", layout.display()))
+        .unwrap();
+    registry.push(&format!("oci:{}:base", layout.display()), "base/busybox:1");
+    let pull = |name: &str, proxy: &FaultProxy| {
+        let home = dir.path().join(format!("home-{name}"));
+        let out = dir.path().join(format!("pull-{name}"));
+        let mut cmd = cd(&home);
+        cmd.env("CONDA_REMOTE_READ_TIMEOUT_SECS", READ_TIMEOUT)
+            .args(["pull", &format!("{}/base/busybox:1", proxy.host()), "-o"])
+            .arg(format!("oci:{}", out.display()));
+        (cmd, home, out)
+    };
+    let clean_proxy = FaultProxy::start(registry.host());
+    let (mut clean, _, clean_out) = pull("clean", &clean_proxy);
+    common::run(&mut clean);
+    let want = layout_manifest(&clean_out);
+
+    for (name, path) in [("blob", "/blobs/sha256:"), ("manifest", "/manifests/")] {
+        let proxy = FaultProxy::start(registry.host());
+        proxy.inject("GET", path, Fault::Stall(LONG_STALL), 1);
+        let (mut cmd, home, out) = pull(name, &proxy);
+        common::run(&mut cmd);
+        assert_eq!(proxy.injected().len(), 1, "{name}: the stall was applied");
+        assert_eq!(
+            proxy.stalling(),
+            1,
+            "{name}: the pull was done while the proxy still stalled"
+        );
+        assert_eq!(layout_manifest(&out), want, "{name}: the same image");
+        assert_blobs_verify(&home.join("cache"));
+    }
+
+    let proxy = FaultProxy::start(registry.host());
+    proxy.inject(
+        "GET",
+        "/blobs/sha256:",
+        Fault::Stall(LONG_STALL),
+        usize::MAX,
+    );
+    let (mut cmd, home, out) = pull("lasting", &proxy);
+    let line = failure(&mut cmd);
+    println!("a lasting stall: {line}");
+    for part in [
+        proxy.host().as_str(),
+        "nothing arrived for 2 s",
+        "CONDA_REMOTE_READ_TIMEOUT_SECS",
+    ] {
+        assert!(line.contains(part), "{part}: {line}");
+    }
+    assert!(!out.exists(), "no output");
+    assert_blobs_verify(&home.join("cache"));
+}
+
+/// A channel that sends half a package (or repodata) and then nothing:
+/// the build gets past it by a retry with the read timeout at 2 s; a
+/// package that always stalls stops the build with one line naming the
+/// package, the server and the setting. A proxy per case, as above.
+#[test]
+fn a_stalled_channel_download_is_cut_at_the_read_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let channel = CondaChannel::build_without_binary(&dir.path().join("channel"));
+    let server = ChannelServer::serve(&channel.dir);
+    let archive = dir.path().join("base.tar");
+    busybox_base(&dir.path().join("base"))
+        .write_file(&archive)
+        .unwrap();
+    let build = |name: &str, proxy: &FaultProxy| {
+        let out = dir.path().join(name);
+        let mut cmd = cd(&dir.path().join(format!("home-{name}")));
+        cmd.env("CONDA_REMOTE_READ_TIMEOUT_SECS", READ_TIMEOUT)
+            .args(["build", "-q", "--override-channels", "-c"])
+            .arg(format!("http://{}/", proxy.host()))
+            .arg("-b")
+            .arg(format!("docker-archive:{}", archive.display()))
+            .args(["--virtual-package", "__glibc=2.36", "cd-text", "-o"])
+            .arg(format!("oci:{}", out.display()));
+        (cmd, out)
+    };
+    for (name, path) in [("package", "/cd-text-"), ("repodata", "repodata.json")] {
+        // The channel's URL is in the image: the image to expect is a
+        // clean build's through the same proxy.
+        let proxy = FaultProxy::start(&server.host());
+        let (mut clean, clean_out) = build(&format!("{name}-clean"), &proxy);
+        common::run(&mut clean);
+        let want = layout_manifest(&clean_out);
+        proxy.inject("GET", path, Fault::Stall(LONG_STALL), 1);
+        let (mut cmd, out) = build(name, &proxy);
+        common::run(&mut cmd);
+        assert_eq!(proxy.injected().len(), 1, "{name}: the stall was applied");
+        assert_eq!(proxy.stalling(), 1, "{name}: done while the proxy stalled");
+        assert_eq!(layout_manifest(&out), want, "{name}: the same image");
+    }
+
+    let proxy = FaultProxy::start(&server.host());
+    proxy.inject("GET", "/cd-text-", Fault::Stall(LONG_STALL), usize::MAX);
+    let (mut cmd, out) = build("lasting", &proxy);
+    let line = failure(&mut cmd);
+    println!("a lasting stall: {line}");
+    for part in [
+        "cd-text",
+        proxy.host().as_str(),
+        "nothing arrived for 2 s",
+        "CONDA_REMOTE_READ_TIMEOUT_SECS",
+    ] {
+        assert!(line.contains(part), "{part}: {line}");
+    }
+    assert!(!out.exists());
+}
