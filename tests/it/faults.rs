@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::common::{
-    self, CacheLayout, ChannelServer, CondaChannel, FailingStore, Fault, FaultProxy, Registry,
-    install_env, require_tools, sha256_hex,
+    self, CacheLayout, ChannelServer, CondaChannel, FailingStore, Fault, FaultProxy, PypiEntry,
+    Registry, WheelFile, install_env, require_tools, sha256_hex, write_pixi_lock_v6, write_wheel,
 };
 use crate::fixtures::{busybox_base, failure};
 use crate::security_images::cd;
@@ -409,4 +409,88 @@ fn a_stalled_channel_download_is_cut_at_the_read_timeout() {
         assert!(line.contains(part), "{part}: {line}");
     }
     assert!(!out.exists());
+}
+
+/// A wheel server that sends half a wheel and then nothing (for two
+/// minutes): with the read timeout at 2 s the build stops with one line
+/// naming the wheel, the server and the setting (a wheel download is not
+/// retried); with it at an hour, one SIGTERM during the stall ends the
+/// build with 143 while the stall goes on, with no output and nothing
+/// left in the cache.
+#[test]
+fn a_stalled_wheel_download_is_one_line_and_a_signal_ends_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let channel = CondaChannel::build_without_binary(&d.join("channel"));
+    let records = channel.with_dependencies(&["python"]);
+    let (_, sha256) = write_wheel(
+        &d.join("served"),
+        ("good", "1.0", "py3-none-any"),
+        &[WheelFile {
+            path: "good/__init__.py",
+            bytes: &[b'#'; 4096],
+            executable: false,
+        }],
+        None,
+    );
+    let server = ChannelServer::serve(&d.join("served"));
+    let build = |name: &str, timeout: &str| {
+        let proxy = FaultProxy::start(&server.host());
+        proxy.inject("GET", ".whl", Fault::Stall(Duration::from_secs(120)), 1);
+        let lock = d.join(format!("{name}.lock"));
+        let wheel = PypiEntry {
+            name: "good".into(),
+            version: "1.0".into(),
+            location: format!("http://{}/good-1.0-py3-none-any.whl", proxy.host()),
+            sha256: Some(sha256.clone()),
+        };
+        write_pixi_lock_v6(&lock, &channel.url(), &records, &[wheel]);
+        let out = d.join(format!("{name}.tar"));
+        let mut cmd = cd(&d.join(format!("home-{name}")));
+        cmd.env("CONDA_REMOTE_READ_TIMEOUT_SECS", timeout)
+            .args(["build", "-q", "-b", "scratch", "--file"])
+            .arg(&lock)
+            .arg("-o")
+            .arg(&out);
+        (cmd, proxy, out)
+    };
+
+    let (mut cmd, proxy, out) = build("lasting", "2");
+    let line = failure(&mut cmd);
+    println!("a stalled wheel: {line}");
+    for part in [
+        "good-1.0-py3-none-any.whl",
+        proxy.host().as_str(),
+        "nothing arrived for 2 s",
+        "CONDA_REMOTE_READ_TIMEOUT_SECS",
+    ] {
+        assert!(line.contains(part), "{part}: {line}");
+    }
+    assert!(!out.exists());
+
+    let (mut cmd, proxy, out) = build("signalled", "3600");
+    let child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    while proxy.stalling() == 0 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) with a child's pid and a valid signal number.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(143), "{stderr}");
+    assert_eq!(
+        stderr.trim(),
+        "error: interrupted by SIGTERM; the output was not written"
+    );
+    assert_eq!(proxy.stalling(), 1, "the stall was still going");
+    assert!(!out.exists());
+    let info = common::run(cd(&d.join("home-signalled")).args(["cache", "info", "--json"]));
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(info["leftovers"], 0, "{info}");
 }
