@@ -323,7 +323,10 @@ fn a_stalled_pull_is_cut_at_the_read_timeout() {
         let proxy = FaultProxy::start(registry.host());
         proxy.inject("GET", path, Fault::Stall(LONG_STALL), 1);
         let (mut cmd, home, out) = pull(name, &proxy);
+        let started = std::time::Instant::now();
         common::run(&mut cmd);
+        // A figure for docs/reliability.md, not a check.
+        println!("{name} stall of 30 s: pulled in {:?}", started.elapsed());
         assert_eq!(proxy.injected().len(), 1, "{name}: the stall was applied");
         assert_eq!(
             proxy.stalling(),
@@ -389,7 +392,9 @@ fn a_stalled_channel_download_is_cut_at_the_read_timeout() {
         let want = layout_manifest(&clean_out);
         proxy.inject("GET", path, Fault::Stall(LONG_STALL), 1);
         let (mut cmd, out) = build(name, &proxy);
+        let started = std::time::Instant::now();
         common::run(&mut cmd);
+        println!("{name} stall of 30 s: built in {:?}", started.elapsed());
         assert_eq!(proxy.injected().len(), 1, "{name}: the stall was applied");
         assert_eq!(proxy.stalling(), 1, "{name}: done while the proxy stalled");
         assert_eq!(layout_manifest(&out), want, "{name}: the same image");
