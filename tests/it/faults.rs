@@ -17,6 +17,7 @@ use crate::common::{
     Registry, WheelFile, install_env, require_tools, sha256_hex, write_pixi_lock_v6, write_wheel,
 };
 use crate::fixtures::{busybox_base, failure};
+use crate::interrupts::stop_during_the_stall;
 use crate::security_images::cd;
 
 /// Every file under `dir` named by a sha256 hex holds bytes of that hash:
@@ -61,6 +62,17 @@ const TRANSIENT: [(&str, Fault); 7] = [
     ("429", Fault::TooMany(1)),
 ];
 
+/// A registry under `dir` holding the busybox base as `base/busybox:1`.
+fn registry_with_busybox(dir: &Path) -> Option<Registry> {
+    let registry = Registry::plain(&dir.join("registry"))?;
+    let layout = dir.join("base-oci");
+    busybox_base(&dir.join("base"))
+        .write(&format!("oci:{}:base", layout.display()))
+        .unwrap();
+    registry.push(&format!("oci:{}:base", layout.display()), "base/busybox:1");
+    Some(registry)
+}
+
 /// Pulls through the proxy: each fault once on the layer blob (and on the
 /// manifest) gives the same image as a clean pull; a lasting one stops
 /// with one line and no output; the blob cache only ever holds verified
@@ -69,14 +81,9 @@ const TRANSIENT: [(&str, Fault); 7] = [
 fn pulls_retry_passing_faults_and_stop_on_lasting_ones() {
     require_tools!("docker-registry", "skopeo");
     let dir = tempfile::tempdir().unwrap();
-    let Some(registry) = Registry::plain(&dir.path().join("registry")) else {
+    let Some(registry) = registry_with_busybox(dir.path()) else {
         return;
     };
-    let base = busybox_base(&dir.path().join("base"));
-    let layout = dir.path().join("base-oci");
-    base.write(&format!("oci:{}:base", layout.display()))
-        .unwrap();
-    registry.push(&format!("oci:{}:base", layout.display()), "base/busybox:1");
     let proxy = FaultProxy::start(registry.host());
     let reference = format!("{}/base/busybox:1", proxy.host());
     let pull = |name: &str| {
@@ -297,14 +304,9 @@ const LONG_STALL: Duration = Duration::from_secs(30);
 fn a_stalled_pull_is_cut_at_the_read_timeout() {
     require_tools!("docker-registry", "skopeo");
     let dir = tempfile::tempdir().unwrap();
-    let Some(registry) = Registry::plain(&dir.path().join("registry")) else {
+    let Some(registry) = registry_with_busybox(dir.path()) else {
         return;
     };
-    let layout = dir.path().join("base-oci");
-    busybox_base(&dir.path().join("base"))
-        .write(&format!("oci:{}:base", layout.display()))
-        .unwrap();
-    registry.push(&format!("oci:{}:base", layout.display()), "base/busybox:1");
     let pull = |name: &str, proxy: &FaultProxy| {
         let home = dir.path().join(format!("home-{name}"));
         let out = dir.path().join(format!("pull-{name}"));
@@ -479,21 +481,7 @@ fn a_stalled_wheel_download_is_one_line_and_a_signal_ends_it() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    while proxy.stalling() == 0 {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(500));
-    let pid = libc::pid_t::try_from(child.id()).unwrap();
-    // SAFETY: kill(2) with a child's pid and a valid signal number.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(143), "{stderr}");
-    assert_eq!(
-        stderr.trim(),
-        "error: interrupted by SIGTERM; the output was not written"
-    );
-    assert_eq!(proxy.stalling(), 1, "the stall was still going");
+    stop_during_the_stall(child, &proxy, "stalled wheel");
     assert!(!out.exists());
     let info = common::run(cd(&d.join("home-signalled")).args(["cache", "info", "--json"]));
     let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();

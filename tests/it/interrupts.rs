@@ -670,29 +670,35 @@ fn sigterm_during_a_stall_ends_the_pull() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    stop_during_the_stall(child, &proxy, "stalled pull");
+    assert!(!out.exists());
+    assert!(named(dir.path(), "pulled").is_empty());
+    let blobs = dir.path().join("cache/blobs/sha256");
+    assert!(named(&blobs, ".").is_empty(), "{:?}", named(&blobs, "."));
+}
+
+/// Once `proxy` stalls `child`'s transfer, sends SIGTERM and checks that
+/// `child` exits 143 with the one line while the stall still goes on.
+pub(crate) fn stop_during_the_stall(mut child: Child, proxy: &FaultProxy, what: &str) {
     while proxy.stalling() == 0 {
         assert!(
-            proxy.injected().len() < 2,
-            "the pull moved on from the stall by itself"
+            child.try_wait().unwrap().is_none() && proxy.injected().len() < 2,
+            "{what}: ended or moved on before the stall"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    // Well inside the read: the pull is waiting on the network.
+    // Well inside the read: the run is waiting on the network.
     std::thread::sleep(Duration::from_millis(500));
     send(&child, libc::SIGTERM);
     let sent = std::time::Instant::now();
     let output = child.wait_with_output().unwrap();
     // A figure for docs/reliability.md, not a check.
-    println!("stalled pull: exited {:?} after the signal", sent.elapsed());
+    println!("{what}: exited {:?} after the signal", sent.elapsed());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(143), "{stderr}");
+    assert_eq!(output.status.code(), Some(143), "{what}: {stderr}");
     assert_eq!(
         stderr.trim(),
         "error: interrupted by SIGTERM; the output was not written"
     );
-    assert_eq!(proxy.stalling(), 1, "the stall was still going");
-    assert!(!out.exists());
-    assert!(named(dir.path(), "pulled").is_empty());
-    let blobs = dir.path().join("cache/blobs/sha256");
-    assert!(named(&blobs, ".").is_empty(), "{:?}", named(&blobs, "."));
+    assert_eq!(proxy.stalling(), 1, "{what}: the stall was still going");
 }
