@@ -62,6 +62,9 @@ Environment:
   CONDA_CHANNELS            channels, `,`-separated, before .condarc's
   CONDA_CHANNEL_ALIAS       the URL channel names resolve against
   CONDARC                   one more .condarc to read
+  CONDA_REMOTE_READ_TIMEOUT_SECS
+                            seconds a registry or channel may send nothing before the
+                            transfer is tried again (default 60; remote_read_timeout_secs)
   RATTLER_CACHE_DIR         rattler's cache: downloaded packages go to its pkgs/
   CONDA_DOCKER_CACHE_DIR    where built layers and pulled base image blobs are kept
                             (see `cache info`)
@@ -358,6 +361,7 @@ impl From<RegistryArgs> for RegistryOptions {
         RegistryOptions {
             insecure: args.insecure,
             cert_dir: args.cert_dir,
+            read_timeout: Some(crate::conda::condarc::CondaRc::load().read_timeout()),
         }
     }
 }

@@ -8,9 +8,12 @@
 //! renamed into place. The binary then exits 128 + the signal's number.
 //! A second signal exits at once, so a stuck run never needs `kill -9`;
 //! what it leaves, the next build removes (see `build/staging.rs`).
+//! A network body is read through [`Interruptible`], so a read that
+//! stalls does not keep the first signal waiting.
 
-use std::io;
+use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::time::Duration;
 
 /// The signal received first, 0 for none.
@@ -75,5 +78,152 @@ pub async fn signalled() -> Interrupted {
             return Interrupted(signal);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Whether `error` or one of its causes is a network read that timed
+/// out (the client's read timeout): what a stalled body, read through
+/// [`Interruptible`] or not, fails with, to be told apart from a
+/// connection that broke.
+pub fn is_stall(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.downcast_ref::<reqwest::Error>()
+            .is_some_and(reqwest::Error::is_timeout)
+        {
+            return true;
+        }
+        // An I/O error's `source` is its inner error's source, skipping
+        // the inner error itself: step into it by hand.
+        cause = match e.downcast_ref::<io::Error>() {
+            Some(e) if e.kind() == io::ErrorKind::TimedOut => return true,
+            Some(e) => e
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    false
+}
+
+/// How often a reader waiting for the network looks at the flag.
+const POLL: Duration = Duration::from_millis(50);
+
+/// The size of the pieces [`Interruptible`] passes on.
+const PIECE: usize = 64 << 10;
+
+/// A reader of a network body that fails as soon as a signal arrives,
+/// even while the network sends nothing: the blocking reads happen on a
+/// thread of their own, and this side waits for their bytes in short
+/// turns, checking the flag between them. A blocked read cannot be
+/// cancelled, so when this is dropped first the thread ends with its next
+/// read (which the client's read timeout bounds), dropping the body.
+pub struct Interruptible {
+    pieces: Receiver<io::Result<Vec<u8>>>,
+    piece: Vec<u8>,
+    at: usize,
+    done: bool,
+}
+
+impl Interruptible {
+    /// Starts reading `inner` on a thread of its own.
+    pub fn new<R: Read + Send + 'static>(inner: R) -> io::Result<Self> {
+        // Two pieces in flight: the network keeps going while the last
+        // one is hashed and written, and memory stays bounded.
+        let (sender, pieces) = sync_channel(2);
+        std::thread::Builder::new()
+            .name("conda-docker-body".into())
+            .spawn(move || pump(inner, &sender))?;
+        Ok(Interruptible {
+            pieces,
+            piece: Vec::new(),
+            at: 0,
+            done: false,
+        })
+    }
+}
+
+/// Reads `inner` to its end or first error, passing each piece on; stops
+/// early when nobody takes them any more.
+fn pump<R: Read>(mut inner: R, sender: &SyncSender<io::Result<Vec<u8>>>) {
+    loop {
+        let mut piece = vec![0; PIECE];
+        let read = loop {
+            match inner.read(&mut piece) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => break other,
+            }
+        };
+        let last = !matches!(read, Ok(n) if n > 0);
+        let sent = read.map(|n| {
+            piece.truncate(n);
+            piece
+        });
+        if sender.send(sent).is_err() || last {
+            return;
+        }
+    }
+}
+
+impl Read for Interruptible {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.piece.len() {
+            if self.done {
+                return Ok(0);
+            }
+            check()?;
+            match self.pieces.recv_timeout(POLL) {
+                Ok(Ok(piece)) => {
+                    self.done = piece.is_empty();
+                    self.piece = piece;
+                    self.at = 0;
+                }
+                Ok(Err(e)) => {
+                    self.done = true;
+                    return Err(e);
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.done = true;
+                    return Err(io::Error::other("the body's reader ended unexpectedly"));
+                }
+            }
+        }
+        let n = buf.len().min(self.piece.len() - self.at);
+        buf[..n].copy_from_slice(&self.piece[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Interruptible;
+    use std::io::Read;
+
+    #[test]
+    fn passes_every_byte_and_the_error() {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let mut read = Vec::new();
+        Interruptible::new(std::io::Cursor::new(data.clone()))
+            .unwrap()
+            .read_to_end(&mut read)
+            .unwrap();
+        assert_eq!(read, data);
+
+        let failing = std::io::Cursor::new(vec![1u8; 10]).chain(Failing);
+        let mut reader = Interruptible::new(failing).unwrap();
+        let mut read = Vec::new();
+        let error = reader.read_to_end(&mut read).unwrap_err();
+        assert_eq!(error.to_string(), "broken");
+        assert_eq!(read, [1; 10]);
+    }
+
+    struct Failing;
+
+    impl Read for Failing {
+        fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::other("broken"))
+        }
     }
 }

@@ -6,6 +6,7 @@
 
 use crate::dirs::home;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::env::conda_root;
 
@@ -26,7 +27,14 @@ pub struct CondaRc {
     /// `override_virtual_packages` (conda ≥ 25.11): virtual package name
     /// (`cuda`) → value; an empty value removes it, `null` says nothing.
     pub override_virtual_packages: std::collections::BTreeMap<String, Option<String>>,
+    /// `remote_read_timeout_secs`: how long a server may send nothing
+    /// before the transfer counts as broken; `None`: conda's default,
+    /// [`DEFAULT_READ_TIMEOUT`].
+    pub remote_read_timeout: Option<Duration>,
 }
+
+/// conda's default `remote_read_timeout_secs`.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(serde::Deserialize, Default)]
 struct File {
@@ -42,6 +50,10 @@ struct File {
     custom_channels: std::collections::BTreeMap<String, String>,
     #[serde(default, alias = "virtual_packages")]
     override_virtual_packages: std::collections::BTreeMap<String, Option<serde_yaml::Value>>,
+    // Any YAML, so a wrong type is a warning about this setting rather
+    // than the whole file ignored.
+    #[serde(default)]
+    remote_read_timeout_secs: Option<serde_yaml::Value>,
 }
 
 /// conda's search path: system, root, user, then the active environment
@@ -113,7 +125,7 @@ impl CondaRc {
     /// Reads every `.condarc` conda would, then the variables conda lets
     /// override them: `CONDA_PKGS_DIRS` and `CONDA_CHANNELS` (`,`-separated),
     /// `CONDA_ENVS_DIRS` (or the older `CONDA_ENVS_PATH`, `:`-separated),
-    /// `CONDA_CHANNEL_ALIAS`. As in conda, a variable's entries come first
+    /// `CONDA_CHANNEL_ALIAS`, `CONDA_REMOTE_READ_TIMEOUT_SECS`. As in conda, a variable's entries come first
     /// and the files' follow. A file that is not valid YAML is named in a
     /// warning and skipped.
     pub fn load() -> Self {
@@ -140,6 +152,13 @@ impl CondaRc {
                         rc.override_virtual_packages
                             .entry(name)
                             .or_insert_with(|| value.as_ref().and_then(scalar));
+                    }
+                    if rc.remote_read_timeout.is_none()
+                        && let Some(value) = file.remote_read_timeout_secs.as_ref()
+                    {
+                        let text = scalar(value).unwrap_or_default();
+                        let what = format!("remote_read_timeout_secs in {}", path.display());
+                        rc.remote_read_timeout = seconds(&text, &what);
                     }
                 }
                 Err(e) => tracing::warn!("ignoring {}: not a valid condarc ({e})", path.display()),
@@ -175,7 +194,42 @@ impl CondaRc {
         if let Some(alias) = var("CONDA_CHANNEL_ALIAS").filter(|a| !a.is_empty()) {
             self.channel_alias = Some(alias);
         }
+        if let Some(text) = var("CONDA_REMOTE_READ_TIMEOUT_SECS").filter(|t| !t.is_empty()) {
+            let what = "CONDA_REMOTE_READ_TIMEOUT_SECS";
+            self.remote_read_timeout = seconds(&text, what).or(self.remote_read_timeout);
+        }
     }
+
+    /// How long a server may send nothing before a transfer counts as
+    /// broken (and is tried again): `remote_read_timeout_secs`, 60 s
+    /// unless set.
+    pub fn read_timeout(&self) -> Duration {
+        self.remote_read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT)
+    }
+}
+
+/// What a transfer that stalled is told: how long nothing came, and the
+/// setting that allows longer.
+pub(crate) fn stalled(after: Duration) -> String {
+    format!(
+        "nothing arrived for {} s; if the server is only slow, allow it longer with remote_read_timeout_secs in .condarc or CONDA_REMOTE_READ_TIMEOUT_SECS",
+        after.as_secs_f64()
+    )
+}
+
+/// A positive number of seconds (conda takes fractions too); anything
+/// else is named in a warning and ignored.
+fn seconds(text: &str, what: &str) -> Option<Duration> {
+    let parsed = text
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| *s > 0.0)
+        .and_then(|s| Duration::try_from_secs_f64(s).ok());
+    if parsed.is_none() {
+        tracing::warn!("ignoring {what}: {text:?} is not a positive number of seconds");
+    }
+    parsed
 }
 
 /// A YAML scalar as the string conda makes of it (`cuda: 12.4` is a
@@ -202,6 +256,7 @@ pub(crate) fn unique<T: Clone + Eq + std::hash::Hash>(items: Vec<T>) -> Vec<T> {
 mod tests {
     use super::{CondaRc, expand};
     use std::path::PathBuf;
+    use std::time::Duration;
 
     #[test]
     fn variables_come_before_files() {
@@ -226,6 +281,25 @@ mod tests {
         assert_eq!(rc.envs_dirs, paths(&["/a/envs", "/b/envs", "/rc/envs"]));
         assert_eq!(rc.channels, ["conda-forge", "bioconda", "bioconda"]);
         assert_eq!(rc.channel_alias.as_deref(), Some("https://mirror.example/"));
+    }
+
+    #[test]
+    fn the_read_timeout_variable_wins_and_bad_values_are_ignored() {
+        let rc = |file: Option<u64>, var: &str| {
+            let mut rc = CondaRc {
+                remote_read_timeout: file.map(Duration::from_secs),
+                ..CondaRc::default()
+            };
+            rc.apply_variables(|name| {
+                (name == "CONDA_REMOTE_READ_TIMEOUT_SECS").then(|| var.to_owned())
+            });
+            rc.read_timeout()
+        };
+        assert_eq!(rc(None, ""), Duration::from_secs(60));
+        assert_eq!(rc(Some(9), ""), Duration::from_secs(9));
+        assert_eq!(rc(Some(9), "2.5"), Duration::from_millis(2500));
+        assert_eq!(rc(Some(9), "soon"), Duration::from_secs(9));
+        assert_eq!(rc(None, "-1"), Duration::from_secs(60));
     }
 
     #[test]

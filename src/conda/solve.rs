@@ -126,6 +126,16 @@ pub enum SolveError {
         #[source]
         source: rattler_cache::package_cache::PackageCacheError,
     },
+    /// A package whose server kept sending nothing.
+    #[error("cannot fetch {package} from {url}: {}", super::condarc::stalled(*.after))]
+    Stalled {
+        /// `name-version-build`.
+        package: String,
+        /// Where from.
+        url: String,
+        /// The read timeout.
+        after: std::time::Duration,
+    },
     /// The authentication storage could not be read.
     #[error("cannot read channel credentials")]
     Credentials(#[source] rattler_networking::authentication_storage::AuthenticationStorageError),
@@ -136,12 +146,15 @@ pub enum SolveError {
 
 /// The HTTP client rattler uses, with channel credentials from
 /// `~/.rattler/credentials.json`, `RATTLER_AUTH_FILE` and `.netrc`.
+/// A server that sends nothing for `remote_read_timeout_secs` fails the
+/// read, which the retries treat as a broken transfer.
 fn client() -> Result<reqwest_middleware::ClientWithMiddleware, SolveError> {
     let auth =
         AuthenticationMiddleware::from_env_and_defaults().map_err(SolveError::Credentials)?;
     Ok(reqwest_middleware::ClientBuilder::new(
         reqwest::Client::builder()
             .user_agent(concat!("conda-docker/", env!("CARGO_PKG_VERSION")))
+            .read_timeout(CondaRc::load().read_timeout())
             .build()
             .unwrap_or_default(),
     )
@@ -428,10 +441,17 @@ async fn fetch_all(
     while let Some(joined) = tasks.join_next().await {
         let Ok((i, result)) = joined else { continue };
         let record = &records[i];
-        let metadata = result.map_err(|source| SolveError::Fetch {
-            package: super::cache::dist_name(record),
-            url: record.url.to_string(),
-            source,
+        let metadata = result.map_err(|source| match crate::interrupt::is_stall(&source) {
+            true => SolveError::Stalled {
+                package: super::cache::dist_name(record),
+                url: record.url.to_string(),
+                after: CondaRc::load().read_timeout(),
+            },
+            false => SolveError::Fetch {
+                package: super::cache::dist_name(record),
+                url: record.url.to_string(),
+                source,
+            },
         })?;
         folders[i] = metadata.path().to_owned();
         done(record);

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::atomic::{publish, temp_beside};
+use crate::conda::condarc::CondaRc;
 use crate::conda::envfile::LockedWheel;
 use crate::digest::Hasher;
 
@@ -17,6 +18,13 @@ const MAX_WHEEL_BYTES: u64 = 8 << 30;
 
 /// How long a connection may take to open.
 const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Reads the body on a thread of its own so a signal is not kept waiting by
+/// a server that sends nothing; checks the flag at every piece, as every
+/// hashed write does.
+fn body(response: reqwest::blocking::Response) -> std::io::Result<impl Read> {
+    Ok(crate::interrupt::Interruptible::new(response)?.take(MAX_WHEEL_BYTES + 1))
+}
 
 /// The cached file of `wheel` under `dir` (`<sha256>.whl`), fetched from
 /// its URL first unless it is there already.
@@ -35,22 +43,33 @@ pub(crate) fn fetch(wheel: &LockedWheel, dir: &Path) -> Result<PathBuf, PypiErro
         url: wheel.url.to_string(),
         source,
     };
+    let read_timeout = CondaRc::load().read_timeout();
+    let failed_read = |e: std::io::Error| match crate::interrupt::is_stall(&e) {
+        true => failed(crate::conda::condarc::stalled(read_timeout).into()),
+        false => failed(e.into()),
+    };
+    // The blocking client's timeout bounds each wait (for the answer, then
+    // for each read of the body), not the whole download.
     let client = reqwest::blocking::Client::builder()
         .connect_timeout(TIMEOUT)
-        .timeout(None)
+        .timeout(read_timeout)
         .build()
         .map_err(|e| failed(e.into()))?;
     let response = client
         .get(wheel.url.clone())
         .send()
         .and_then(reqwest::blocking::Response::error_for_status)
-        .map_err(|e| failed(e.without_url().into()))?;
+        .map_err(|e| match e.is_timeout() {
+            true => failed(crate::conda::condarc::stalled(read_timeout).into()),
+            false => failed(e.without_url().into()),
+        })?;
     let mut file = temp_beside(&path).map_err(io)?;
     let mut hasher = Hasher::default();
-    let mut body = response.take(MAX_WHEEL_BYTES + 1);
+    let mut body = body(response).map_err(failed_read)?;
     let mut buffer = vec![0; 1 << 16];
     loop {
-        let n = body.read(&mut buffer).map_err(|e| failed(e.into()))?;
+        crate::interrupt::check().map_err(failed_read)?;
+        let n = body.read(&mut buffer).map_err(failed_read)?;
         if n == 0 {
             break;
         }

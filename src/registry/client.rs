@@ -25,8 +25,8 @@ use crate::reference::DOCKER_HUB;
 const ATTEMPTS: u32 = 5;
 /// The longest wait between tries, even if the registry asks for more.
 const MAX_WAIT: Duration = Duration::from_secs(30);
-/// Small requests (manifests, HEADs, tokens) that take longer have hung.
-const SMALL_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// The read timeout when none is set: conda's `remote_read_timeout_secs`.
+const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The most of an error answer or a token answer read: both are small
 /// JSON documents, and a hostile server must not make us hold more
@@ -104,6 +104,13 @@ pub(crate) struct Client {
     registry: String,
     base: Url,
     http: reqwest::blocking::Client,
+    /// Like `http`, but every wait for the answer or for its next bytes
+    /// ends after `read_timeout`: for downloads, whose bodies are read
+    /// as they come. (Uploads use `http`: there the same limit would bound
+    /// the whole upload.)
+    downloads: reqwest::blocking::Client,
+    /// How long a registry may send nothing.
+    read_timeout: Duration,
     login: Option<Login>,
     challenge: Challenge,
     tokens: Mutex<HashMap<String, (String, Instant)>>,
@@ -282,25 +289,34 @@ fn is_loopback_url(url: &Url) -> bool {
     url.host_str().is_some_and(is_loopback)
 }
 
-fn http_client(
+/// The clients for `registry`: without a timeout of their own (requests
+/// set theirs), and with `read_timeout` on every wait (the blocking
+/// client's timeout bounds each read of a body, not the whole of it).
+fn http_clients(
     registry: &str,
     options: &RegistryOptions,
-) -> Result<reqwest::blocking::Client, RegistryError> {
-    let mut builder = reqwest::blocking::Client::builder()
-        .user_agent(concat!("conda-docker/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(30))
-        .timeout(None::<Duration>)
-        .redirect(redirects(options.insecure))
-        .tls_danger_accept_invalid_certs(options.insecure);
-    if !options.insecure
-        && let Some(config) = super::tls::config_for(registry, options.cert_dir.as_deref())?
-    {
-        builder = builder.tls_backend_preconfigured(config);
-    }
-    builder.build().map_err(|e| RegistryError::Tls {
-        what: "cannot set up HTTPS".into(),
-        source: std::io::Error::other(e),
-    })
+    read_timeout: Duration,
+) -> Result<[reqwest::blocking::Client; 2], RegistryError> {
+    let tls = match options.insecure {
+        true => None,
+        false => super::tls::config_for(registry, options.cert_dir.as_deref())?,
+    };
+    let client = |timeout: Option<Duration>| {
+        let mut builder = reqwest::blocking::Client::builder()
+            .user_agent(concat!("conda-docker/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(30))
+            .timeout(timeout)
+            .redirect(redirects(options.insecure))
+            .tls_danger_accept_invalid_certs(options.insecure);
+        if let Some(config) = tls.clone() {
+            builder = builder.tls_backend_preconfigured(config);
+        }
+        builder.build().map_err(|e| RegistryError::Tls {
+            what: "cannot set up HTTPS".into(),
+            source: std::io::Error::other(e),
+        })
+    };
+    Ok([client(None)?, client(Some(read_timeout))?])
 }
 
 impl Client {
@@ -326,21 +342,21 @@ impl Client {
                 detail: String::new(),
             })
         };
+        let read_timeout = options.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT);
+        let [http, downloads] = http_clients(registry, options, read_timeout)?;
         let mut client = Client {
             registry: registry.to_owned(),
             base: url("https")?,
-            http: http_client(registry, options)?,
+            http,
+            downloads,
+            read_timeout,
             login,
             challenge: Challenge::None,
             tokens: Mutex::new(HashMap::new()),
             insecure: options.insecure,
         };
         let ping = if is_loopback(api_host) || options.insecure {
-            let probe = client
-                .http
-                .get(client.url("/v2/"))
-                .timeout(SMALL_REQUEST_TIMEOUT)
-                .send();
+            let probe = client.small(client.http.get(client.url("/v2/"))).send();
             match probe {
                 Ok(response) => response,
                 Err(e) if is_certificate_error(&e) => {
@@ -421,6 +437,13 @@ impl Client {
         &self.http
     }
 
+    /// The HTTP client for a download: a wait for the answer or its next
+    /// bytes that passes the read timeout fails, and is retried as a
+    /// broken transfer.
+    pub(crate) fn downloads(&self) -> &reqwest::blocking::Client {
+        &self.downloads
+    }
+
     /// Sends the request `make` builds, retrying connection failures, 429
     /// and 5xx answers with backoff (and `Retry-After`). `make` is called
     /// again for each try, so bodies are rebuilt from their source.
@@ -432,6 +455,12 @@ impl Client {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            // A stopping run sends nothing more.
+            crate::interrupt::check().map_err(|source| RegistryError::Transfer {
+                host: self.registry.clone(),
+                what: what.to_owned(),
+                source,
+            })?;
             match make()?.send().map_err(redacted) {
                 Ok(response) if retryable(response.status()) && attempt < ATTEMPTS => {
                     let wait = wait_before_retry(retry_after(&response), attempt);
@@ -461,6 +490,9 @@ impl Client {
                         host: self.registry.clone(),
                         what: "it does not speak HTTPS".into(),
                     });
+                }
+                Err(e) if e.is_timeout() && attempt == ATTEMPTS => {
+                    return Err(self.stalled(what, attempt));
                 }
                 Err(e) if attempt < ATTEMPTS && !e.is_builder() => {
                     let wait = backoff(attempt);
@@ -709,7 +741,7 @@ impl Client {
                     }
                 }
             }
-            .timeout(SMALL_REQUEST_TIMEOUT))
+            .timeout(self.read_timeout))
         })?;
         match response.status() {
             status if status.is_success() => {}
@@ -763,10 +795,7 @@ impl Client {
             Challenge::Basic => {
                 let response = self
                     .send(&scope, "logging in", &|| {
-                        Ok(self
-                            .http
-                            .get(self.url("/v2/"))
-                            .timeout(SMALL_REQUEST_TIMEOUT))
+                        Ok(self.small(self.http.get(self.url("/v2/"))))
                     })
                     .map_err(refused)?;
                 if response.status().is_success() {
@@ -794,9 +823,21 @@ impl Client {
         }
     }
 
-    /// A request with the small-request timeout.
+    /// A small request (a manifest, a HEAD, a token): its whole answer
+    /// must come within the read timeout, or it has hung.
     pub(crate) fn small(&self, request: RequestBuilder) -> RequestBuilder {
-        request.timeout(SMALL_REQUEST_TIMEOUT)
+        request.timeout(self.read_timeout)
+    }
+
+    /// The error for `tries` tries that each sent nothing for the read
+    /// timeout, naming the setting that sets it.
+    pub(crate) fn stalled(&self, what: &str, tries: u32) -> RegistryError {
+        RegistryError::Stalled {
+            host: self.registry.clone(),
+            what: what.to_owned(),
+            after: self.read_timeout,
+            tries,
+        }
     }
 }
 

@@ -42,6 +42,10 @@ pub struct RegistryOptions {
     /// `--cert-dir` has `ca.crt`) to trust besides the system's and those
     /// docker and podman keep for the registry in their `certs.d`.
     pub cert_dir: Option<PathBuf>,
+    /// How long a registry may send nothing before the transfer counts as
+    /// broken and is tried again: conda's `remote_read_timeout_secs`;
+    /// `None`: 60 s, conda's default.
+    pub read_timeout: Option<std::time::Duration>,
 }
 
 /// What can go wrong talking to a registry. Each message names the
@@ -124,6 +128,21 @@ pub enum RegistryError {
         status: u16,
         /// The registry's error message, if it sent one.
         detail: String,
+    },
+    /// A registry that kept sending nothing, however often it was asked.
+    #[error(
+        "{host}: {what}: nothing arrived for {} s, {tries} times; if the registry is only slow, allow it longer with remote_read_timeout_secs in .condarc or CONDA_REMOTE_READ_TIMEOUT_SECS",
+        after.as_secs_f64()
+    )]
+    Stalled {
+        /// The registry.
+        host: String,
+        /// What was being done.
+        what: String,
+        /// The read timeout.
+        after: std::time::Duration,
+        /// How many tries stalled.
+        tries: u32,
     },
     /// A transfer that broke off.
     #[error("{host}: {what}")]

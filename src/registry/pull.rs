@@ -391,7 +391,7 @@ impl<'a> Puller<'a> {
         loop {
             attempt += 1;
             let response = client.send(&self.scope(), "fetching a blob", &|| {
-                Ok(client.http().get(url.clone()))
+                Ok(client.downloads().get(url.clone()))
             })?;
             if response.status() == reqwest::StatusCode::NOT_FOUND {
                 return Err(RegistryError::NotFound {
@@ -411,7 +411,11 @@ impl<'a> Puller<'a> {
             if response.content_length().is_some_and(|len| len > size) {
                 return Err(oversized());
             }
-            let mut body = Counted::new(Capped::new(response, size), progress);
+            // Read on a thread of its own, so a signal is not kept waiting
+            // by a registry that sends nothing.
+            let body = crate::interrupt::Interruptible::new(response)
+                .map_err(|e| self.transfer(&format!("fetching {what} {digest}"), e))?;
+            let mut body = Counted::new(Capped::new(body, size), progress);
             match self.store.put(digest, &mut body) {
                 Ok(Ok(path)) => {
                     let stored = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
@@ -445,12 +449,15 @@ impl<'a> Puller<'a> {
                     });
                 }
                 Err(_) if body.get_ref().overflowed() => return Err(oversized()),
-                Err(e) if attempt < 3 => {
+                Err(e) if attempt < 3 && crate::interrupt::received().is_none() => {
                     progress.rewound(body.reported());
                     tracing::info!(
                         "{}: {what} {digest} broke off ({e}); trying again",
                         self.target
                     );
+                }
+                Err(e) if crate::interrupt::is_stall(&e) => {
+                    return Err(client.stalled(&format!("fetching {what} {digest}"), attempt));
                 }
                 Err(e) => return Err(self.transfer(&format!("fetching {what} {digest}"), e)),
             }

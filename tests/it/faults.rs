@@ -13,10 +13,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::common::{
-    self, CacheLayout, ChannelServer, CondaChannel, FailingStore, Fault, FaultProxy, Registry,
-    install_env, require_tools, sha256_hex,
+    self, CacheLayout, ChannelServer, CondaChannel, FailingStore, Fault, FaultProxy, PypiEntry,
+    Registry, WheelFile, install_env, require_tools, sha256_hex, write_pixi_lock_v6, write_wheel,
 };
 use crate::fixtures::{busybox_base, failure};
+use crate::interrupts::stop_during_the_stall;
 use crate::security_images::cd;
 
 /// Every file under `dir` named by a sha256 hex holds bytes of that hash:
@@ -61,6 +62,17 @@ const TRANSIENT: [(&str, Fault); 7] = [
     ("429", Fault::TooMany(1)),
 ];
 
+/// A registry under `dir` holding the busybox base as `base/busybox:1`.
+fn registry_with_busybox(dir: &Path) -> Option<Registry> {
+    let registry = Registry::plain(&dir.join("registry"))?;
+    let layout = dir.join("base-oci");
+    busybox_base(&dir.join("base"))
+        .write(&format!("oci:{}:base", layout.display()))
+        .unwrap();
+    registry.push(&format!("oci:{}:base", layout.display()), "base/busybox:1");
+    Some(registry)
+}
+
 /// Pulls through the proxy: each fault once on the layer blob (and on the
 /// manifest) gives the same image as a clean pull; a lasting one stops
 /// with one line and no output; the blob cache only ever holds verified
@@ -69,14 +81,9 @@ const TRANSIENT: [(&str, Fault); 7] = [
 fn pulls_retry_passing_faults_and_stop_on_lasting_ones() {
     require_tools!("docker-registry", "skopeo");
     let dir = tempfile::tempdir().unwrap();
-    let Some(registry) = Registry::plain(&dir.path().join("registry")) else {
+    let Some(registry) = registry_with_busybox(dir.path()) else {
         return;
     };
-    let base = busybox_base(&dir.path().join("base"));
-    let layout = dir.path().join("base-oci");
-    base.write(&format!("oci:{}:base", layout.display()))
-        .unwrap();
-    registry.push(&format!("oci:{}:base", layout.display()), "base/busybox:1");
     let proxy = FaultProxy::start(registry.host());
     let reference = format!("{}/base/busybox:1", proxy.host());
     let pull = |name: &str| {
@@ -281,4 +288,202 @@ fn channel_downloads_retry_passing_faults_and_keep_no_wrong_package() {
     proxy.clear();
     common::run(&mut build("home-lasting", &out));
     assert_eq!(layout_manifest(&out), want, "nothing wrong was kept");
+}
+
+/// The read timeout the stall tests set, and a stall far longer.
+const READ_TIMEOUT: &str = "2";
+const LONG_STALL: Duration = Duration::from_secs(30);
+
+/// A registry that sends half a blob (or manifest) and then nothing: with
+/// `CONDA_REMOTE_READ_TIMEOUT_SECS=2` the pull gives up on that transfer
+/// while the stall is still going and gets the image by a retry; a stall
+/// on every try stops the pull with one line naming the registry and the
+/// setting, and nothing wrong is kept. Each case has a proxy of its own,
+/// so the stall it counts is that case's.
+#[test]
+fn a_stalled_pull_is_cut_at_the_read_timeout() {
+    require_tools!("docker-registry", "skopeo");
+    let dir = tempfile::tempdir().unwrap();
+    let Some(registry) = registry_with_busybox(dir.path()) else {
+        return;
+    };
+    let pull = |name: &str, proxy: &FaultProxy| {
+        let home = dir.path().join(format!("home-{name}"));
+        let out = dir.path().join(format!("pull-{name}"));
+        let mut cmd = cd(&home);
+        cmd.env("CONDA_REMOTE_READ_TIMEOUT_SECS", READ_TIMEOUT)
+            .args(["pull", &format!("{}/base/busybox:1", proxy.host()), "-o"])
+            .arg(format!("oci:{}", out.display()));
+        (cmd, home, out)
+    };
+    let clean_proxy = FaultProxy::start(registry.host());
+    let (mut clean, _, clean_out) = pull("clean", &clean_proxy);
+    common::run(&mut clean);
+    let want = layout_manifest(&clean_out);
+
+    for (name, path) in [("blob", "/blobs/sha256:"), ("manifest", "/manifests/")] {
+        let proxy = FaultProxy::start(registry.host());
+        proxy.inject("GET", path, Fault::Stall(LONG_STALL), 1);
+        let (mut cmd, home, out) = pull(name, &proxy);
+        let started = std::time::Instant::now();
+        common::run(&mut cmd);
+        // A figure for docs/reliability.md, not a check.
+        println!("{name} stall of 30 s: pulled in {:?}", started.elapsed());
+        assert_eq!(proxy.injected().len(), 1, "{name}: the stall was applied");
+        assert_eq!(
+            proxy.stalling(),
+            1,
+            "{name}: the pull was done while the proxy still stalled"
+        );
+        assert_eq!(layout_manifest(&out), want, "{name}: the same image");
+        assert_blobs_verify(&home.join("cache"));
+    }
+
+    let proxy = FaultProxy::start(registry.host());
+    proxy.inject(
+        "GET",
+        "/blobs/sha256:",
+        Fault::Stall(LONG_STALL),
+        usize::MAX,
+    );
+    let (mut cmd, home, out) = pull("lasting", &proxy);
+    let line = failure(&mut cmd);
+    println!("a lasting stall: {line}");
+    for part in [
+        proxy.host().as_str(),
+        "nothing arrived for 2 s",
+        "CONDA_REMOTE_READ_TIMEOUT_SECS",
+    ] {
+        assert!(line.contains(part), "{part}: {line}");
+    }
+    assert!(!out.exists(), "no output");
+    assert_blobs_verify(&home.join("cache"));
+}
+
+/// A channel that sends half a package (or repodata) and then nothing:
+/// the build gets past it by a retry with the read timeout at 2 s; a
+/// package that always stalls stops the build with one line naming the
+/// package, the server and the setting. A proxy per case, as above.
+#[test]
+fn a_stalled_channel_download_is_cut_at_the_read_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let channel = CondaChannel::build_without_binary(&dir.path().join("channel"));
+    let server = ChannelServer::serve(&channel.dir);
+    let archive = dir.path().join("base.tar");
+    busybox_base(&dir.path().join("base"))
+        .write_file(&archive)
+        .unwrap();
+    let build = |name: &str, proxy: &FaultProxy| {
+        let out = dir.path().join(name);
+        let mut cmd = cd(&dir.path().join(format!("home-{name}")));
+        cmd.env("CONDA_REMOTE_READ_TIMEOUT_SECS", READ_TIMEOUT)
+            .args(["build", "-q", "--override-channels", "-c"])
+            .arg(format!("http://{}/", proxy.host()))
+            .arg("-b")
+            .arg(format!("docker-archive:{}", archive.display()))
+            .args(["--virtual-package", "__glibc=2.36", "cd-text", "-o"])
+            .arg(format!("oci:{}", out.display()));
+        (cmd, out)
+    };
+    for (name, path) in [("package", "/cd-text-"), ("repodata", "repodata.json")] {
+        // The channel's URL is in the image: the image to expect is a
+        // clean build's through the same proxy.
+        let proxy = FaultProxy::start(&server.host());
+        let (mut clean, clean_out) = build(&format!("{name}-clean"), &proxy);
+        common::run(&mut clean);
+        let want = layout_manifest(&clean_out);
+        proxy.inject("GET", path, Fault::Stall(LONG_STALL), 1);
+        let (mut cmd, out) = build(name, &proxy);
+        let started = std::time::Instant::now();
+        common::run(&mut cmd);
+        println!("{name} stall of 30 s: built in {:?}", started.elapsed());
+        assert_eq!(proxy.injected().len(), 1, "{name}: the stall was applied");
+        assert_eq!(proxy.stalling(), 1, "{name}: done while the proxy stalled");
+        assert_eq!(layout_manifest(&out), want, "{name}: the same image");
+    }
+
+    let proxy = FaultProxy::start(&server.host());
+    proxy.inject("GET", "/cd-text-", Fault::Stall(LONG_STALL), usize::MAX);
+    let (mut cmd, out) = build("lasting", &proxy);
+    let line = failure(&mut cmd);
+    println!("a lasting stall: {line}");
+    for part in [
+        "cd-text",
+        proxy.host().as_str(),
+        "nothing arrived for 2 s",
+        "CONDA_REMOTE_READ_TIMEOUT_SECS",
+    ] {
+        assert!(line.contains(part), "{part}: {line}");
+    }
+    assert!(!out.exists());
+}
+
+/// A wheel server that sends half a wheel and then nothing (for two
+/// minutes): with the read timeout at 2 s the build stops with one line
+/// naming the wheel, the server and the setting (a wheel download is not
+/// retried); with it at an hour, one SIGTERM during the stall ends the
+/// build with 143 while the stall goes on, with no output and nothing
+/// left in the cache.
+#[test]
+fn a_stalled_wheel_download_is_one_line_and_a_signal_ends_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let channel = CondaChannel::build_without_binary(&d.join("channel"));
+    let records = channel.with_dependencies(&["python"]);
+    let (_, sha256) = write_wheel(
+        &d.join("served"),
+        ("good", "1.0", "py3-none-any"),
+        &[WheelFile {
+            path: "good/__init__.py",
+            bytes: &[b'#'; 4096],
+            executable: false,
+        }],
+        None,
+    );
+    let server = ChannelServer::serve(&d.join("served"));
+    let build = |name: &str, timeout: &str| {
+        let proxy = FaultProxy::start(&server.host());
+        proxy.inject("GET", ".whl", Fault::Stall(Duration::from_secs(120)), 1);
+        let lock = d.join(format!("{name}.lock"));
+        let wheel = PypiEntry {
+            name: "good".into(),
+            version: "1.0".into(),
+            location: format!("http://{}/good-1.0-py3-none-any.whl", proxy.host()),
+            sha256: Some(sha256.clone()),
+        };
+        write_pixi_lock_v6(&lock, &channel.url(), &records, &[wheel]);
+        let out = d.join(format!("{name}.tar"));
+        let mut cmd = cd(&d.join(format!("home-{name}")));
+        cmd.env("CONDA_REMOTE_READ_TIMEOUT_SECS", timeout)
+            .args(["build", "-q", "-b", "scratch", "--file"])
+            .arg(&lock)
+            .arg("-o")
+            .arg(&out);
+        (cmd, proxy, out)
+    };
+
+    let (mut cmd, proxy, out) = build("lasting", "2");
+    let line = failure(&mut cmd);
+    println!("a stalled wheel: {line}");
+    for part in [
+        "good-1.0-py3-none-any.whl",
+        proxy.host().as_str(),
+        "nothing arrived for 2 s",
+        "CONDA_REMOTE_READ_TIMEOUT_SECS",
+    ] {
+        assert!(line.contains(part), "{part}: {line}");
+    }
+    assert!(!out.exists());
+
+    let (mut cmd, proxy, out) = build("signalled", "3600");
+    let child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    stop_during_the_stall(child, &proxy, "stalled wheel");
+    assert!(!out.exists());
+    let info = common::run(cd(&d.join("home-signalled")).args(["cache", "info", "--json"]));
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(info["leftovers"], 0, "{info}");
 }

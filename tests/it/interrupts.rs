@@ -12,8 +12,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::common::{
-    self, CacheLayout, CondaChannel, CondaEnv, LoopbackServer, Registry, install_env_at, is_root,
-    require_tools, skip_or_panic,
+    self, CacheLayout, CondaChannel, CondaEnv, Fault, FaultProxy, LoopbackServer, Registry,
+    install_env_at, is_root, require_tools, skip_or_panic,
 };
 use crate::fixtures::{busybox_base, conda_docker};
 
@@ -640,4 +640,65 @@ fn sigint_mid_push_never_moves_the_tag() {
         &format!("docker://{}", registry.image("big/pushed:1")),
     ]));
     assert!(manifests(201));
+}
+
+/// SIGTERM while the registry sends nothing at all (half a blob, then a
+/// 2-minute stall; the read timeout an hour): the first signal ends the
+/// pull with 143 and the one line while the stall still goes on, without
+/// waiting for the read to time out or for a second signal; no output, no
+/// partial blob.
+#[test]
+fn sigterm_during_a_stall_ends_the_pull() {
+    require_tools!("docker-registry", "skopeo");
+    let dir = tempfile::tempdir().unwrap();
+    let Some((registry, _)) = registry_with_a_big_image(dir.path()) else {
+        return;
+    };
+    let proxy = FaultProxy::start(registry.host());
+    proxy.inject(
+        "GET",
+        "/blobs/sha256:",
+        Fault::Stall(Duration::from_secs(120)),
+        usize::MAX,
+    );
+    let out = dir.path().join("pulled.tar");
+    let child = cd_in(dir.path())
+        .env("CONDA_REMOTE_READ_TIMEOUT_SECS", "3600")
+        .args(["pull", &format!("{}/big/image:1", proxy.host()), "-o"])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    stop_during_the_stall(child, &proxy, "stalled pull");
+    assert!(!out.exists());
+    assert!(named(dir.path(), "pulled").is_empty());
+    let blobs = dir.path().join("cache/blobs/sha256");
+    assert!(named(&blobs, ".").is_empty(), "{:?}", named(&blobs, "."));
+}
+
+/// Once `proxy` stalls `child`'s transfer, sends SIGTERM and checks that
+/// `child` exits 143 with the one line while the stall still goes on.
+pub(crate) fn stop_during_the_stall(mut child: Child, proxy: &FaultProxy, what: &str) {
+    while proxy.stalling() == 0 {
+        assert!(
+            child.try_wait().unwrap().is_none() && proxy.injected().len() < 2,
+            "{what}: ended or moved on before the stall"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Well inside the read: the run is waiting on the network.
+    std::thread::sleep(Duration::from_millis(500));
+    send(&child, libc::SIGTERM);
+    let sent = std::time::Instant::now();
+    let output = child.wait_with_output().unwrap();
+    // A figure for docs/reliability.md, not a check.
+    println!("{what}: exited {:?} after the signal", sent.elapsed());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(143), "{what}: {stderr}");
+    assert_eq!(
+        stderr.trim(),
+        "error: interrupted by SIGTERM; the output was not written"
+    );
+    assert_eq!(proxy.stalling(), 1, "{what}: the stall was still going");
 }

@@ -10,7 +10,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -50,6 +50,8 @@ struct State {
     upstream: String,
     rules: Mutex<Vec<Rule>>,
     injected: Mutex<Vec<(String, String, String)>>,
+    /// Connections in a [`Fault::Stall`] now.
+    stalling: AtomicUsize,
 }
 
 /// The proxy; dropping it stops it. It keeps no handle on its
@@ -79,6 +81,7 @@ impl FaultProxy {
             upstream: upstream.to_owned(),
             rules: Mutex::new(Vec::new()),
             injected: Mutex::new(Vec::new()),
+            stalling: AtomicUsize::new(0),
         });
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fault proxy");
         let port = listener.local_addr().expect("the proxy's address").port();
@@ -129,6 +132,12 @@ impl FaultProxy {
     /// Drops every rule: requests pass through again.
     pub fn clear(&self) {
         self.state.rules.lock().unwrap().clear();
+    }
+
+    /// How many connections are in a stall now: one the client gave up
+    /// on is still counted until the stall's time is over.
+    pub fn stalling(&self) -> usize {
+        self.state.stalling.load(Ordering::SeqCst)
     }
 
     /// `(method, path, fault)` of every fault applied so far.
@@ -273,10 +282,12 @@ fn proxy(state: &State, client: TcpStream, stop: &AtomicBool) -> std::io::Result
         }
         Some(Fault::Stall(how_long)) => {
             client.write_all(&answer[..half])?;
+            state.stalling.fetch_add(1, Ordering::SeqCst);
             let until = Instant::now() + how_long;
             while Instant::now() < until && !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(50));
             }
+            state.stalling.fetch_sub(1, Ordering::SeqCst);
         }
         _ => client.write_all(&answer)?,
     }
