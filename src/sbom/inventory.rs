@@ -6,6 +6,7 @@ use url::Url;
 
 use super::purl::{purl, pypi_name};
 use crate::conda::envfile::LockedWheel;
+use crate::conda::relocate::image_origin;
 
 /// Everything an SBOM says of one image.
 #[derive(Clone, Debug)]
@@ -106,7 +107,10 @@ fn conda_package(record: &PrefixRecord, present: &std::collections::BTreeSet<&st
     } else {
         ""
     };
-    let channel = channel_qualifier(r.channel.as_deref());
+    // Named as the image's own records name it: a `file://` channel by its
+    // folder's name, never a host path.
+    let (url, channel) = image_origin(r);
+    let channel = channel_qualifier(channel.as_deref());
     let name = p.name.as_normalized().to_owned();
     let version = p.version.to_string();
     let mut depends: Vec<String> = p
@@ -133,7 +137,7 @@ fn conda_package(record: &PrefixRecord, present: &std::collections::BTreeSet<&st
         name,
         version,
         build: p.build.to_string(),
-        url: Some(without_credentials(r.url.clone())),
+        url: Some(without_credentials(url)),
         sha256: p.sha256.map(hex::encode),
         md5: p.md5.map(hex::encode),
         license: p.license.clone().filter(|l| !l.trim().is_empty()),
