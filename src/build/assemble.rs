@@ -1,6 +1,9 @@
 //! Stage 5, *the image*: the base (passed through), the package layers,
 //! the environment's own layer, one layer per `--add`, and the config.
 
+use rattler_conda_types::RepoDataRecord;
+use rattler_conda_types::package::{IndexJson, PackageFile};
+
 use crate::conda::activation::{activation, package_activation};
 use crate::conda::env::EnvironmentKind;
 use crate::image::{Image, ImageSource, annotations};
@@ -47,8 +50,8 @@ pub(crate) fn assemble(
         ImageSource::Registry(reference) => Some(reference),
         _ => None,
     };
-    let inventory = inventory(image, &env, base_name, &checked.name);
-    add_env_layer(image, &env, options, prefix_arc)?;
+    let inventory = inventory(image, &env, package_dirs, base_name, &checked.name);
+    add_env_layer(image, &env, options, prefix_arc, &inventory)?;
     for (source, destination) in &options.add {
         image.add_layer_path(source, destination, None)?;
     }
@@ -78,22 +81,41 @@ pub(crate) fn assemble(
 
 /// What the SBOMs of the image name: `env`'s packages and wheels on
 /// `base` (pulled as `base_name`), stamped with the image's epoch. A base
-/// with no layers is `scratch`, and is no component.
+/// with no layers is `scratch`, and is no component. Each package's
+/// license and dependencies come from its `info/index.json` in
+/// `package_dirs` (in `env.records`' order), as its record in the image
+/// does: a record from an `@EXPLICIT` file has neither.
 fn inventory(
     base: &Image,
     env: &crate::conda::env::Environment,
+    package_dirs: &[std::path::PathBuf],
     base_name: Option<&Reference>,
     name: &Reference,
 ) -> Inventory {
+    let records: Vec<RepoDataRecord> = env
+        .records
+        .iter()
+        .zip(package_dirs)
+        .map(|(record, dir)| {
+            let mut record = record.repodata_record.clone();
+            if let Ok(index) = IndexJson::from_package_directory(dir) {
+                record.package_record.license = index.license;
+                record.package_record.depends = index.depends;
+            }
+            record
+        })
+        .collect();
     let base_image = (base_name.is_some() || base.source_digest().is_some()).then(|| BaseImage {
         reference: base_name.map(ToString::to_string),
         digest: base.source_digest().map(|d| d.to_string()),
     });
+    // The repository without its tag: a tag is a pointer that moves, and
+    // the environment's layer (which holds the SBOMs) should not.
     Inventory::new(
-        name.to_string(),
+        format!("{}/{}", name.registry(), name.repository()),
         crate::image::rfc3339(base.epoch()),
         base_image,
-        &env.records,
+        &records,
         &env.wheels,
     )
 }

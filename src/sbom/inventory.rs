@@ -1,7 +1,7 @@
 //! What an SBOM lists: the image, its base and its packages, taken from
 //! the records and wheels the build installs.
 
-use rattler_conda_types::PrefixRecord;
+use rattler_conda_types::RepoDataRecord;
 use url::Url;
 
 use super::purl::{purl, pypi_name};
@@ -11,7 +11,7 @@ use crate::conda::relocate::image_origin;
 /// Everything an SBOM says of one image.
 #[derive(Clone, Debug)]
 pub struct Inventory {
-    /// The image's name (its reference).
+    /// The image's name: its repository (`registry/path`), no tag.
     pub name: String,
     /// When it was made: the build's epoch, RFC 3339.
     pub created: String,
@@ -67,17 +67,18 @@ pub struct Package {
 
 impl Inventory {
     /// The inventory of an image `name` made at `created` on `base`, with
-    /// the conda packages of `records` and the PyPI `wheels`.
+    /// the conda packages of `records` (as the image's `conda-meta/`
+    /// records them) and the PyPI `wheels`.
     pub fn new(
         name: String,
         created: String,
         base: Option<BaseImage>,
-        records: &[PrefixRecord],
+        records: &[RepoDataRecord],
         wheels: &[LockedWheel],
     ) -> Self {
         let present: std::collections::BTreeSet<&str> = records
             .iter()
-            .map(|r| r.repodata_record.package_record.name.as_normalized())
+            .map(|r| r.package_record.name.as_normalized())
             .collect();
         let mut packages: Vec<Package> = records
             .iter()
@@ -96,8 +97,7 @@ impl Inventory {
     }
 }
 
-fn conda_package(record: &PrefixRecord, present: &std::collections::BTreeSet<&str>) -> Package {
-    let r = &record.repodata_record;
+fn conda_package(r: &RepoDataRecord, present: &std::collections::BTreeSet<&str>) -> Package {
     let p = &r.package_record;
     let file = r.identifier.to_string();
     let kind = if file.ends_with(".conda") {

@@ -328,3 +328,48 @@ fn license_refs_and_wheels_pass_both_validators() {
         validate(&python, format, &file);
     }
 }
+
+/// Inside the image: both formats under `PREFIX/conda-meta/sbom/` (a
+/// folder, so conda and our `packages` read no SBOM as a package record),
+/// the same bytes as `--sbom` writes, unpacked by umoci.
+#[test]
+fn images_hold_both_sboms_under_conda_meta_sbom() {
+    require_tools!("umoci");
+    let dir = tempfile::tempdir().unwrap();
+    let channel = CondaChannel::build_without_binary(&dir.path().join("channel"));
+    let home = dir.path().join("home");
+    let layout = dir.path().join("app-oci");
+    let to_layout = format!("oci:{}:app", layout.display());
+    let written = dir.path().join("app.cdx.json");
+    let output = build(
+        &home,
+        &channel,
+        "scratch",
+        &["-o", &to_layout, "--sbom", written.to_str().unwrap()],
+    );
+    assert!(output.status.success(), "{output:?}");
+    let bundle = dir.path().join("bundle");
+    common::umoci_unpack(&layout, "app", &bundle);
+    let sbom_dir = bundle.join("rootfs/opt/conda/conda-meta/sbom");
+    let mut names: Vec<String> = std::fs::read_dir(&sbom_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["sbom.cdx.json", "sbom.spdx.json"]);
+    assert_eq!(
+        std::fs::read(sbom_dir.join("sbom.cdx.json")).unwrap(),
+        std::fs::read(&written).unwrap()
+    );
+    let spdx: Value = json(&sbom_dir.join("sbom.spdx.json"));
+    assert_eq!(spdx["packages"].as_array().unwrap().len(), 1 + 2, "{spdx}");
+
+    let listed = common::run(conda_docker().args(["packages", "--json", &to_layout]));
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let text = listed.to_string();
+    assert!(
+        text.contains("cd-leaf") && text.contains("cd-text"),
+        "{text}"
+    );
+    assert!(!text.contains("sbom"), "no SBOM read as a record: {text}");
+}
