@@ -727,6 +727,11 @@ pub struct BuildArgs {
     /// The format of --sbom's file, when its name does not say it.
     #[arg(long, value_enum, requires = "sbom")]
     pub sbom_format: Option<crate::sbom::SbomFormat>,
+    /// With a push: attach both SBOMs to the pushed image as OCI 1.1
+    /// artifacts (`subject`: the image manifest), listed by the
+    /// registry's referrers API, else under the `sha256-<hex>` tag.
+    #[arg(long)]
+    pub attach_sbom: bool,
     /// Print nothing but errors.
     #[arg(short, long)]
     pub quiet: bool,
@@ -860,10 +865,11 @@ fn run_build(args: BuildArgs) -> Result<(), CliError> {
     }
     let (json, quiet, compress_base) = (args.json, args.quiet, args.compress_base);
     let sbom_to = sbom::target(args.sbom.clone(), args.sbom_format)?;
+    let attach_sbom = sbom::attach_to(args.attach_sbom, push_to.is_some())?;
     let platforms = args.platform.clone();
     if platforms.len() > 1 {
         several::check_destination(destination.as_ref())?;
-        sbom::one_platform(sbom_to.is_some())?;
+        sbom::one_platform(sbom_to.is_some() || attach_sbom)?;
     }
     let mut options = build_options(args, env)?;
     // The login, the registry and the right to push, before any work.
@@ -903,6 +909,9 @@ fn run_build(args: BuildArgs) -> Result<(), CliError> {
             Some(target) => Some(target.push_with(image, &progress)?),
             None => None,
         };
+        if let (Some(target), Some(report), true) = (&push_target, &pushed, attach_sbom) {
+            sbom::attach(target, image, report, inventory)?;
+        }
         if let Some((path, format)) = &sbom_to {
             sbom::write(path, *format, inventory)?;
         }

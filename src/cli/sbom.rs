@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use super::CliError;
+use crate::image::Image;
+use crate::registry::{PushReport, PushTarget, ReferrersVia};
 use crate::sbom::{Inventory, SbomFormat};
 
 /// Where `--sbom` goes and in which format: `--sbom-format`, else the
@@ -29,7 +31,7 @@ pub(super) fn target(
 pub(super) fn one_platform(asked: bool) -> Result<(), CliError> {
     match asked {
         true => Err(CliError::Usage(
-            "--sbom describes one image: build one --platform at a time to write it (each platform's image holds its own SBOMs in PREFIX/conda-meta/sbom/)".into(),
+            "--sbom and --attach-sbom describe one image: build one --platform at a time for them (each platform's image holds its own SBOMs in PREFIX/conda-meta/sbom/)".into(),
         )),
         false => Ok(()),
     }
@@ -46,4 +48,49 @@ pub(super) fn write(
         path: path.to_owned(),
         source,
     })
+}
+
+/// Whether to attach the SBOMs to the pushed image: `--attach-sbom`
+/// without a push has nothing to attach them to.
+pub(super) fn attach_to(asked: bool, pushing: bool) -> Result<bool, CliError> {
+    if asked && !pushing {
+        return Err(CliError::Usage(
+            "--attach-sbom attaches the SBOMs to a pushed image: add --push (or -o docker://REF)"
+                .into(),
+        ));
+    }
+    Ok(asked)
+}
+
+/// Attaches both SBOMs of `inventory` to `image`, just pushed as `report`
+/// says, and tells how they are listed.
+pub(super) fn attach(
+    target: &PushTarget,
+    image: &Image,
+    report: &PushReport,
+    inventory: &Inventory,
+) -> Result<(), CliError> {
+    let subject_size = image.manifest_bytes().len();
+    for format in SbomFormat::ALL {
+        let what = (
+            format.media_type(),
+            format.file_name(),
+            inventory.created.as_str(),
+        );
+        let (digest, via) = target.attach(
+            &report.digest,
+            subject_size,
+            what,
+            &inventory.render(format),
+        )?;
+        let via = match via {
+            ReferrersVia::Api => "the referrers API",
+            ReferrersVia::TagSchema => "the sha256-<hex> referrers tag",
+        };
+        tracing::info!(
+            "attached {} as {digest}, listed by {via}",
+            format.file_name()
+        );
+    }
+    Ok(())
 }

@@ -373,3 +373,201 @@ fn images_hold_both_sboms_under_conda_meta_sbom() {
     );
     assert!(!text.contains("sbom"), "no SBOM read as a record: {text}");
 }
+
+/// The manifest `reference` of `repo` on `host`, by plain HTTP, as OCI.
+fn manifest(host: &str, repo: &str, reference: &str) -> Value {
+    let accept =
+        "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json";
+    let answer = common::http_request(
+        host,
+        "GET",
+        &format!("/v2/{repo}/manifests/{reference}"),
+        &[("Accept", accept)],
+        b"",
+    );
+    assert_eq!(answer.status, 200, "{repo}:{reference}: {}", answer.text());
+    answer.json()
+}
+
+/// The manifest digest of `app/env:1` on `host`, as the registry says.
+fn subject_digest(host: &str) -> String {
+    let accept = "application/vnd.oci.image.manifest.v1+json";
+    let answer = common::http_request(
+        host,
+        "HEAD",
+        "/v2/app/env/manifests/1",
+        &[("Accept", accept)],
+        b"",
+    );
+    answer.header("docker-content-digest").unwrap().to_owned()
+}
+
+/// Checks the pushed SBOM artifact `digest`: its subject is the image
+/// manifest `subject`, and its one blob is the SBOM the image holds.
+fn check_artifact(host: &str, digest: &str, subject: &str, sboms: &Path) -> String {
+    let artifact = manifest(host, "app/env", digest);
+    assert_eq!(artifact["subject"]["digest"], subject, "{artifact}");
+    let kind = artifact["artifactType"].as_str().unwrap().to_owned();
+    let layer = &artifact["layers"][0];
+    assert_eq!(layer["mediaType"], kind.as_str());
+    let title = layer["annotations"]["org.opencontainers.image.title"]
+        .as_str()
+        .unwrap();
+    let blob = common::http_request(
+        host,
+        "GET",
+        &format!("/v2/app/env/blobs/{}", layer["digest"].as_str().unwrap()),
+        &[],
+        b"",
+    );
+    assert_eq!(
+        blob.body,
+        std::fs::read(sboms.join(title)).unwrap(),
+        "{title}"
+    );
+    kind
+}
+
+/// `--push --attach-sbom` to the loopback registry, which has no referrers
+/// API: both SBOMs are artifacts whose subject is the image, listed in
+/// the index under the `sha256-<hex>` tag (read back by skopeo and plain
+/// HTTP); pushing the same image again lists each once.
+#[test]
+fn pushed_images_carry_their_sboms_under_the_referrers_tag() {
+    require_tools!("docker-registry", "skopeo", "umoci");
+    let dir = tempfile::tempdir().unwrap();
+    let Some(registry) = Registry::plain(&dir.path().join("registry")) else {
+        return;
+    };
+    let channel = CondaChannel::build_without_binary(&dir.path().join("channel"));
+    let home = dir.path().join("home");
+    let target = registry.image("app/env:1");
+    let layout = dir.path().join("app-oci");
+    let to_layout = format!("oci:{}:app", layout.display());
+    for _ in 0..2 {
+        let output = build(
+            &home,
+            &channel,
+            "scratch",
+            &["--push", "-i", &target, "--attach-sbom", "-o", &to_layout],
+        );
+        assert!(output.status.success(), "{output:?}");
+    }
+    let bundle = dir.path().join("bundle");
+    common::umoci_unpack(&layout, "app", &bundle);
+    let sboms = bundle.join("rootfs/opt/conda/conda-meta/sbom");
+    let subject = registry.inspect("app/env:1", &[])["Digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let tag = format!("sha256-{}", subject.trim_start_matches("sha256:"));
+    let index = registry.inspect(&format!("app/env:{tag}"), &["--raw"]);
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let listed = index["manifests"].as_array().unwrap();
+    assert_eq!(listed.len(), 2, "each SBOM once: {index}");
+    let mut kinds: Vec<String> = listed
+        .iter()
+        .map(|m| {
+            check_artifact(
+                registry.host(),
+                m["digest"].as_str().unwrap(),
+                &subject,
+                &sboms,
+            )
+        })
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        ["application/spdx+json", "application/vnd.cyclonedx+json"]
+    );
+    for m in listed {
+        assert_eq!(
+            m["artifactType"],
+            manifest(registry.host(), "app/env", m["digest"].as_str().unwrap())["artifactType"]
+        );
+    }
+
+    let output = build(
+        &home,
+        &channel,
+        "scratch",
+        &["-o", &to_layout, "--attach-sbom"],
+    );
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("add --push"),
+        "{output:?}"
+    );
+}
+
+/// A registry with the referrers API (the loopback registry behind a
+/// stand-in that answers `GET /v2/<repo>/referrers/<digest>` with an
+/// index): the artifacts are pushed with their subject, and no
+/// `sha256-<hex>` tag is written.
+#[test]
+fn registries_with_the_referrers_api_list_sboms_themselves() {
+    require_tools!("docker-registry", "umoci");
+    let dir = tempfile::tempdir().unwrap();
+    let Some(registry) = Registry::plain(&dir.path().join("registry")) else {
+        return;
+    };
+    let upstream = registry.host().to_owned();
+    let proxy = common::RecordingProxy::start(move |method, path| {
+        if method == "GET" && path.contains("/referrers/") {
+            common::Route::Json(
+                r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#
+                    .into(),
+            )
+        } else {
+            common::Route::Forward {
+                upstream: upstream.clone(),
+                authorization: None,
+                location_host: None,
+            }
+        }
+    });
+    let channel = CondaChannel::build_without_binary(&dir.path().join("channel"));
+    let home = dir.path().join("home");
+    let layout = dir.path().join("app-oci");
+    let to_layout = format!("oci:{}:app", layout.display());
+    let target = format!("{}/app/env:1", proxy.host());
+    let output = build(
+        &home,
+        &channel,
+        "scratch",
+        &["--push", "-i", &target, "--attach-sbom", "-o", &to_layout],
+    );
+    assert!(output.status.success(), "{output:?}");
+    let bundle = dir.path().join("bundle");
+    common::umoci_unpack(&layout, "app", &bundle);
+    let sboms = bundle.join("rootfs/opt/conda/conda-meta/sbom");
+    let subject = subject_digest(registry.host());
+    let seen = proxy.seen();
+    let asked: Vec<&str> = seen
+        .iter()
+        .filter(|s| s.path.contains("/referrers/"))
+        .map(|s| s.path.as_str())
+        .collect();
+    assert!(!asked.is_empty(), "the referrers API was asked");
+    let artifacts: Vec<&str> = seen
+        .iter()
+        .filter(|s| s.method == "PUT" && s.path.starts_with("/v2/app/env/manifests/sha256:"))
+        .map(|s| s.path.trim_start_matches("/v2/app/env/manifests/"))
+        .collect();
+    assert_eq!(artifacts.len(), 2, "{seen:?}");
+    for digest in artifacts {
+        let kind = check_artifact(registry.host(), digest, &subject, &sboms);
+        assert!(kind.contains("json"), "{kind}");
+    }
+    let tags =
+        common::http_request(registry.host(), "GET", "/v2/app/env/tags/list", &[], b"").json();
+    assert_eq!(
+        tags["tags"],
+        serde_json::json!(["1"]),
+        "no fallback tag: {tags}"
+    );
+}
