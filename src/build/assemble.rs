@@ -50,7 +50,7 @@ pub(crate) fn assemble(
         ImageSource::Registry(reference) => Some(reference),
         _ => None,
     };
-    let inventory = inventory(image, &env, package_dirs, base_name, &checked.name);
+    let inventory = inventory(image, &env, package_dirs, base_name, &options.image_prefix);
     add_env_layer(image, &env, options, prefix_arc, &inventory)?;
     for (source, destination) in &options.add {
         image.add_layer_path(source, destination, None)?;
@@ -90,7 +90,7 @@ fn inventory(
     env: &crate::conda::env::Environment,
     package_dirs: &[std::path::PathBuf],
     base_name: Option<&Reference>,
-    name: &Reference,
+    image_prefix: &str,
 ) -> Inventory {
     let records: Vec<RepoDataRecord> = env
         .records
@@ -109,10 +109,11 @@ fn inventory(
         reference: base_name.map(ToString::to_string),
         digest: base.source_digest().map(|d| d.to_string()),
     });
-    // The repository without its tag: a tag is a pointer that moves, and
-    // the environment's layer (which holds the SBOMs) should not.
+    // Named after the environment, not the image: the environment's layer
+    // (which holds the SBOMs) is the same whatever name or registry the
+    // image is written or pushed under.
     Inventory::new(
-        format!("{}/{}", name.registry(), name.repository()),
+        format!("conda environment {image_prefix}"),
         crate::image::rfc3339(base.epoch()),
         base_image,
         &records,

@@ -11,7 +11,8 @@ use crate::conda::relocate::image_origin;
 /// Everything an SBOM says of one image.
 #[derive(Clone, Debug)]
 pub struct Inventory {
-    /// The image's name: its repository (`registry/path`), no tag.
+    /// What the documents are named: the environment (`conda environment
+    /// /opt/conda`), not the image, whose name does not change its bytes.
     pub name: String,
     /// When it was made: the build's epoch, RFC 3339.
     pub created: String,

@@ -257,6 +257,29 @@ fn sbom_paths_that_cannot_be_written_are_refused() {
     assert!(!output.status.success());
     assert!(stderr.contains("cannot write the SBOM"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+
+    // Several platforms are several images: each holds its own SBOMs.
+    let layout = format!("oci:{}:x", dir.path().join("several").display());
+    let sbom = dir.path().join("x.spdx.json");
+    let output = build(
+        &home,
+        &channel,
+        "scratch",
+        &[
+            "-o",
+            &layout,
+            "--platform",
+            "linux-64",
+            "--platform",
+            "linux-aarch64",
+            "--sbom",
+            sbom.to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("one --platform at a time"), "{stderr}");
+    assert!(!sbom.exists() && !dir.path().join("several").exists());
 }
 
 /// What builds in the tests' channel cannot show: a PyPI wheel, a conda
