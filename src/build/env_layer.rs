@@ -88,7 +88,7 @@ pub(crate) fn add_env_layer(
         .map_err(fail)?;
     image.push_layer(
         layer,
-        "conda-docker: conda-meta/history, conda-meta/sbom/ and files no package owns",
+        "conda-docker: conda-meta/history and files no package owns",
     );
     Ok(())
 }
