@@ -3,6 +3,7 @@
 
 mod progress;
 mod read_back;
+mod sbom;
 mod several;
 
 use progress::Progress;
@@ -721,6 +722,20 @@ pub struct BuildArgs {
     /// into DEST (`SRC:DEST`, repeatable).
     #[arg(long = "add", value_name = "SRC:DEST", value_parser = source_destination)]
     pub add: Vec<(PathBuf, String)>,
+    /// Also write an SBOM of the image's conda and PyPI packages and its
+    /// base to PATH: SPDX 2.3 JSON for `*.spdx.json`, CycloneDX 1.6 JSON
+    /// for `*.cdx.json` (the image holds both in
+    /// `PREFIX/conda-meta/sbom/`).
+    #[arg(long, value_name = "PATH")]
+    pub sbom: Option<PathBuf>,
+    /// The format of --sbom's file, when its name does not say it.
+    #[arg(long, value_enum, requires = "sbom")]
+    pub sbom_format: Option<crate::sbom::SbomFormat>,
+    /// With a push: attach both SBOMs to the pushed image as OCI 1.1
+    /// artifacts (`subject`: the image manifest), listed by the
+    /// registry's referrers API, else under the `sha256-<hex>` tag.
+    #[arg(long)]
+    pub attach_sbom: bool,
     /// Print nothing but errors.
     #[arg(short, long)]
     pub quiet: bool,
@@ -824,6 +839,15 @@ pub enum CliError {
     /// Flags that do not fit together.
     #[error("{0}")]
     Usage(String),
+    /// Writing `--sbom`'s file.
+    #[error("cannot write the SBOM to {}: check that its folder exists and is writable", path.display())]
+    Sbom {
+        /// The file asked for.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 fn run_build(args: BuildArgs) -> Result<(), CliError> {
@@ -844,9 +868,12 @@ fn run_build(args: BuildArgs) -> Result<(), CliError> {
         );
     }
     let (json, quiet, compress_base) = (args.json, args.quiet, args.compress_base);
+    let sbom_to = sbom::target(args.sbom.clone(), args.sbom_format)?;
+    let attach_sbom = sbom::attach_to(args.attach_sbom, push_to.is_some())?;
     let platforms = args.platform.clone();
     if platforms.len() > 1 {
         several::check_destination(destination.as_ref())?;
+        sbom::one_platform(sbom_to.is_some() || attach_sbom)?;
     }
     let mut options = build_options(args, env)?;
     // The login, the registry and the right to push, before any work.
@@ -875,17 +902,24 @@ fn run_build(args: BuildArgs) -> Result<(), CliError> {
         };
         return several::build_index(&options, &platforms, &outputs, &progress, (json, quiet));
     }
-    let (image, layers, pushed) = build_with_output(&options, &progress, |image, _| {
+    let (image, layers, pushed) = build_with_output(&options, &progress, |image, _, inventory| {
         if compress_base {
             image.compress_plain_layers()?;
         }
         if let Some(destination) = &destination {
             image.write_to(destination)?;
         }
-        Ok::<_, CliError>(match &push_target {
+        let pushed = match &push_target {
             Some(target) => Some(target.push_with(image, &progress)?),
             None => None,
-        })
+        };
+        if let (Some(target), Some(report), true) = (&push_target, &pushed, attach_sbom) {
+            sbom::attach(target, image, report, inventory)?;
+        }
+        if let Some((path, format)) = &sbom_to {
+            sbom::write(path, *format, inventory)?;
+        }
+        Ok::<_, CliError>(pushed)
     })?;
     if json {
         print_build_json(&image, &layers, pushed.as_ref());

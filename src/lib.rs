@@ -62,6 +62,7 @@ pub mod platform;
 pub mod pypi;
 pub mod reference;
 pub mod registry;
+pub mod sbom;
 
 pub use image::{Image, ImageDestination, ImageError, ImageSource};
 

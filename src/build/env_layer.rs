@@ -1,5 +1,6 @@
-//! The environment's own layer, above its packages': `conda-meta/history`
-//! and, for an installed environment, the files no package owns.
+//! The environment's own layer, above its packages': `conda-meta/history`,
+//! the image's SBOMs in `conda-meta/sbom/` and, for an installed
+//! environment, the files no package owns.
 
 use std::path::Path;
 
@@ -10,18 +11,29 @@ use crate::conda::env::{Environment, EnvironmentKind};
 use crate::conda::unrelocate::replace;
 use crate::conda::untracked::{Untracked, path_of as untracked_path, untracked};
 use crate::image::{Image, rfc3339};
+use crate::sbom::{Inventory, SbomFormat};
 
 use super::{BuildError, BuildOptions};
 
-/// Adds the environment's last layer: `conda-meta/history` and the files
-/// no package owns, with the host prefix replaced in text files.
+/// Adds the environment's last layer: `conda-meta/history`, the SBOMs of
+/// `inventory` in both formats under `conda-meta/sbom/` (a folder: conda
+/// reads every `conda-meta/*.json` as a package record), and the files no
+/// package owns, with the host prefix replaced in text files.
 pub(crate) fn add_env_layer(
     image: &mut Image,
     env: &Environment,
     options: &BuildOptions,
     prefix_arc: &str,
+    inventory: &Inventory,
 ) -> Result<(), BuildError> {
     let history = history_file(&env.records, image.epoch());
+    let sboms: Vec<(String, Vec<u8>)> = SbomFormat::ALL
+        .iter()
+        .map(|f| {
+            let path = format!("{prefix_arc}/conda-meta/sbom/{}", f.file_name());
+            (path, inventory.render(*f))
+        })
+        .collect();
     let (files, prefix) = match &env.kind {
         EnvironmentKind::Installed { prefix } if options.untracked => {
             (untracked(env, prefix)?, prefix.as_path())
@@ -38,6 +50,9 @@ pub(crate) fn add_env_layer(
             tar.normalize_modes();
             let history_path = format!("{prefix_arc}/conda-meta/history");
             tar.add_file(&history_path, 0o644, history.len() as u64, history.as_bytes())?;
+            for (path, bytes) in &sboms {
+                tar.add_file(path, 0o644, bytes.len() as u64, bytes.as_slice())?;
+            }
             for entry in &files {
                 let rel = untracked_path(entry);
                 let arc = format!("{prefix_arc}/{}", rel.display());

@@ -41,6 +41,7 @@ use crate::layer::cache::CacheLock;
 use crate::layer::cache::prune::remove_leftovers;
 use crate::layer::tar::Owner;
 use crate::registry::SharedLayers;
+use crate::sbom::Inventory;
 
 pub use error::BuildError;
 pub use identity::{LAYER_FORMAT, LayerIdentity};
@@ -55,6 +56,14 @@ pub fn build(
     options: &BuildOptions,
     reporter: &dyn Reporter,
 ) -> Result<(Image, Vec<LayerReport>), BuildError> {
+    build_inventoried(options, reporter).map(|(image, layers, _)| (image, layers))
+}
+
+/// [`build`], with the inventory of the image's packages its SBOMs list.
+fn build_inventoried(
+    options: &BuildOptions,
+    reporter: &dyn Reporter,
+) -> Result<(Image, Vec<LayerReport>, Inventory), BuildError> {
     let _locks = lock_caches(options)?;
     let checked = options.checked()?;
     let (options, prefix_arc) = (&checked.options, checked.prefix_arc.as_str());
@@ -121,15 +130,16 @@ pub fn build(
 /// from the layer cache turns out to be damaged (its blob no longer has
 /// its digest), that entry is evicted and the build runs once more: it
 /// builds those layers again and takes the others from the cache.
+/// `output` is also handed the inventory the image's SBOMs list.
 pub fn build_with_output<T, E: From<BuildError>>(
     options: &BuildOptions,
     reporter: &dyn Reporter,
-    mut output: impl FnMut(&mut Image, &[LayerReport]) -> Result<T, E>,
+    mut output: impl FnMut(&mut Image, &[LayerReport], &Inventory) -> Result<T, E>,
 ) -> Result<(Image, Vec<LayerReport>, T), E> {
-    let ((image, layers), done) = retrying(
+    let ((image, layers, _), done) = retrying(
         options,
-        || build(options, reporter),
-        |(image, layers)| output(image, layers),
+        || build_inventoried(options, reporter),
+        |(image, layers, inventory)| output(image, layers, inventory),
     )?;
     Ok((image, layers, done))
 }
@@ -219,7 +229,7 @@ pub fn build_docker_environment(
         },
         ..BuildOptions::default()
     };
-    let (image, _, ()) = build_with_output(&options, &Silent, |image, _| {
+    let (image, _, ()) = build_with_output(&options, &Silent, |image, _, _| {
         image
             .write_file(output_filename.as_ref())
             .map_err(BuildError::from)

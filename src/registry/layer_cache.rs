@@ -45,8 +45,8 @@ const IDENTITY_ANNOTATION: &str = "org.conda-docker.layer.identity";
 /// The OCI empty descriptor's media type and bytes: an artifact without
 /// a config of its own (OCI image spec 1.1, "Guidelines for Artifact
 /// Usage").
-const EMPTY_MEDIA_TYPE: &str = "application/vnd.oci.empty.v1+json";
-const EMPTY: &[u8] = b"{}";
+pub(super) const EMPTY_MEDIA_TYPE: &str = "application/vnd.oci.empty.v1+json";
+pub(super) const EMPTY: &[u8] = b"{}";
 /// Entries are a few hundred bytes; a larger answer is not one.
 const MAX_ENTRY: u64 = 64 << 10;
 /// Entries written at once (each is up to three requests).

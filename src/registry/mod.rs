@@ -15,6 +15,7 @@ mod open;
 mod progress;
 mod pull;
 mod push;
+mod referrers;
 mod store;
 mod tls;
 
@@ -29,6 +30,7 @@ pub use open::{OpenOptions, open, open_with};
 pub use progress::{Direction, LayerOutcome, Transfers, Unwatched};
 pub use pull::{pull, pull_with};
 pub use push::{PushReport, PushTarget, push};
+pub use referrers::ReferrersVia;
 
 use crate::image::ImageError;
 

@@ -162,7 +162,7 @@ impl PushTarget {
         Ok(target)
     }
 
-    fn pusher(&self) -> Pusher<'_> {
+    pub(super) fn pusher(&self) -> Pusher<'_> {
         Pusher::new(&self.client, self.reference.repository())
     }
 
@@ -356,6 +356,16 @@ impl<'a> Pusher<'a> {
 
     fn scope(&self) -> Scope {
         Scope::new(self.repository, Action::Push)
+    }
+
+    /// The registry's client.
+    pub(super) fn client(&self) -> &'a Client {
+        self.client
+    }
+
+    /// The repository pushed to.
+    pub(super) fn repository(&self) -> &'a str {
+        self.repository
     }
 
     /// Whether the repository has the blob `digest`: `Some` with the size
@@ -582,7 +592,7 @@ impl<'a> Pusher<'a> {
     }
 
     /// Puts `bytes`, a manifest or index of `media_type`, under `rev`.
-    fn put_manifest(
+    pub(super) fn put_manifest(
         &self,
         rev: &str,
         bytes: &[u8],

@@ -24,15 +24,21 @@ const LEAVES: &[&str] = &[
 const ALLOWED: &[(&str, &[&str])] = &[
     (
         "cli",
-        &["build", "contents", "conda", "registry", "image", "layer"],
+        &[
+            "build", "contents", "conda", "registry", "image", "layer", "sbom",
+        ],
     ),
     ("contents", &["conda", "image", "layer"]),
-    ("build", &["conda", "pypi", "registry", "image", "layer"]),
+    (
+        "build",
+        &["conda", "pypi", "registry", "image", "layer", "sbom"],
+    ),
     ("registry", &["image", "layer"]),
     ("image", &["layer"]),
     ("layer", &[]),
     ("conda", &[]),
     ("pypi", &["conda"]),
+    ("sbom", &["conda"]),
 ];
 
 /// The top-level module a file of `src/` belongs to.

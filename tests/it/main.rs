@@ -38,6 +38,7 @@ mod registry_logins;
 mod registry_selftest;
 mod relocation_diff;
 mod roundtrip;
+mod sbom;
 mod secrets;
 mod security;
 mod security_images;

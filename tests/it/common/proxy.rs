@@ -20,6 +20,9 @@ use super::serve::LoopbackServer;
 pub enum Route {
     /// Answer `307` with `Location: URL`.
     Redirect(String),
+    /// Answer `200` with this JSON body itself (a registry feature the
+    /// upstream lacks, such as the referrers API).
+    Json(String),
     /// Pass it to `upstream` (`127.0.0.1:PORT`).
     Forward {
         /// The registry that answers.
@@ -148,6 +151,11 @@ fn handle(
     let answer = match route(&method, &path) {
         Route::Redirect(url) => format!(
             "HTTP/1.1 307 Temporary Redirect\r\nLocation: {url}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .into_bytes(),
+        Route::Json(body) => format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.index.v1+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
         )
         .into_bytes(),
         Route::Forward {
