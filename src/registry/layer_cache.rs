@@ -378,28 +378,51 @@ fn write(
     Ok(true)
 }
 
-/// The manifest of the entry of `layer` under `identity`.
-fn entry_manifest(identity: &Digest, layer: &Layer) -> Vec<u8> {
-    let mut annotations = layer.annotations().clone();
-    annotations.insert(DIFF_ID_ANNOTATION.into(), layer.diff_id().0.to_string());
+/// An OCI 1.1 artifact manifest of `artifact_type`: the empty config and
+/// one blob, described by `blob`. Callers add `subject` and
+/// `annotations` after it (the keys keep their order in the bytes).
+pub(super) fn artifact_manifest(
+    artifact_type: &str,
+    blob: serde_json::Value,
+) -> serde_json::Map<String, serde_json::Value> {
     let manifest = json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "artifactType": LAYER_ARTIFACT_TYPE,
+        "artifactType": artifact_type,
         "config": {
             "mediaType": EMPTY_MEDIA_TYPE,
             "digest": Digest::of(EMPTY).to_string(),
             "size": EMPTY.len(),
             "data": "e30=",
         },
-        "layers": [{
+        "layers": [blob],
+    });
+    match manifest {
+        serde_json::Value::Object(map) => map,
+        _ => unreachable!("a JSON object literal"),
+    }
+}
+
+/// The manifest of the entry of `layer` under `identity`.
+fn entry_manifest(identity: &Digest, layer: &Layer) -> Vec<u8> {
+    let mut annotations = layer.annotations().clone();
+    annotations.insert(DIFF_ID_ANNOTATION.into(), layer.diff_id().0.to_string());
+    let mut manifest = artifact_manifest(
+        LAYER_ARTIFACT_TYPE,
+        json!({
             "mediaType": layer.media_type().to_string(),
             "digest": layer.digest().to_string(),
             "size": layer.size(),
             "annotations": annotations,
-        }],
-        "annotations": BTreeMap::from([(IDENTITY_ANNOTATION, identity.to_string())]),
-    });
+        }),
+    );
+    manifest.insert(
+        "annotations".into(),
+        json!(BTreeMap::from([(
+            IDENTITY_ANNOTATION,
+            identity.to_string()
+        )])),
+    );
     serde_json::to_vec(&manifest).expect("a manifest of strings and numbers serialises")
 }
 

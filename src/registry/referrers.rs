@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::RegistryError;
 use super::client::{Action, Scope};
-use super::layer_cache::{EMPTY, EMPTY_MEDIA_TYPE};
+use super::layer_cache::{EMPTY, artifact_manifest};
 use super::push::{Item, PushTarget, Pusher};
 use crate::blob::read_capped;
 use crate::digest::Digest;
@@ -48,26 +48,24 @@ impl PushTarget {
         let blob = Digest::of(bytes);
         pusher.blob(&Item::Config(EMPTY, Digest::of(EMPTY)))?;
         pusher.blob(&Item::Config(bytes, blob))?;
-        let manifest = serde_json::to_vec(&json!({
-            "schemaVersion": 2,
-            "mediaType": MANIFEST,
-            "artifactType": artifact_type,
-            "config": {
-                "mediaType": EMPTY_MEDIA_TYPE,
-                "digest": Digest::of(EMPTY).to_string(),
-                "size": EMPTY.len(),
-                "data": "e30=",
-            },
-            "layers": [{
+        let mut manifest = artifact_manifest(
+            artifact_type,
+            json!({
                 "mediaType": artifact_type,
                 "digest": blob.to_string(),
                 "size": bytes.len(),
                 "annotations": {"org.opencontainers.image.title": title},
-            }],
-            "subject": {"mediaType": MANIFEST, "digest": subject.to_string(), "size": subject_size},
-            "annotations": {"org.opencontainers.image.created": created},
-        }))
-        .expect("JSON values serialise");
+            }),
+        );
+        manifest.insert(
+            "subject".into(),
+            json!({"mediaType": MANIFEST, "digest": subject.to_string(), "size": subject_size}),
+        );
+        manifest.insert(
+            "annotations".into(),
+            json!({"org.opencontainers.image.created": created}),
+        );
+        let manifest = serde_json::to_vec(&manifest).expect("JSON values serialise");
         let digest = Digest::of(&manifest);
         pusher.manifest(&digest.to_string(), &manifest, &digest)?;
         if has_referrers_api(&pusher, subject)? {
