@@ -230,6 +230,23 @@ mod tests {
         assert_eq!(r.familiar_tagged().unwrap(), "this-is-a-test:latest");
     }
 
+    /// Found by the `reference` fuzz target (its assumption, not a bug
+    /// here): a reference without a tag prints with `latest`, so printing
+    /// is a fixed point, not parsing.
+    #[test]
+    fn printing_is_a_fixed_point() {
+        let pinned = format!("ghcr.io/o/i:v1@sha256:{}", "ab".repeat(32));
+        for typed in [
+            "docker.io/library/busybox",
+            "busybox",
+            "localhost:5000/a/b",
+            &pinned,
+        ] {
+            let printed = typed.parse::<Reference>().unwrap().to_string();
+            assert_eq!(printed.parse::<Reference>().unwrap().to_string(), printed);
+        }
+    }
+
     #[test]
     fn rejects_bad_names() {
         for bad in [
