@@ -10,7 +10,7 @@ use std::process::Command;
 use serde_json::Value;
 
 use crate::common::{self, CondaChannel, Registry, require_tools, skopeo_inspect};
-use crate::fixtures::{busybox_base, conda_docker};
+use crate::fixtures::{busybox_base, busybox_in_registry, conda_docker};
 
 /// `SOURCE_DATE_EPOCH` of every build here, and its RFC 3339 form.
 const EPOCH: (&str, &str) = ("1700000000", "2023-11-14T22:13:20Z");
@@ -60,15 +60,9 @@ fn built_images_carry_the_standard_annotations_and_the_users() {
     let Some(registry) = Registry::plain(&dir.path().join("registry")) else {
         return;
     };
-    let layout = dir.path().join("base-oci");
-    busybox_base(&dir.path().join("base"))
-        .write(&format!("oci:{}:base", layout.display()))
-        .unwrap();
-    registry.push(&format!("oci:{}:base", layout.display()), "base/busybox:1");
-    let base_digest = registry.inspect("base/busybox:1", &[])["Digest"].clone();
+    let (base, base_digest) = busybox_in_registry(dir.path(), &registry);
     let channel = CondaChannel::build_without_binary(&dir.path().join("channel"));
     let home = dir.path().join("home");
-    let base = registry.image("base/busybox:1");
 
     // An OCI layout: on the manifest and on its index.json entry.
     let out = dir.path().join("app-oci");

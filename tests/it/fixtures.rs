@@ -76,3 +76,16 @@ pub fn built_packages(summary: &serde_json::Value) -> Vec<String> {
     names.sort();
     names
 }
+
+/// The busybox base written as an OCI layout under `dir` and pushed to
+/// `registry` as `base/busybox:1`; returns its reference there and the
+/// manifest digest skopeo reports for it.
+pub fn busybox_in_registry(dir: &Path, registry: &common::Registry) -> (String, serde_json::Value) {
+    let layout = dir.join("base-oci");
+    busybox_base(&dir.join("base"))
+        .write(&format!("oci:{}:base", layout.display()))
+        .unwrap();
+    registry.push(&format!("oci:{}:base", layout.display()), "base/busybox:1");
+    let digest = registry.inspect("base/busybox:1", &[])["Digest"].clone();
+    (registry.image("base/busybox:1"), digest)
+}

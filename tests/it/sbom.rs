@@ -11,7 +11,7 @@ use conda_docker::sbom::{BaseImage, Ecosystem, Inventory, Package, SbomFormat};
 use serde_json::Value;
 
 use crate::common::{self, CondaChannel, Registry, Venv, require_tools};
-use crate::fixtures::{busybox_base, conda_docker};
+use crate::fixtures::{busybox_in_registry, conda_docker};
 
 /// `SOURCE_DATE_EPOCH` of every build here, and its RFC 3339 form.
 const EPOCH: (&str, &str) = ("1700000000", "2023-11-14T22:13:20Z");
@@ -94,15 +94,9 @@ fn builds_write_sboms_that_the_spdx_and_cyclonedx_tools_accept() {
     let Some(registry) = Registry::plain(&dir.path().join("registry")) else {
         return;
     };
-    let layout = dir.path().join("base-oci");
-    busybox_base(&dir.path().join("base"))
-        .write(&format!("oci:{}:base", layout.display()))
-        .unwrap();
-    registry.push(&format!("oci:{}:base", layout.display()), "base/busybox:1");
-    let base_digest = registry.inspect("base/busybox:1", &[])["Digest"].clone();
+    let (base, base_digest) = busybox_in_registry(dir.path(), &registry);
     let channel = CondaChannel::build_without_binary(&dir.path().join("channel"));
     let home = dir.path().join("home");
-    let base = registry.image("base/busybox:1");
     let out = dir.path().join("app.tar");
     let (spdx, cdx) = (dir.path().join("app.spdx.json"), dir.path().join("app.cdx"));
     let args = |sbom: &Path, more: &[&str]| {
