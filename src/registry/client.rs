@@ -27,6 +27,9 @@ const ATTEMPTS: u32 = 5;
 const MAX_WAIT: Duration = Duration::from_secs(30);
 /// The read timeout when none is set: conda's `remote_read_timeout_secs`.
 const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// The slowest upload still taken for a moving one, in bytes a second
+/// (512 kbit/s): see [`Client::upload`].
+const SLOWEST_UPLOAD: u64 = 64 << 10;
 
 /// The most of an error answer or a token answer read: both are small
 /// JSON documents, and a hostile server must not make us hold more
@@ -827,6 +830,16 @@ impl Client {
     /// must come within the read timeout, or it has hung.
     pub(crate) fn small(&self, request: RequestBuilder) -> RequestBuilder {
         request.timeout(self.read_timeout)
+    }
+
+    /// An upload request of `bytes` bytes (a chunk or a whole blob): the
+    /// blocking client can bound only a whole request, not each write of
+    /// its body, so a request may take the read timeout plus the time its
+    /// bytes take at [`SLOWEST_UPLOAD`]. A registry that stops reading, or
+    /// never answers, is cut there (at most a chunk's 256 s past the read
+    /// timeout) instead of holding the push for ever.
+    pub(crate) fn upload(&self, request: RequestBuilder, bytes: u64) -> RequestBuilder {
+        request.timeout(self.read_timeout + Duration::from_secs(bytes / SLOWEST_UPLOAD))
     }
 
     /// The error for `tries` tries that each sent nothing for the read

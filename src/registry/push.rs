@@ -25,6 +25,9 @@ use crate::reference::Reference;
 /// Blobs up to this size go in one PUT; larger ones in chunks of this size,
 /// so a huge layer never has to be sent (or held) in one request.
 const CHUNK: u64 = 16 << 20;
+/// Uploads of one blob, each from its start in a new upload session, when
+/// one breaks in a way that may have left its session unusable.
+const BLOB_TRIES: u32 = 3;
 /// Uploads at once: registries throttle clients that open many more.
 const PARALLEL_UPLOADS: usize = 3;
 const OCTET_STREAM: &str = "application/octet-stream";
@@ -414,12 +417,32 @@ impl<'a> Pusher<'a> {
                 }
             }
         }
-        let location = match location {
-            Some(l) => l,
-            None => self.start_upload()?,
-        };
-        self.upload(item, location, progress)?;
-        Ok(Outcome::Uploaded(item.size()))
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let location = match location.take() {
+                Some(l) => l,
+                None => self.start_upload()?,
+            };
+            let Err(e) = self.upload(item, location, progress) else {
+                return Ok(Outcome::Uploaded(item.size()));
+            };
+            if !session_may_be_lost(&e) {
+                return Err(e);
+            }
+            // The bytes may have arrived with only the answer lost.
+            if matches!(self.head(&digest), Ok(Some(_))) {
+                tracing::debug!("{}: {digest} arrived after all ({e})", self.target);
+                return Ok(Outcome::Uploaded(item.size()));
+            }
+            if tries == BLOB_TRIES {
+                return Err(e);
+            }
+            tracing::info!(
+                "{}: uploading {digest} again from its start: {e}",
+                self.target
+            );
+        }
     }
 
     /// Asks for `digest` to be mounted from `from`: `None` when it was,
@@ -513,11 +536,14 @@ impl<'a> Pusher<'a> {
             Vec::new()
         };
         let response = client.send(&self.scope(), "finishing an upload", &|| {
-            Ok(client
-                .http()
-                .put(url.clone())
-                .header(CONTENT_TYPE, OCTET_STREAM)
-                .body(Body::from(bytes.clone())))
+            Ok(client.upload(
+                client
+                    .http()
+                    .put(url.clone())
+                    .header(CONTENT_TYPE, OCTET_STREAM)
+                    .body(Body::from(bytes.clone())),
+                bytes.len() as u64,
+            ))
         })?;
         if response.status() != StatusCode::CREATED {
             return Err(client.status_error(&format!("uploading blob {digest}"), response));
@@ -555,12 +581,15 @@ impl<'a> Pusher<'a> {
             }
             let end = offset + chunk.len() as u64 - 1;
             let response = client.send(&self.scope(), "uploading a chunk", &|| {
-                Ok(client
-                    .http()
-                    .patch(location.clone())
-                    .header(CONTENT_TYPE, OCTET_STREAM)
-                    .header(CONTENT_RANGE, format!("{offset}-{end}"))
-                    .body(chunk.clone()))
+                Ok(client.upload(
+                    client
+                        .http()
+                        .patch(location.clone())
+                        .header(CONTENT_TYPE, OCTET_STREAM)
+                        .header(CONTENT_RANGE, format!("{offset}-{end}"))
+                        .body(chunk.clone()),
+                    chunk.len() as u64,
+                ))
             })?;
             if response.status() != StatusCode::ACCEPTED {
                 return Err(client.status_error("uploading a chunk", response));
@@ -625,4 +654,21 @@ impl<'a> Pusher<'a> {
         }
         Ok(())
     }
+}
+
+/// Whether an upload that failed with `error` should start again in a new
+/// session: a try that stalled or broke may have left part of the bytes in
+/// the session, so that the next try of the same request is answered
+/// "unknown session" (404), "wrong offset" (416) or "digest invalid"
+/// (400). A stall or a broken connection is already retried by the client
+/// (a lasting one is reported); a refusal, a stopping run, or another
+/// answer is reported as it is.
+fn session_may_be_lost(error: &RegistryError) -> bool {
+    matches!(
+        error,
+        RegistryError::Status {
+            status: 400 | 404 | 416,
+            ..
+        }
+    ) && crate::interrupt::received().is_none()
 }

@@ -229,6 +229,86 @@ fn pushes_retry_passing_faults_and_a_failed_push_never_moves_the_tag() {
     }
 }
 
+/// A registry that stalls while we push: one that stops reading a blob's
+/// bytes and never answers, one that takes them and loses its answer (the
+/// blob arrived; the next try finds the upload session closed), and one
+/// that holds the manifest's answer. With the read timeout at 2 s each is
+/// cut and tried again, and the push ends with the image a clean push
+/// gives while the proxy still stalls; a lasting stall stops the push
+/// with one line naming the registry and the setting, and the tag does
+/// not move.
+#[test]
+fn a_stalled_push_is_cut_at_the_read_timeout_and_the_tag_stays() {
+    require_tools!("docker-registry", "skopeo");
+    let dir = tempfile::tempdir().unwrap();
+    let Some(registry) = Registry::plain(&dir.path().join("registry")) else {
+        return;
+    };
+    let (archive, env) = build_inputs(dir.path());
+    let push = |proxy: &FaultProxy, repo: &str, label: &str| {
+        let mut cmd = cd(&dir.path().join(format!("home-{repo}-{label}")));
+        cmd.env("RATTLER_CACHE_DIR", env.cache_dir.parent().unwrap())
+            .env("CONDA_REMOTE_READ_TIMEOUT_SECS", READ_TIMEOUT)
+            .args(["build", "-q", "-p"])
+            .arg(&env.prefix)
+            .arg("-b")
+            .arg(format!("docker-archive:{}", archive.display()))
+            .args(["--label", &format!("which={label}"), "--push", "-i"])
+            .arg(format!("{}/app/{repo}:1", proxy.host()));
+        cmd
+    };
+    let clean_proxy = FaultProxy::start(registry.host());
+    common::run(&mut push(&clean_proxy, "clean", "a"));
+    let clean = registry.inspect("app/clean:1", &[])["Digest"].clone();
+
+    for (name, path, fault) in [
+        ("blob-deaf", "/blobs/uploads/", Fault::Deaf(LONG_STALL)),
+        ("blob-answer", "/blobs/uploads/", Fault::Stall(LONG_STALL)),
+        ("manifest-answer", "/manifests/", Fault::Stall(LONG_STALL)),
+    ] {
+        let proxy = FaultProxy::start(registry.host());
+        proxy.inject("PUT", path, fault, 1);
+        let started = std::time::Instant::now();
+        common::run(&mut push(&proxy, name, "a"));
+        // A figure for docs/reliability.md, not a check.
+        println!("{name} stall of 30 s: pushed in {:?}", started.elapsed());
+        assert_eq!(proxy.injected().len(), 1, "{name}: the stall was applied");
+        assert_eq!(
+            proxy.stalling(),
+            1,
+            "{name}: the push was done while the proxy still stalled"
+        );
+        assert_eq!(
+            registry.inspect(&format!("app/{name}:1"), &[])["Digest"],
+            clean,
+            "{name}"
+        );
+    }
+
+    let proxy = FaultProxy::start(registry.host());
+    common::run(&mut push(&proxy, "stays", "a"));
+    proxy.inject(
+        "PUT",
+        "/blobs/uploads/",
+        Fault::Deaf(LONG_STALL),
+        usize::MAX,
+    );
+    let line = failure(&mut push(&proxy, "stays", "b"));
+    println!("a lasting stall: {line}");
+    for part in [
+        proxy.host().as_str(),
+        "nothing arrived for 2 s",
+        "CONDA_REMOTE_READ_TIMEOUT_SECS",
+    ] {
+        assert!(line.contains(part), "{part}: {line}");
+    }
+    assert_eq!(
+        registry.inspect("app/stays:1", &[])["Digest"],
+        clean,
+        "the tag did not move"
+    );
+}
+
 /// Repodata and package downloads through the proxy: each fault once gives
 /// the image a clean build gives; a package that keeps arriving with
 /// flipped bytes stops the build with one line, and a later clean build

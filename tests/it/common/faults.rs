@@ -19,15 +19,21 @@ use super::LoopbackServer;
 /// What the proxy does to a matching request.
 #[derive(Clone, Debug)]
 pub enum Fault {
-    /// The answer's head and half its body, then a TCP reset.
+    /// The answer's head and half its body (half its head when it has no
+    /// body), then a TCP reset.
     Reset,
-    /// The answer's head (its `Content-Length` intact) and half its body,
-    /// then a normal close.
+    /// The answer's head (its `Content-Length` intact) and half its body
+    /// (half its head when it has no body), then a normal close.
     Truncate,
     /// The whole answer with one byte in the middle of its body flipped.
     Flip,
-    /// The answer's head and half its body, then nothing for this long.
+    /// The answer's head and half its body (half its head when it has no
+    /// body), then nothing for this long.
     Stall(Duration),
+    /// Nothing for this long after the request's head: its body is not
+    /// read (a large one fills the socket and blocks its sender), it is
+    /// not forwarded, and no answer comes; then a close.
+    Deaf(Duration),
     /// This status instead of the upstream's answer (the request is not
     /// forwarded).
     Status(u16),
@@ -239,6 +245,11 @@ fn proxy(state: &State, client: TcpStream, stop: &AtomicBool) -> std::io::Result
         Some(Fault::Redirect(base)) => {
             return answer_only(client, 307, &format!("Location: {base}{path}\r\n"));
         }
+        Some(Fault::Deaf(how_long)) => {
+            stall(state, *how_long, stop);
+            let _ = client.shutdown(Shutdown::Both);
+            return Ok(());
+        }
         _ => {}
     }
     let mut upstream = TcpStream::connect(&state.upstream)?;
@@ -262,7 +273,11 @@ fn proxy(state: &State, client: TcpStream, stop: &AtomicBool) -> std::io::Result
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .map_or(answer.len(), |p| p + 4);
-    let half = body_at + (answer.len() - body_at) / 2;
+    // An answer without a body (a 201 to an upload) loses half its head.
+    let half = match body_at == answer.len() {
+        true => answer.len() / 2,
+        false => body_at + (answer.len() - body_at) / 2,
+    };
     match fault {
         Some(Fault::Reset) => {
             client.write_all(&answer[..half])?;
@@ -282,18 +297,24 @@ fn proxy(state: &State, client: TcpStream, stop: &AtomicBool) -> std::io::Result
         }
         Some(Fault::Stall(how_long)) => {
             client.write_all(&answer[..half])?;
-            state.stalling.fetch_add(1, Ordering::SeqCst);
-            let until = Instant::now() + how_long;
-            while Instant::now() < until && !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            state.stalling.fetch_sub(1, Ordering::SeqCst);
+            stall(state, how_long, stop);
         }
         _ => client.write_all(&answer)?,
     }
     let _ = client.shutdown(Shutdown::Both);
     let _ = body_pump.join();
     Ok(())
+}
+
+/// Sends nothing for `how_long` (or until the proxy stops), counted in
+/// [`FaultProxy::stalling`].
+fn stall(state: &State, how_long: Duration, stop: &AtomicBool) {
+    state.stalling.fetch_add(1, Ordering::SeqCst);
+    let until = Instant::now() + how_long;
+    while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    state.stalling.fetch_sub(1, Ordering::SeqCst);
 }
 
 /// Answers `status` without asking upstream, after reading what the client
