@@ -499,13 +499,15 @@ fn a_stalled_channel_download_is_cut_at_the_read_timeout() {
 }
 
 /// A wheel server that sends half a wheel and then nothing (for two
-/// minutes): with the read timeout at 2 s the build stops with one line
-/// naming the wheel, the server and the setting (a wheel download is not
-/// retried); with it at an hour, one SIGTERM during the stall ends the
-/// build with 143 while the stall goes on, with no output and nothing
-/// left in the cache.
+/// minutes): with the read timeout at 2 s, a stall once is cut and the
+/// wheel fetched again while it goes on (as after a reset, a truncated
+/// body, a flipped byte or a 503); a stall on every try stops the
+/// build with one line naming the wheel, the server and the setting. With
+/// the timeout at an hour, one SIGTERM during the stall ends the build
+/// with 143 while the stall goes on (no try after it), with no output and
+/// nothing left in the cache.
 #[test]
-fn a_stalled_wheel_download_is_one_line_and_a_signal_ends_it() {
+fn a_stalled_wheel_download_is_tried_again_and_a_signal_ends_it() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let channel = CondaChannel::build_without_binary(&d.join("channel"));
@@ -521,9 +523,10 @@ fn a_stalled_wheel_download_is_one_line_and_a_signal_ends_it() {
         None,
     );
     let server = ChannelServer::serve(&d.join("served"));
-    let build = |name: &str, timeout: &str| {
+    let stall = || Fault::Stall(Duration::from_secs(120));
+    let build = |name: &str, timeout: &str, fault: Fault, times: usize| {
         let proxy = FaultProxy::start(&server.host());
-        proxy.inject("GET", ".whl", Fault::Stall(Duration::from_secs(120)), 1);
+        proxy.inject("GET", ".whl", fault, times);
         let lock = d.join(format!("{name}.lock"));
         let wheel = PypiEntry {
             name: "good".into(),
@@ -542,7 +545,23 @@ fn a_stalled_wheel_download_is_one_line_and_a_signal_ends_it() {
         (cmd, proxy, out)
     };
 
-    let (mut cmd, proxy, out) = build("lasting", "2");
+    let (mut cmd, proxy, out) = build("once", "2", stall(), 1);
+    common::run(&mut cmd);
+    assert!(out.exists(), "the second try fetched the wheel");
+    assert_eq!(proxy.stalling(), 1, "while the first still stalled");
+    for (name, fault) in [
+        ("reset", Fault::Reset),
+        ("truncated", Fault::Truncate),
+        ("flipped", Fault::Flip),
+        ("503", Fault::Status(503)),
+    ] {
+        let (mut cmd, proxy, out) = build(name, "2", fault, 1);
+        common::run(&mut cmd);
+        assert_eq!(proxy.injected().len(), 1, "{name}: the fault was applied");
+        assert!(out.exists(), "{name}: the second try fetched the wheel");
+    }
+
+    let (mut cmd, proxy, out) = build("lasting", "2", stall(), usize::MAX);
     let line = failure(&mut cmd);
     println!("a stalled wheel: {line}");
     for part in [
@@ -555,7 +574,7 @@ fn a_stalled_wheel_download_is_one_line_and_a_signal_ends_it() {
     }
     assert!(!out.exists());
 
-    let (mut cmd, proxy, out) = build("signalled", "3600");
+    let (mut cmd, proxy, out) = build("signalled", "3600", stall(), 1);
     let child = cmd
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
