@@ -8,8 +8,9 @@
 //! renamed into place. The binary then exits 128 + the signal's number.
 //! A second signal exits at once, so a stuck run never needs `kill -9`;
 //! what it leaves, the next build removes (see `build/staging.rs`).
-//! A network body is read through [`Interruptible`], so a read that
-//! stalls does not keep the first signal waiting.
+//! A network body is read through [`Interruptible`], and a request sent
+//! with [`send`], so a read or an answer that stalls does not keep the
+//! first signal waiting.
 
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -78,6 +79,32 @@ pub async fn signalled() -> Interrupted {
             return Interrupted(signal);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Sends `request` on a thread of its own and waits for its answer in
+/// short turns, checking the flag between them, so a server that sends
+/// nothing (no answer's head, or an upload it stops reading) does not keep
+/// the first signal waiting. On a signal this fails as [`check`] does; the
+/// thread is left to end with the request's own timeout.
+pub fn send(
+    request: reqwest::blocking::RequestBuilder,
+) -> io::Result<reqwest::Result<reqwest::blocking::Response>> {
+    check()?;
+    let (sender, answer) = sync_channel(1);
+    std::thread::Builder::new()
+        .name("conda-docker-request".into())
+        .spawn(move || {
+            let _ = sender.send(request.send());
+        })?;
+    loop {
+        match answer.recv_timeout(POLL) {
+            Ok(answered) => return Ok(answered),
+            Err(RecvTimeoutError::Timeout) => check()?,
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(io::Error::other("the request's thread ended unexpectedly"));
+            }
+        }
     }
 }
 

@@ -97,9 +97,8 @@ fn download(
         true => Failure::Passing(stalled()),
         false => Failure::Passing(failed(wheel, e.into())),
     };
-    let response = client
-        .get(wheel.url.clone())
-        .send()
+    let response = crate::interrupt::send(client.get(wheel.url.clone()))
+        .map_err(failed_read)?
         .and_then(reqwest::blocking::Response::error_for_status)
         .map_err(|e| match e.status() {
             _ if e.is_timeout() => Failure::Passing(stalled()),

@@ -458,13 +458,14 @@ impl Client {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            // A stopping run sends nothing more.
-            crate::interrupt::check().map_err(|source| RegistryError::Transfer {
-                host: self.registry.clone(),
-                what: what.to_owned(),
-                source,
-            })?;
-            match make()?.send().map_err(redacted) {
+            // A stopping run sends nothing more, nor waits for an answer.
+            let sent =
+                crate::interrupt::send(make()?).map_err(|source| RegistryError::Transfer {
+                    host: self.registry.clone(),
+                    what: what.to_owned(),
+                    source,
+                })?;
+            match sent.map_err(redacted) {
                 Ok(response) if retryable(response.status()) && attempt < ATTEMPTS => {
                     let wait = wait_before_retry(retry_after(&response), attempt);
                     tracing::info!(

@@ -677,12 +677,65 @@ fn sigterm_during_a_stall_ends_the_pull() {
     assert!(named(&blobs, ".").is_empty(), "{:?}", named(&blobs, "."));
 }
 
+/// SIGTERM while the registry holds an answer's head (a deaf registry:
+/// it reads the request's head, then nothing; the read timeout an hour):
+/// on a manifest GET of a pull, and on a blob PUT of a push. The first
+/// signal ends each with 143 while the stall goes on; no output, and the
+/// push moved no tag.
+#[test]
+fn sigterm_while_a_registry_holds_its_answer_ends_the_run() {
+    require_tools!("docker-registry", "skopeo");
+    let dir = tempfile::tempdir().unwrap();
+    let Some((registry, archive)) = registry_with_a_big_image(dir.path()) else {
+        return;
+    };
+    let deaf = || Fault::Deaf(Duration::from_secs(120));
+    let proxy = FaultProxy::start(registry.host());
+    proxy.inject("GET", "/manifests/", deaf(), usize::MAX);
+    let out = dir.path().join("pulled.tar");
+    let child = cd_in(dir.path())
+        .env("CONDA_REMOTE_READ_TIMEOUT_SECS", "3600")
+        .args(["pull", &format!("{}/big/image:1", proxy.host()), "-o"])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    stop_during_the_stall(child, &proxy, "a pull waiting for the manifest");
+    assert!(!out.exists());
+
+    let proxy = FaultProxy::start(registry.host());
+    proxy.inject("PUT", "/blobs/uploads/", deaf(), usize::MAX);
+    let child = cd_in(dir.path())
+        .env("CONDA_REMOTE_READ_TIMEOUT_SECS", "3600")
+        .arg("copy")
+        .arg(format!("docker-archive:{}", archive.display()))
+        .arg(format!("docker://{}/big/deaf:1", proxy.host()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Three uploads at once, each held.
+    stop_during_stalls(child, &proxy, "a push waiting on a deaf registry", 3);
+    assert!(
+        !registry.served("PUT", "/v2/big/deaf/manifests/1", 201),
+        "no tag was written"
+    );
+}
+
 /// Once `proxy` stalls `child`'s transfer, sends SIGTERM and checks that
 /// `child` exits 143 with the one line while the stall still goes on.
-pub(crate) fn stop_during_the_stall(mut child: Child, proxy: &FaultProxy, what: &str) {
+pub(crate) fn stop_during_the_stall(child: Child, proxy: &FaultProxy, what: &str) {
+    stop_during_stalls(child, proxy, what, 1);
+}
+
+/// [`stop_during_the_stall`] for a run with up to `parallel` transfers in
+/// flight (a push's parallel uploads), each of which the proxy stalls:
+/// the run exits while every stalled transfer still stalls.
+fn stop_during_stalls(mut child: Child, proxy: &FaultProxy, what: &str, parallel: usize) {
     while proxy.stalling() == 0 {
         assert!(
-            child.try_wait().unwrap().is_none() && proxy.injected().len() < 2,
+            child.try_wait().unwrap().is_none() && proxy.injected().len() <= parallel,
             "{what}: ended or moved on before the stall"
         );
         std::thread::sleep(Duration::from_millis(20));
@@ -700,5 +753,11 @@ pub(crate) fn stop_during_the_stall(mut child: Child, proxy: &FaultProxy, what: 
         stderr.trim(),
         "error: interrupted by SIGTERM; the output was not written"
     );
-    assert_eq!(proxy.stalling(), 1, "{what}: the stall was still going");
+    let stalled = proxy.injected().len();
+    assert!(stalled <= parallel, "{what}: {stalled} stalled requests");
+    assert_eq!(
+        proxy.stalling(),
+        stalled,
+        "{what}: every stall was still going"
+    );
 }
