@@ -11,7 +11,8 @@ use rattler_lock::{LockFile, PlatformData};
 use serde_json::Value;
 
 use crate::common::{
-    self, CD_ARCH, CD_DATA, CondaChannel, Registry, require_tools, skopeo_inspect,
+    self, CD_ARCH, CD_ARCH_ELF, CD_DATA, CondaChannel, Registry, require_tools, skopeo_copy,
+    skopeo_inspect, umoci_unpack,
 };
 use crate::fixtures::failure;
 use crate::registry::{cd, json_of, two_platform_layout, uploads};
@@ -129,9 +130,8 @@ fn two_platforms_make_one_index_written_pushed_and_run() {
     assert_eq!(amd["Architecture"], "amd64");
     assert_eq!(layers_of(&amd), layer_digests(&report)[0]);
 
-    // Each image holds its own platform's packages. cd-arch is a #!/bin/sh
-    // script (the test channel has no aarch64 ELF), so the arm64 image is
-    // told by the subdir its package's file names.
+    // Each image holds its own platform's packages (their ELF files are
+    // checked in each_image_holds_an_executable_of_its_own_architecture).
     assert_eq!(
         file_in(&layout, Subdir::LinuxAarch64, "share/cd-arch/platform.txt"),
         common::cd_arch_output("linux-aarch64")
@@ -216,6 +216,83 @@ fn two_platforms_make_one_index_written_pushed_and_run() {
     podman.pull(&target, &["--tls-verify=false"]);
     assert_eq!(
         podman.run(&target, &["cd-arch"]),
+        common::cd_arch_output("linux-64")
+    );
+}
+
+/// What `tool ARGS... FILE` prints.
+fn says(tool: &str, args: &[&str], file: &std::path::Path) -> String {
+    common::stdout(&common::run(
+        std::process::Command::new(common::expect_tool(tool))
+            .args(args)
+            .arg(file),
+    ))
+}
+
+/// `CD_ARCH_ELF` of the `arch` image of the index `layout` (`oci:DIR:TAG`),
+/// picked by skopeo and unpacked by umoci into `dir`.
+fn elf_of(layout: &str, arch: &str, dir: &std::path::Path) -> std::path::PathBuf {
+    let single = dir.join(format!("{arch}-oci"));
+    skopeo_copy(
+        layout,
+        &format!("oci:{}:{arch}", single.display()),
+        &["--override-arch", arch],
+    );
+    let bundle = dir.join(format!("{arch}-bundle"));
+    umoci_unpack(&single, arch, &bundle);
+    bundle.join("rootfs/opt/conda").join(CD_ARCH_ELF)
+}
+
+/// Each platform's image holds a real executable of its architecture
+/// (the test channel writes a tiny static ELF per platform by hand):
+/// podman runs the amd64 one, and readelf and file, run on the file
+/// unpacked from the arm64 image, say AArch64.
+#[test]
+fn each_image_holds_an_executable_of_its_own_architecture() {
+    require_tools!("skopeo", "umoci", "busybox", "readelf", "file");
+    let dir = tempfile::tempdir().unwrap();
+    let channel = CondaChannel::build_multi_platform(&dir.path().join("channel"));
+    let base = format!("oci:{}:multi", two_platform_layout(dir.path()).display());
+    let layout = format!("oci:{}:multi", dir.path().join("out").display());
+    let mut build = cd(&dir.path().join("home"));
+    build
+        .args(["build", "-q", "--override-channels", "-c"])
+        .arg(channel.url())
+        .args(["--platform", "linux-64", "--platform", "linux-aarch64"])
+        .args(["-b", &base, CD_ARCH, "-o", &layout]);
+    common::run(&mut build);
+
+    let arm = elf_of(&layout, "arm64", dir.path());
+    let header = says("readelf", &["-h"], &arm);
+    assert!(
+        header.contains("Machine:                           AArch64"),
+        "{header}"
+    );
+    assert!(
+        header.contains("little endian") && header.contains("EXEC"),
+        "{header}"
+    );
+    let kind = says("file", &["-b"], &arm);
+    assert!(
+        kind.contains("ELF 64-bit LSB executable, ARM aarch64"),
+        "{kind}"
+    );
+    let amd = elf_of(&layout, "amd64", dir.path());
+    let kind = says("file", &["-b"], &amd);
+    assert!(kind.contains("ELF 64-bit LSB executable, x86-64"), "{kind}");
+
+    let Some(podman) = common::Podman::new() else {
+        return;
+    };
+    // podman names an `oci:` image after its path: a docker-archive of
+    // the amd64 image, picked from the index by skopeo, spares that.
+    let tar = dir.path().join("amd64.tar");
+    let archive = format!("docker-archive:{}:elf/amd64:1", tar.display());
+    skopeo_copy(&layout, &archive, &["--override-arch", "amd64"]);
+    let image = podman.load(&tar);
+    let elf = format!("/opt/conda/{CD_ARCH_ELF}");
+    assert_eq!(
+        podman.run(&image, &[&elf]),
         common::cd_arch_output("linux-64")
     );
 }

@@ -75,8 +75,13 @@ pub const CD_LEAF: &str = "cd-leaf";
 /// once per arch subdir, `share/cd-arch/platform.txt` holds the subdir
 /// (`linux-64` or `linux-aarch64`) and `bin/cd-arch`, a `#!/bin/sh` script
 /// reading it from the placeholder path, prints it ([`cd_arch_output`]).
-/// Version 1.0, depends on `cd-lib >=1` and `cd-data`. `.conda`.
+/// Version 1.0, depends on `cd-lib >=1` and `cd-data`. `.conda`. It also
+/// holds [`CD_ARCH_ELF`].
 pub const CD_ARCH: &str = "cd-arch";
+/// A real executable of [`CD_ARCH`]'s platform, written by hand (a static
+/// ELF64 of a few hundred bytes, no cross compiler): it prints
+/// [`cd_arch_output`] too.
+pub const CD_ARCH_ELF: &str = "bin/cd-arch-elf";
 /// Multi-platform channel: versions 1.0 (`.tar.bz2`) and 2.0 (`.conda`) in
 /// each arch subdir; `share/cd-lib/version.txt` reads `cd-lib VERSION
 /// SUBDIR` ([`cd_lib_version_text`]). A solve for `cd-arch` picks 2.0,
@@ -672,6 +677,15 @@ fn cd_arch(subdir: &'static str) -> PackageSpec {
         entries: vec![
             file("share/cd-arch/platform.txt", &cd_arch_output(subdir)),
             script("bin/cd-arch", &show, Some(FileMode::Text)),
+            Entry {
+                path: CD_ARCH_ELF,
+                content: Content::File {
+                    bytes: super::elf::hello(subdir, &cd_arch_output(subdir))
+                        .expect("an ELF for every arch subdir"),
+                    executable: true,
+                    placeholder: None,
+                },
+            },
         ],
     }
 }
