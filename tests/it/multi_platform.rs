@@ -11,11 +11,11 @@ use rattler_lock::{LockFile, PlatformData};
 use serde_json::Value;
 
 use crate::common::{
-    self, CD_ARCH, CD_ARCH_ELF, CD_DATA, CondaChannel, Registry, require_tools, skopeo_copy,
-    skopeo_inspect, umoci_unpack,
+    self, CD_ARCH, CD_ARCH_ELF, CD_DATA, CondaChannel, Registry, THREE_ARCH_SUBDIRS, require_tools,
+    skopeo_copy, skopeo_inspect, umoci_unpack,
 };
 use crate::fixtures::failure;
-use crate::registry::{cd, json_of, two_platform_layout, uploads};
+use crate::registry::{cd, json_of, platform_layout, two_platform_layout, uploads};
 
 const INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
@@ -131,7 +131,7 @@ fn two_platforms_make_one_index_written_pushed_and_run() {
     assert_eq!(layers_of(&amd), layer_digests(&report)[0]);
 
     // Each image holds its own platform's packages (their ELF files are
-    // checked in each_image_holds_an_executable_of_its_own_architecture).
+    // checked in three_platforms_hold_executables_of_their_own_architecture).
     assert_eq!(
         file_in(&layout, Subdir::LinuxAarch64, "share/cd-arch/platform.txt"),
         common::cd_arch_output("linux-aarch64")
@@ -243,43 +243,99 @@ fn elf_of(layout: &str, arch: &str, dir: &std::path::Path) -> std::path::PathBuf
     bundle.join("rootfs/opt/conda").join(CD_ARCH_ELF)
 }
 
-/// Each platform's image holds a real executable of its architecture
-/// (the test channel writes a tiny static ELF per platform by hand):
-/// podman runs the amd64 one, and readelf and file, run on the file
-/// unpacked from the arm64 image, say AArch64.
+/// `readelf -h` and `file` on `elf` (unpacked from an image) say it is a
+/// little-endian ELF64 executable of `machine` (readelf's word) and
+/// `kind` (file's).
+fn check_elf(elf: &std::path::Path, machine: &str, kind: &str) {
+    let header = says("readelf", &["-h"], elf);
+    let machine_line = format!("Machine:                           {machine}\n");
+    assert!(header.contains(&machine_line), "{header}");
+    assert!(
+        header.contains("ELF64") && header.contains("little endian"),
+        "{header}"
+    );
+    assert!(header.contains("EXEC (Executable file)"), "{header}");
+    let said = says("file", &["-b"], elf);
+    assert!(said.starts_with("ELF 64-bit LSB executable, "), "{said}");
+    assert!(said.contains(kind), "{said}");
+}
+
+/// linux-64, linux-aarch64 and linux-ppc64le in one build, on a base of
+/// the three: an index of three, each picked by skopeo; each image holds a
+/// real executable of its architecture (the test channel writes a tiny
+/// static ELF per platform by hand): podman runs the amd64 one, readelf
+/// and file, run on the files unpacked from the arm64 and ppc64le images,
+/// say AArch64 and PowerPC64 (little endian, ELFv2).
 #[test]
-fn each_image_holds_an_executable_of_its_own_architecture() {
+fn three_platforms_hold_executables_of_their_own_architecture() {
     require_tools!("skopeo", "umoci", "busybox", "readelf", "file");
     let dir = tempfile::tempdir().unwrap();
-    let channel = CondaChannel::build_multi_platform(&dir.path().join("channel"));
-    let base = format!("oci:{}:multi", two_platform_layout(dir.path()).display());
+    let channel = CondaChannel::build_three_platform(&dir.path().join("channel"));
+    let archs = [("amd64", None), ("arm64", Some("v8")), ("ppc64le", None)];
+    let base = format!(
+        "oci:{}:multi",
+        platform_layout(dir.path(), &archs).display()
+    );
     let layout = format!("oci:{}:multi", dir.path().join("out").display());
     let mut build = cd(&dir.path().join("home"));
     build
         .args(["build", "-q", "--override-channels", "-c"])
-        .arg(channel.url())
-        .args(["--platform", "linux-64", "--platform", "linux-aarch64"])
-        .args(["-b", &base, CD_ARCH, "-o", &layout]);
-    common::run(&mut build);
+        .arg(channel.url());
+    for subdir in THREE_ARCH_SUBDIRS {
+        build.args(["--platform", subdir]);
+    }
+    common::run(build.args(["-b", &base, CD_ARCH, "-o", &layout]));
 
-    let arm = elf_of(&layout, "arm64", dir.path());
-    let header = says("readelf", &["-h"], &arm);
-    assert!(
-        header.contains("Machine:                           AArch64"),
-        "{header}"
+    let raw = skopeo_inspect(&layout, &["--raw"]);
+    let listed: Vec<(&str, &str)> = raw["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let arch = m["platform"]["architecture"].as_str().unwrap();
+            (arch, m["digest"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        listed.iter().map(|l| l.0).collect::<Vec<_>>(),
+        archs.map(|a| a.0)
     );
-    assert!(
-        header.contains("little endian") && header.contains("EXEC"),
-        "{header}"
+    let ppc = skopeo_inspect(&layout, &["--override-arch", "ppc64le"]);
+    assert_eq!(ppc["Architecture"], "ppc64le");
+    let manifest = dir
+        .path()
+        .join("out/blobs/sha256")
+        .join(listed[2].1.trim_start_matches("sha256:"));
+    let manifest: Value = serde_json::from_slice(&std::fs::read(manifest).unwrap()).unwrap();
+    let layers: Vec<&Value> = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| &l["digest"])
+        .collect();
+    assert_eq!(
+        ppc["Layers"].as_array().unwrap().iter().collect::<Vec<_>>(),
+        layers,
+        "the ppc64le manifest's layers"
     );
-    let kind = says("file", &["-b"], &arm);
-    assert!(
-        kind.contains("ELF 64-bit LSB executable, ARM aarch64"),
-        "{kind}"
+    assert_eq!(
+        file_in(&layout, Subdir::LinuxPpc64le, "share/cd-arch/platform.txt"),
+        common::cd_arch_output("linux-ppc64le")
     );
-    let amd = elf_of(&layout, "amd64", dir.path());
-    let kind = says("file", &["-b"], &amd);
-    assert!(kind.contains("ELF 64-bit LSB executable, x86-64"), "{kind}");
+
+    check_elf(
+        &elf_of(&layout, "arm64", dir.path()),
+        "AArch64",
+        "ARM aarch64",
+    );
+    let ppc = elf_of(&layout, "ppc64le", dir.path());
+    check_elf(&ppc, "PowerPC64", "64-bit PowerPC");
+    assert!(says("file", &["-b"], &ppc).contains("ELF V2 ABI"));
+    check_elf(
+        &elf_of(&layout, "amd64", dir.path()),
+        "Advanced Micro Devices X86-64",
+        "x86-64",
+    );
 
     let Some(podman) = common::Podman::new() else {
         return;

@@ -103,7 +103,11 @@ pub const CD_LIB_VERSIONS: [&str; 2] = ["1.0", "2.0"];
 
 const LINUX_64: &str = "linux-64";
 const LINUX_AARCH64: &str = "linux-aarch64";
+const LINUX_PPC64LE: &str = "linux-ppc64le";
 const NOARCH: &str = "noarch";
+
+/// The arch subdirs of [`CondaChannel::build_three_platform`].
+pub const THREE_ARCH_SUBDIRS: [&str; 3] = [LINUX_64, LINUX_AARCH64, LINUX_PPC64LE];
 
 /// The subdirs of the channels of [`CondaChannel::build`] and
 /// [`CondaChannel::build_without_binary`].
@@ -195,7 +199,18 @@ impl CondaChannel {
     /// a name: pick them with [`CondaChannel::record_in`] /
     /// [`CondaChannel::record_version`].
     pub fn build_multi_platform(dir: &Path) -> Self {
-        Self::write(dir, multi_platform_specs(), &MULTI_PLATFORM_SUBDIRS)
+        Self::write(
+            dir,
+            multi_platform_specs(&ARCH_SUBDIRS),
+            &MULTI_PLATFORM_SUBDIRS,
+        )
+    }
+
+    /// [`CondaChannel::build_multi_platform`] with a third arch subdir,
+    /// `linux-ppc64le/` ([`THREE_ARCH_SUBDIRS`]), holding the same packages.
+    pub fn build_three_platform(dir: &Path) -> Self {
+        let subdirs = [LINUX_64, LINUX_AARCH64, LINUX_PPC64LE, NOARCH];
+        Self::write(dir, multi_platform_specs(&THREE_ARCH_SUBDIRS), &subdirs)
     }
 
     /// The channel's URL, `file:///.../` (with a trailing slash).
@@ -652,10 +667,11 @@ fn cd_leaf() -> PackageSpec {
     }
 }
 
-/// The packages of [`CondaChannel::build_multi_platform`].
-fn multi_platform_specs() -> Vec<PackageSpec> {
+/// The packages of [`CondaChannel::build_multi_platform`], for the arch
+/// subdirs `arch_subdirs`.
+fn multi_platform_specs(arch_subdirs: &[&'static str]) -> Vec<PackageSpec> {
     let mut specs = Vec::new();
-    for subdir in ARCH_SUBDIRS {
+    for &subdir in arch_subdirs {
         specs.push(cd_arch(subdir));
         specs.push(cd_lib(subdir, CD_LIB_VERSIONS[0], Format::TarBz2));
         specs.push(cd_lib(subdir, CD_LIB_VERSIONS[1], Format::Conda));
