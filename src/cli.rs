@@ -725,15 +725,17 @@ pub struct BuildArgs {
     /// Also write an SBOM of the image's conda and PyPI packages and its
     /// base to PATH: SPDX 2.3 JSON for `*.spdx.json`, CycloneDX 1.6 JSON
     /// for `*.cdx.json` (the image holds both in
-    /// `PREFIX/conda-meta/sbom/`).
+    /// `PREFIX/conda-meta/sbom/`); with several --platform, one file per
+    /// platform (`app.spdx.json` → `app.linux-64.spdx.json`).
     #[arg(long, value_name = "PATH")]
     pub sbom: Option<PathBuf>,
     /// The format of --sbom's file, when its name does not say it.
     #[arg(long, value_enum, requires = "sbom")]
     pub sbom_format: Option<crate::sbom::SbomFormat>,
     /// With a push: attach both SBOMs to the pushed image as OCI 1.1
-    /// artifacts (`subject`: the image manifest), listed by the
-    /// registry's referrers API, else under the `sha256-<hex>` tag.
+    /// artifacts (`subject`: the image manifest; in an index, each
+    /// platform's manifest gets its own), listed by the registry's
+    /// referrers API, else under the `sha256-<hex>` tag of that manifest.
     #[arg(long)]
     pub attach_sbom: bool,
     /// Print nothing but errors.
@@ -873,7 +875,6 @@ fn run_build(args: BuildArgs) -> Result<(), CliError> {
     let platforms = args.platform.clone();
     if platforms.len() > 1 {
         several::check_destination(destination.as_ref())?;
-        sbom::one_platform(sbom_to.is_some() || attach_sbom)?;
     }
     let mut options = build_options(args, env)?;
     // The login, the registry and the right to push, before any work.
@@ -899,6 +900,8 @@ fn run_build(args: BuildArgs) -> Result<(), CliError> {
             destination,
             push_target,
             compress_base,
+            sbom_to,
+            attach_sbom,
         };
         return several::build_index(&options, &platforms, &outputs, &progress, (json, quiet));
     }
@@ -913,8 +916,8 @@ fn run_build(args: BuildArgs) -> Result<(), CliError> {
             Some(target) => Some(target.push_with(image, &progress)?),
             None => None,
         };
-        if let (Some(target), Some(report), true) = (&push_target, &pushed, attach_sbom) {
-            sbom::attach(target, image, report, inventory)?;
+        if let (Some(target), true) = (&push_target, attach_sbom) {
+            sbom::attach(target, image, inventory)?;
         }
         if let Some((path, format)) = &sbom_to {
             sbom::write(path, *format, inventory)?;

@@ -46,7 +46,9 @@ use crate::sbom::Inventory;
 pub use error::BuildError;
 pub use identity::{LAYER_FORMAT, LayerIdentity};
 pub use options::{BuildOptions, DEFAULT_BASE};
-pub use platforms::{PlatformImages, build_platforms_with_output, lock_file_for};
+pub use platforms::{
+    PlatformImages, build_platforms_with_output, file_for_platform, lock_file_for,
+};
 pub use report::{LayerReport, LayerSource, Reporter, Silent};
 
 /// Builds the image of an environment. The layers may be files in the

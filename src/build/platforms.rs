@@ -14,8 +14,9 @@ use rattler_conda_types::Subdir;
 use crate::conda::env::EnvSelector;
 use crate::image::Image;
 use crate::platform::Platform;
+use crate::sbom::Inventory;
 
-use super::{BuildError, BuildOptions, LayerReport, Reporter, build, retrying};
+use super::{BuildError, BuildOptions, LayerReport, Reporter, build_inventoried, retrying};
 
 /// The images of a build of several platforms, in the order asked for.
 #[derive(Debug)]
@@ -24,6 +25,8 @@ pub struct PlatformImages {
     pub images: Vec<Image>,
     /// The conda layers of each image.
     pub layers: Vec<Vec<LayerReport>>,
+    /// What each image's SBOMs list.
+    pub inventories: Vec<Inventory>,
 }
 
 /// Builds one image per platform of `platforms`, in that order, from
@@ -36,34 +39,50 @@ pub fn build_platforms_with_output<T, E: From<BuildError>>(
     options: &BuildOptions,
     platforms: &[Platform],
     reporter: &dyn Reporter,
-    mut output: impl FnMut(&mut [Image], &[Vec<LayerReport>]) -> Result<T, E>,
+    output: impl FnMut(&mut PlatformImages) -> Result<T, E>,
 ) -> Result<(PlatformImages, T), E> {
     check(options, platforms)?;
     let build_all = || -> Result<PlatformImages, BuildError> {
         let mut built = PlatformImages {
             images: Vec::new(),
             layers: Vec::new(),
+            inventories: Vec::new(),
         };
         for platform in platforms {
-            let (image, layers) = build(&for_platform(options, platform)?, reporter)?;
+            let (image, layers, inventory) =
+                build_inventoried(&for_platform(options, platform)?, reporter)?;
             built.images.push(image);
             built.layers.push(layers);
+            built.inventories.push(inventory);
         }
         Ok(built)
     };
-    retrying(options, build_all, |built| {
-        output(&mut built.images, &built.layers)
-    })
+    retrying(options, build_all, output)
 }
 
 /// Where `--lock-file PATH` goes for `subdir` in a build of several
 /// platforms: the platform before the extension, as conda-lock names its
 /// files (`env.lock` → `env.linux-64.lock`, `spec` → `spec.linux-64`).
 pub fn lock_file_for(path: &Path, subdir: Subdir) -> PathBuf {
-    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
-    let name = match path.extension() {
-        Some(extension) => format!("{stem}.{subdir}.{}", extension.to_string_lossy()),
-        None => format!("{stem}.{subdir}"),
+    file_for_platform(path, subdir, None)
+}
+
+/// Where a file asked for as `path` goes for `subdir` in a build of
+/// several platforms: the platform before `ending` when the name ends in
+/// it (`sbom.spdx.json` → `sbom.linux-64.spdx.json`, so the name still
+/// says the format), else before the extension, as [`lock_file_for`].
+pub fn file_for_platform(path: &Path, subdir: Subdir, ending: Option<&str>) -> PathBuf {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let stem = ending
+        .and_then(|ending| Some((name.strip_suffix(ending)?, ending)))
+        .filter(|(stem, _)| !stem.is_empty());
+    let name = match (stem, path.extension()) {
+        (Some((stem, ending)), _) => format!("{stem}.{subdir}{ending}"),
+        (None, Some(extension)) => {
+            let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+            format!("{stem}.{subdir}.{}", extension.to_string_lossy())
+        }
+        (None, None) => format!("{name}.{subdir}"),
     };
     path.with_file_name(name)
 }
@@ -125,5 +144,13 @@ mod tests {
             named("a.b/spec.txt"),
             Path::new("a.b/spec.linux-aarch64.txt")
         );
+        let sbom =
+            |path: &str| file_for_platform(Path::new(path), Subdir::Linux64, Some(".spdx.json"));
+        assert_eq!(
+            sbom("out/sbom.spdx.json"),
+            Path::new("out/sbom.linux-64.spdx.json")
+        );
+        assert_eq!(sbom("sbom.json"), Path::new("sbom.linux-64.json"));
+        assert_eq!(sbom(".spdx.json"), Path::new(".spdx.linux-64.json"));
     }
 }

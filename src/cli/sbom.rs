@@ -4,8 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use super::CliError;
+use crate::build::{BuildError, file_for_platform};
+use crate::digest::Digest;
 use crate::image::Image;
-use crate::registry::{PushReport, PushTarget, ReferrersVia};
+use crate::platform::Platform;
+use crate::registry::{PushTarget, ReferrersVia};
 use crate::sbom::{Inventory, SbomFormat};
 
 /// Where `--sbom` goes and in which format: `--sbom-format`, else the
@@ -26,17 +29,6 @@ pub(super) fn target(
     }
 }
 
-/// Refuses an SBOM flag (`asked`) with several `--platform`s: each
-/// platform's image has its own, in its `conda-meta/sbom/`.
-pub(super) fn one_platform(asked: bool) -> Result<(), CliError> {
-    match asked {
-        true => Err(CliError::Usage(
-            "--sbom and --attach-sbom describe one image: build one --platform at a time for them (each platform's image holds its own SBOMs in PREFIX/conda-meta/sbom/)".into(),
-        )),
-        false => Ok(()),
-    }
-}
-
 /// Writes the SBOM of `inventory` to `path` by temp file and rename, so a
 /// failed write leaves no partial file.
 pub(super) fn write(
@@ -48,6 +40,26 @@ pub(super) fn write(
         path: path.to_owned(),
         source,
     })
+}
+
+/// Writes the SBOM of each platform's image of a build of several, to a
+/// file of its own: `path` with the platform in its name, as
+/// `--lock-file` names its files (`sbom.spdx.json` →
+/// `sbom.linux-64.spdx.json`).
+pub(super) fn write_each(
+    path: &Path,
+    format: SbomFormat,
+    platforms: &[Platform],
+    inventories: &[Inventory],
+) -> Result<(), CliError> {
+    for (platform, inventory) in platforms.iter().zip(inventories) {
+        let subdir = platform
+            .subdir()
+            .ok_or_else(|| BuildError::NotLinux(platform.to_string()))?;
+        let file = file_for_platform(path, subdir, Some(format.ending()));
+        write(&file, format, inventory)?;
+    }
+    Ok(())
 }
 
 /// Whether to attach the SBOMs to the pushed image: `--attach-sbom`
@@ -62,34 +74,31 @@ pub(super) fn attach_to(asked: bool, pushing: bool) -> Result<bool, CliError> {
     Ok(asked)
 }
 
-/// Attaches both SBOMs of `inventory` to `image`, just pushed as `report`
-/// says, and tells how they are listed.
+/// Attaches both SBOMs of `inventory` to `image`, just pushed by
+/// `target` (the artifacts' subject is its manifest: in an index, that
+/// platform's), and tells how they are listed.
 pub(super) fn attach(
     target: &PushTarget,
     image: &Image,
-    report: &PushReport,
     inventory: &Inventory,
 ) -> Result<(), CliError> {
-    let subject_size = image.manifest_bytes().len();
+    let manifest = image.manifest_bytes();
+    let subject = (Digest::of(&manifest), manifest.len());
     for format in SbomFormat::ALL {
         let what = (
             format.media_type(),
             format.file_name(),
             inventory.created.as_str(),
         );
-        let (digest, via) = target.attach(
-            &report.digest,
-            subject_size,
-            what,
-            &inventory.render(format),
-        )?;
+        let (digest, via) = target.attach(subject, what, &inventory.render(format))?;
         let via = match via {
             ReferrersVia::Api => "the referrers API",
             ReferrersVia::TagSchema => "the sha256-<hex> referrers tag",
         };
         tracing::info!(
-            "attached {} as {digest}, listed by {via}",
-            format.file_name()
+            "attached {} to {} as {digest}, listed by {via}",
+            format.file_name(),
+            subject.0
         );
     }
     Ok(())

@@ -1,17 +1,19 @@
 //! `build` with several `--platform`s: one image per platform, written as
 //! one OCI index or pushed as one.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::json;
 
 use super::progress::Progress;
-use super::{CliError, counted, print_pushed, summary};
+use super::{CliError, counted, print_pushed, sbom, summary};
 use crate::build::{BuildOptions, LayerReport, PlatformImages, build_platforms_with_output};
 use crate::digest::Digest;
 use crate::image::{Image, ImageDestination, index_bytes, write_index};
 use crate::platform::Platform;
 use crate::registry::{PushReport, PushTarget};
+use crate::sbom::SbomFormat;
 
 /// Where the images of a build go.
 pub(super) struct Outputs {
@@ -21,6 +23,10 @@ pub(super) struct Outputs {
     pub push_target: Option<Arc<PushTarget>>,
     /// Whether the base's plain layers are compressed first.
     pub compress_base: bool,
+    /// `--sbom`: each platform's goes to a file of its own named from it.
+    pub sbom_to: Option<(PathBuf, SbomFormat)>,
+    /// `--attach-sbom`: each platform's image gets its own SBOMs attached.
+    pub attach_sbom: bool,
 }
 
 /// Refuses, before any work, a docker-archive for several platforms.
@@ -43,20 +49,9 @@ pub(super) fn build_index(
     progress: &Progress,
     (json, quiet): (bool, bool),
 ) -> Result<(), CliError> {
-    let (PlatformImages { images, layers }, pushed) =
-        build_platforms_with_output(options, platforms, progress, |images, _| {
-            if outputs.compress_base {
-                for image in images.iter_mut() {
-                    image.compress_plain_layers()?;
-                }
-            }
-            if let Some(destination) = &outputs.destination {
-                write_index(images, destination)?;
-            }
-            Ok::<_, CliError>(match &outputs.push_target {
-                Some(target) => Some(target.push_index_with(images, progress)?),
-                None => None,
-            })
+    let (PlatformImages { images, layers, .. }, pushed) =
+        build_platforms_with_output(options, platforms, progress, |built| {
+            output(built, platforms, outputs, progress)
         })?;
     if json {
         print_json(&images, &layers, pushed.as_ref());
@@ -84,6 +79,38 @@ pub(super) fn build_index(
         print_pushed(report, quiet);
     }
     Ok(())
+}
+
+/// Writes and/or pushes the images `built` as one index, then each
+/// platform's SBOMs where `outputs` asks.
+fn output(
+    built: &mut PlatformImages,
+    platforms: &[Platform],
+    outputs: &Outputs,
+    progress: &Progress,
+) -> Result<Option<PushReport>, CliError> {
+    let images = &mut built.images;
+    if outputs.compress_base {
+        for image in images.iter_mut() {
+            image.compress_plain_layers()?;
+        }
+    }
+    if let Some(destination) = &outputs.destination {
+        write_index(images, destination)?;
+    }
+    let pushed = match &outputs.push_target {
+        Some(target) => Some(target.push_index_with(images, progress)?),
+        None => None,
+    };
+    if let (Some(target), true) = (&outputs.push_target, outputs.attach_sbom) {
+        for (image, inventory) in images.iter().zip(&built.inventories) {
+            sbom::attach(target, image, inventory)?;
+        }
+    }
+    if let Some((path, format)) = &outputs.sbom_to {
+        sbom::write_each(path, *format, platforms, &built.inventories)?;
+    }
+    Ok(pushed)
 }
 
 fn platform_of(image: &Image) -> String {

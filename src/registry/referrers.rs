@@ -34,13 +34,12 @@ pub enum ReferrersVia {
 
 impl PushTarget {
     /// Pushes `bytes` (of media type `artifact_type`, file `title`) as an
-    /// artifact whose subject is the image manifest `subject` of
-    /// `subject_size` bytes, made at `created` (RFC 3339), and lists it
-    /// among the image's referrers: its manifest digest, and how.
+    /// artifact whose subject is the image manifest `subject` (its digest
+    /// and size), made at `created` (RFC 3339), and lists it among that
+    /// manifest's referrers: its manifest digest, and how.
     pub fn attach(
         &self,
-        subject: &Digest,
-        subject_size: usize,
+        (subject, subject_size): (Digest, usize),
         (artifact_type, title, created): (&str, &str, &str),
         bytes: &[u8],
     ) -> Result<(Digest, ReferrersVia), RegistryError> {
@@ -68,7 +67,7 @@ impl PushTarget {
         let manifest = serde_json::to_vec(&manifest).expect("JSON values serialise");
         let digest = Digest::of(&manifest);
         pusher.manifest(&digest.to_string(), &manifest, &digest)?;
-        if has_referrers_api(&pusher, subject)? {
+        if has_referrers_api(&pusher, &subject)? {
             return Ok((digest, ReferrersVia::Api));
         }
         let descriptor = json!({
@@ -78,7 +77,7 @@ impl PushTarget {
             "artifactType": artifact_type,
             "annotations": {"org.opencontainers.image.created": created},
         });
-        update_tag_index(&pusher, subject, descriptor)?;
+        update_tag_index(&pusher, &subject, descriptor)?;
         Ok((digest, ReferrersVia::TagSchema))
     }
 }

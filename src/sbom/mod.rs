@@ -35,12 +35,16 @@ impl SbomFormat {
     /// The format a file name asks for by its ending, if any.
     pub fn from_path(path: &Path) -> Option<Self> {
         let name = path.file_name()?.to_str()?;
-        if name.ends_with(".spdx.json") {
-            Some(SbomFormat::Spdx)
-        } else if name.ends_with(".cdx.json") {
-            Some(SbomFormat::Cyclonedx)
-        } else {
-            None
+        Self::ALL
+            .into_iter()
+            .find(|format| name.ends_with(format.ending()))
+    }
+
+    /// The ending of a file name that asks for this format.
+    pub fn ending(self) -> &'static str {
+        match self {
+            SbomFormat::Spdx => ".spdx.json",
+            SbomFormat::Cyclonedx => ".cdx.json",
         }
     }
 

@@ -514,7 +514,12 @@ fn channel_is_installable_by_py_rattler_and_corruption_is_caught() {
     let error = result
         .unwrap()
         .expect_err("a corrupted archive must not install");
-    assert!(error.contains("Invalid checksum"), "{error}");
+    // py-rattler checks the sha256 after reading the archive: where the
+    // flipped byte lands in a tar header, reading it fails first.
+    assert!(
+        error.contains("Invalid checksum") || error.contains("failed to fetch cd-arch-1.0-0.conda"),
+        "{error}"
+    );
     assert!(server.downloads("linux-aarch64/cd-arch-1.0-0.conda") >= 2);
 }
 

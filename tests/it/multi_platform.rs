@@ -11,10 +11,11 @@ use rattler_lock::{LockFile, PlatformData};
 use serde_json::Value;
 
 use crate::common::{
-    self, CD_ARCH, CD_DATA, CondaChannel, Registry, require_tools, skopeo_inspect,
+    self, CD_ARCH, CD_ARCH_ELF, CD_DATA, CondaChannel, Registry, THREE_ARCH_SUBDIRS, require_tools,
+    skopeo_copy, skopeo_inspect, umoci_unpack,
 };
 use crate::fixtures::failure;
-use crate::registry::{cd, json_of, two_platform_layout, uploads};
+use crate::registry::{cd, json_of, platform_layout, two_platform_layout, uploads};
 
 const INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
@@ -129,9 +130,8 @@ fn two_platforms_make_one_index_written_pushed_and_run() {
     assert_eq!(amd["Architecture"], "amd64");
     assert_eq!(layers_of(&amd), layer_digests(&report)[0]);
 
-    // Each image holds its own platform's packages. cd-arch is a #!/bin/sh
-    // script (the test channel has no aarch64 ELF), so the arm64 image is
-    // told by the subdir its package's file names.
+    // Each image holds its own platform's packages (their ELF files are
+    // checked in three_platforms_hold_executables_of_their_own_architecture).
     assert_eq!(
         file_in(&layout, Subdir::LinuxAarch64, "share/cd-arch/platform.txt"),
         common::cd_arch_output("linux-aarch64")
@@ -216,6 +216,139 @@ fn two_platforms_make_one_index_written_pushed_and_run() {
     podman.pull(&target, &["--tls-verify=false"]);
     assert_eq!(
         podman.run(&target, &["cd-arch"]),
+        common::cd_arch_output("linux-64")
+    );
+}
+
+/// What `tool ARGS... FILE` prints.
+fn says(tool: &str, args: &[&str], file: &std::path::Path) -> String {
+    common::stdout(&common::run(
+        std::process::Command::new(common::expect_tool(tool))
+            .args(args)
+            .arg(file),
+    ))
+}
+
+/// `CD_ARCH_ELF` of the `arch` image of the index `layout` (`oci:DIR:TAG`),
+/// picked by skopeo and unpacked by umoci into `dir`.
+fn elf_of(layout: &str, arch: &str, dir: &std::path::Path) -> std::path::PathBuf {
+    let single = dir.join(format!("{arch}-oci"));
+    skopeo_copy(
+        layout,
+        &format!("oci:{}:{arch}", single.display()),
+        &["--override-arch", arch],
+    );
+    let bundle = dir.join(format!("{arch}-bundle"));
+    umoci_unpack(&single, arch, &bundle);
+    bundle.join("rootfs/opt/conda").join(CD_ARCH_ELF)
+}
+
+/// `readelf -h` and `file` on `elf` (unpacked from an image) say it is a
+/// little-endian ELF64 executable of `machine` (readelf's word) and
+/// `kind` (file's).
+fn check_elf(elf: &std::path::Path, machine: &str, kind: &str) {
+    let header = says("readelf", &["-h"], elf);
+    let machine_line = format!("Machine:                           {machine}\n");
+    assert!(header.contains(&machine_line), "{header}");
+    assert!(
+        header.contains("ELF64") && header.contains("little endian"),
+        "{header}"
+    );
+    assert!(header.contains("EXEC (Executable file)"), "{header}");
+    let said = says("file", &["-b"], elf);
+    assert!(said.starts_with("ELF 64-bit LSB executable, "), "{said}");
+    assert!(said.contains(kind), "{said}");
+}
+
+/// linux-64, linux-aarch64 and linux-ppc64le in one build, on a base of
+/// the three: an index of three, each picked by skopeo; each image holds a
+/// real executable of its architecture (the test channel writes a tiny
+/// static ELF per platform by hand): podman runs the amd64 one, readelf
+/// and file, run on the files unpacked from the arm64 and ppc64le images,
+/// say AArch64 and PowerPC64 (little endian, ELFv2).
+#[test]
+fn three_platforms_hold_executables_of_their_own_architecture() {
+    require_tools!("skopeo", "umoci", "busybox", "readelf", "file");
+    let dir = tempfile::tempdir().unwrap();
+    let channel = CondaChannel::build_three_platform(&dir.path().join("channel"));
+    let archs = [("amd64", None), ("arm64", Some("v8")), ("ppc64le", None)];
+    let base = format!(
+        "oci:{}:multi",
+        platform_layout(dir.path(), &archs).display()
+    );
+    let layout = format!("oci:{}:multi", dir.path().join("out").display());
+    let mut build = cd(&dir.path().join("home"));
+    build
+        .args(["build", "-q", "--override-channels", "-c"])
+        .arg(channel.url());
+    for subdir in THREE_ARCH_SUBDIRS {
+        build.args(["--platform", subdir]);
+    }
+    common::run(build.args(["-b", &base, CD_ARCH, "-o", &layout]));
+
+    let raw = skopeo_inspect(&layout, &["--raw"]);
+    let listed: Vec<(&str, &str)> = raw["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let arch = m["platform"]["architecture"].as_str().unwrap();
+            (arch, m["digest"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        listed.iter().map(|l| l.0).collect::<Vec<_>>(),
+        archs.map(|a| a.0)
+    );
+    let ppc = skopeo_inspect(&layout, &["--override-arch", "ppc64le"]);
+    assert_eq!(ppc["Architecture"], "ppc64le");
+    let manifest = dir
+        .path()
+        .join("out/blobs/sha256")
+        .join(listed[2].1.trim_start_matches("sha256:"));
+    let manifest: Value = serde_json::from_slice(&std::fs::read(manifest).unwrap()).unwrap();
+    let layers: Vec<&Value> = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| &l["digest"])
+        .collect();
+    assert_eq!(
+        ppc["Layers"].as_array().unwrap().iter().collect::<Vec<_>>(),
+        layers,
+        "the ppc64le manifest's layers"
+    );
+    assert_eq!(
+        file_in(&layout, Subdir::LinuxPpc64le, "share/cd-arch/platform.txt"),
+        common::cd_arch_output("linux-ppc64le")
+    );
+
+    check_elf(
+        &elf_of(&layout, "arm64", dir.path()),
+        "AArch64",
+        "ARM aarch64",
+    );
+    let ppc = elf_of(&layout, "ppc64le", dir.path());
+    check_elf(&ppc, "PowerPC64", "64-bit PowerPC");
+    assert!(says("file", &["-b"], &ppc).contains("ELF V2 ABI"));
+    check_elf(
+        &elf_of(&layout, "amd64", dir.path()),
+        "Advanced Micro Devices X86-64",
+        "x86-64",
+    );
+
+    let Some(podman) = common::Podman::new() else {
+        return;
+    };
+    // podman names an `oci:` image after its path: a docker-archive of
+    // the amd64 image, picked from the index by skopeo, spares that.
+    let tar = dir.path().join("amd64.tar");
+    let archive = format!("docker-archive:{}:elf/amd64:1", tar.display());
+    skopeo_copy(&layout, &archive, &["--override-arch", "amd64"]);
+    let image = podman.load(&tar);
+    let elf = format!("/opt/conda/{CD_ARCH_ELF}");
+    assert_eq!(
+        podman.run(&image, &[&elf]),
         common::cd_arch_output("linux-64")
     );
 }

@@ -173,15 +173,28 @@ fn build_pulls_a_registry_base_and_pushes_the_result() {
 /// An OCI layout whose tag `multi` is an index of an amd64 and an arm64
 /// image, plus an attestation entry (`unknown/unknown`) as buildkit adds.
 pub(crate) fn two_platform_layout(dir: &Path) -> PathBuf {
+    platform_layout(dir, &[("amd64", None), ("arm64", Some("v8"))])
+}
+
+/// [`two_platform_layout`] with an image per `(architecture, variant)` of
+/// `platforms` (amd64, the busybox default, first), each a busybox base whose `ARCH` names its
+/// architecture; the arm64 one, if any, also as the docker-archive
+/// `arm.tar`.
+pub(crate) fn platform_layout(dir: &Path, platforms: &[(&str, Option<&str>)]) -> PathBuf {
     let layout = dir.join("multi");
-    let mut amd = busybox_base(&dir.join("amd"));
-    amd.config_mut().set_env("ARCH", "amd64");
-    amd.write(&format!("oci:{}:amd", layout.display())).unwrap();
-    let mut arm = busybox_base(&dir.join("arm"));
-    arm.config_mut().set_platform("linux", "arm64", Some("v8"));
-    arm.config_mut().set_env("ARCH", "arm64");
-    arm.write(&format!("oci:{}:arm", layout.display())).unwrap();
-    arm.write_file(dir.join("arm.tar")).unwrap();
+    for (arch, variant) in platforms {
+        let mut image = busybox_base(&dir.join(arch));
+        if *arch != "amd64" {
+            image.config_mut().set_platform("linux", arch, *variant);
+        }
+        image.config_mut().set_env("ARCH", arch);
+        image
+            .write(&format!("oci:{}:{arch}", layout.display()))
+            .unwrap();
+        if *arch == "arm64" {
+            image.write_file(dir.join("arm.tar")).unwrap();
+        }
+    }
     let index_path = layout.join("index.json");
     let index: Value = serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
     let entry = |tag: &str| -> Value {
@@ -195,16 +208,24 @@ pub(crate) fn two_platform_layout(dir: &Path) -> PathBuf {
         e.as_object_mut().unwrap().remove("annotations");
         e
     };
-    let mut amd_entry = entry("amd");
-    amd_entry["platform"] = json!({"os": "linux", "architecture": "amd64"});
-    let mut arm_entry = entry("arm");
-    arm_entry["platform"] = json!({"os": "linux", "architecture": "arm64", "variant": "v8"});
-    let mut attestation = entry("amd");
+    let mut entries: Vec<Value> = platforms
+        .iter()
+        .map(|(arch, variant)| {
+            let mut e = entry(arch);
+            e["platform"] = json!({"os": "linux", "architecture": arch});
+            if let Some(variant) = variant {
+                e["platform"]["variant"] = json!(variant);
+            }
+            e
+        })
+        .collect();
+    let mut attestation = entry(platforms[0].0);
     attestation["platform"] = json!({"os": "unknown", "architecture": "unknown"});
+    entries.push(attestation);
     let nested = serde_json::to_vec(&json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": [amd_entry, arm_entry, attestation],
+        "manifests": entries,
     }))
     .unwrap();
     let digest = conda_docker::digest::Digest::of(&nested);

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use conda_docker::sbom::{BaseImage, Ecosystem, Inventory, Package, SbomFormat};
 use serde_json::Value;
 
-use crate::common::{self, CondaChannel, Registry, Venv, require_tools};
+use crate::common::{self, CD_ARCH, CD_LEAF, CondaChannel, Registry, Venv, require_tools};
 use crate::fixtures::{busybox_in_registry, conda_docker};
 
 /// `SOURCE_DATE_EPOCH` of every build here, and its RFC 3339 form.
@@ -69,6 +69,17 @@ fn validate(python: &Path, format: SbomFormat, file: &Path) {
 /// `conda-docker build` of `cd-leaf` (and `cd-text`, its dependency) from
 /// `channel` on `base`, isolated from the host, at [`EPOCH`].
 fn build(home: &Path, channel: &CondaChannel, base: &str, args: &[&str]) -> std::process::Output {
+    build_of(home, channel, base, args, CD_LEAF)
+}
+
+/// [`build`] of `package`.
+fn build_of(
+    home: &Path,
+    channel: &CondaChannel,
+    base: &str,
+    args: &[&str],
+    package: &str,
+) -> std::process::Output {
     let mut cmd: Command = conda_docker();
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -79,7 +90,7 @@ fn build(home: &Path, channel: &CondaChannel, base: &str, args: &[&str]) -> std:
         .args(["build", "-q", "--override-channels", "-c", &channel.url()])
         .args(["-b", base])
         .args(args)
-        .arg("cd-leaf");
+        .arg(package);
     cmd.output().expect("run conda-docker")
 }
 
@@ -251,29 +262,6 @@ fn sbom_paths_that_cannot_be_written_are_refused() {
     assert!(!output.status.success());
     assert!(stderr.contains("cannot write the SBOM"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
-
-    // Several platforms are several images: each holds its own SBOMs.
-    let layout = format!("oci:{}:x", dir.path().join("several").display());
-    let sbom = dir.path().join("x.spdx.json");
-    let output = build(
-        &home,
-        &channel,
-        "scratch",
-        &[
-            "-o",
-            &layout,
-            "--platform",
-            "linux-64",
-            "--platform",
-            "linux-aarch64",
-            "--sbom",
-            sbom.to_str().unwrap(),
-        ],
-    );
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
-    assert!(stderr.contains("one --platform at a time"), "{stderr}");
-    assert!(!sbom.exists() && !dir.path().join("several").exists());
 }
 
 /// What builds in the tests' channel cannot show: a PyPI wheel, a conda
@@ -419,10 +407,25 @@ fn subject_digest(host: &str) -> String {
     answer.header("docker-content-digest").unwrap().to_owned()
 }
 
-/// Checks the pushed SBOM artifact `digest`: its subject is the image
-/// manifest `subject`, and its one blob is the SBOM the image holds.
+/// Checks the pushed SBOM artifact `digest` of `app/env`: its subject is
+/// the image manifest `subject`, and its one blob is the SBOM the image
+/// holds in `sboms`.
 fn check_artifact(host: &str, digest: &str, subject: &str, sboms: &Path) -> String {
-    let artifact = manifest(host, "app/env", digest);
+    check_artifact_in(host, "app/env", (digest, subject), &|title| {
+        sboms.join(title)
+    })
+}
+
+/// Checks the SBOM artifact `digest` of `repo`: its subject is the image
+/// manifest `subject`, and its one blob has the bytes of the file
+/// `expected` names for its title (`sbom.spdx.json`). Its artifact type.
+fn check_artifact_in(
+    host: &str,
+    repo: &str,
+    (digest, subject): (&str, &str),
+    expected: &dyn Fn(&str) -> PathBuf,
+) -> String {
+    let artifact = manifest(host, repo, digest);
     assert_eq!(artifact["subject"]["digest"], subject, "{artifact}");
     let kind = artifact["artifactType"].as_str().unwrap().to_owned();
     let layer = &artifact["layers"][0];
@@ -433,13 +436,13 @@ fn check_artifact(host: &str, digest: &str, subject: &str, sboms: &Path) -> Stri
     let blob = common::http_request(
         host,
         "GET",
-        &format!("/v2/app/env/blobs/{}", layer["digest"].as_str().unwrap()),
+        &format!("/v2/{repo}/blobs/{}", layer["digest"].as_str().unwrap()),
         &[],
         b"",
     );
     assert_eq!(
         blob.body,
-        std::fs::read(sboms.join(title)).unwrap(),
+        std::fs::read(expected(title)).unwrap(),
         "{title}"
     );
     kind
@@ -532,21 +535,7 @@ fn registries_with_the_referrers_api_list_sboms_themselves() {
     let Some(registry) = Registry::plain(&dir.path().join("registry")) else {
         return;
     };
-    let upstream = registry.host().to_owned();
-    let proxy = common::RecordingProxy::start(move |method, path| {
-        if method == "GET" && path.contains("/referrers/") {
-            common::Route::Json(
-                r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#
-                    .into(),
-            )
-        } else {
-            common::Route::Forward {
-                upstream: upstream.clone(),
-                authorization: None,
-                location_host: None,
-            }
-        }
-    });
+    let proxy = referrers_api(&registry);
     let channel = CondaChannel::build_without_binary(&dir.path().join("channel"));
     let home = dir.path().join("home");
     let layout = dir.path().join("app-oci");
@@ -587,4 +576,194 @@ fn registries_with_the_referrers_api_list_sboms_themselves() {
         serde_json::json!(["1"]),
         "no fallback tag: {tags}"
     );
+}
+
+/// The platforms of the builds of several below, as `--platform` flags.
+const TWO_PLATFORMS: [&str; 4] = ["--platform", "linux-64", "--platform", "linux-aarch64"];
+
+/// Each platform's manifest digest in the index `REPO:1` on `registry`,
+/// with its subdir, as skopeo reads the index.
+fn platform_manifests(registry: &Registry, repo: &str) -> Vec<(String, &'static str)> {
+    let index = registry.inspect(&format!("{repo}:1"), &["--raw"]);
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let subdir = match m["platform"]["architecture"].as_str().unwrap() {
+                "amd64" => "linux-64",
+                "arm64" => "linux-aarch64",
+                other => panic!("{other} in {index}"),
+            };
+            (m["digest"].as_str().unwrap().to_owned(), subdir)
+        })
+        .collect()
+}
+
+/// `--push --attach-sbom --sbom` with two platforms, to the loopback
+/// registry (no referrers API): each platform's manifest gets its own two
+/// artifacts under its own `sha256-<hex>` tag (read back by skopeo), the
+/// index none; `--sbom` writes one file per platform, which the tools
+/// accept and which a second build writes again byte for byte.
+#[test]
+fn several_platforms_get_their_sboms_each_on_its_own_manifest() {
+    require_tools!("docker-registry", "skopeo");
+    let dir = tempfile::tempdir().unwrap();
+    let Some(registry) = Registry::plain(&dir.path().join("registry")) else {
+        return;
+    };
+    let channel = CondaChannel::build_multi_platform(&dir.path().join("channel"));
+    let home = dir.path().join("home");
+    let target = registry.image("multi/env:1");
+    let layout = format!("oci:{}:multi", dir.path().join("multi-oci").display());
+    for sbom in ["app.spdx.json", "app.cdx.json", "again.spdx.json"] {
+        let sbom = dir.path().join(sbom);
+        let mut args = vec!["--sbom", sbom.to_str().unwrap(), "-o", &layout];
+        args.extend(TWO_PLATFORMS);
+        args.extend(["--push", "-i", &target, "--attach-sbom"]);
+        let output = build_of(&home, &channel, "scratch", &args, CD_ARCH);
+        assert!(output.status.success(), "{output:?}");
+        assert!(!sbom.exists(), "one file per platform, none for the index");
+    }
+    let file = |stem: &str, subdir: &str, title: &str| {
+        dir.path()
+            .join(title.replace("sbom.", &format!("{stem}.{subdir}.")))
+    };
+    let manifests = platform_manifests(&registry, "multi/env");
+    assert_eq!(manifests.len(), 2);
+    for (subject, subdir) in &manifests {
+        let tag = format!("sha256-{}", subject.trim_start_matches("sha256:"));
+        let listed = registry.inspect(&format!("multi/env:{tag}"), &["--raw"]);
+        let listed = listed["manifests"].as_array().unwrap();
+        assert_eq!(listed.len(), 2, "each SBOM once, pushed thrice: {listed:?}");
+        let mut kinds: Vec<String> = listed
+            .iter()
+            .map(|m| {
+                let digest = m["digest"].as_str().unwrap();
+                let expected = |title: &str| file("app", subdir, title);
+                check_artifact_in(registry.host(), "multi/env", (digest, subject), &expected)
+            })
+            .collect();
+        kinds.sort();
+        assert_eq!(
+            kinds,
+            ["application/spdx+json", "application/vnd.cyclonedx+json"]
+        );
+        let spdx = json(&file("app", subdir, "sbom.spdx.json"));
+        let arch = spdx["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == CD_ARCH)
+            .unwrap()
+            .to_string();
+        assert!(arch.contains(&format!("subdir={subdir}")), "{arch}");
+        assert_eq!(
+            std::fs::read(file("again", subdir, "sbom.spdx.json")).unwrap(),
+            std::fs::read(file("app", subdir, "sbom.spdx.json")).unwrap()
+        );
+    }
+    let index_digest = registry.inspect("multi/env:1", &[])["Digest"].clone();
+    let tags =
+        common::http_request(registry.host(), "GET", "/v2/multi/env/tags/list", &[], b"").json();
+    assert_eq!(tags["tags"].as_array().unwrap().len(), 1 + 2, "{tags}");
+    assert!(
+        !tags
+            .to_string()
+            .contains(index_digest.as_str().unwrap().trim_start_matches("sha256:"))
+    );
+
+    let Some(python) = validators() else {
+        return;
+    };
+    for (_, subdir) in &manifests {
+        validate(
+            &python,
+            SbomFormat::Spdx,
+            &file("app", subdir, "sbom.spdx.json"),
+        );
+        validate(
+            &python,
+            SbomFormat::Cyclonedx,
+            &file("app", subdir, "sbom.cdx.json"),
+        );
+    }
+}
+
+/// The stand-in of a registry with the referrers API in front of
+/// `registry`: it answers `GET /v2/<repo>/referrers/<digest>` with an
+/// empty index and forwards the rest.
+fn referrers_api(registry: &Registry) -> common::RecordingProxy {
+    let upstream = registry.host().to_owned();
+    common::RecordingProxy::start(move |method, path| {
+        if method == "GET" && path.contains("/referrers/") {
+            common::Route::Json(
+                r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#
+                    .into(),
+            )
+        } else {
+            common::Route::Forward {
+                upstream: upstream.clone(),
+                authorization: None,
+                location_host: None,
+            }
+        }
+    })
+}
+
+/// Two platforms pushed through a registry with the referrers API: two
+/// artifacts per platform manifest, each with that manifest as subject,
+/// the API asked about each manifest, and no `sha256-<hex>` tag.
+#[test]
+fn the_referrers_api_gets_the_sboms_of_each_platform_manifest() {
+    require_tools!("docker-registry", "skopeo");
+    let dir = tempfile::tempdir().unwrap();
+    let Some(registry) = Registry::plain(&dir.path().join("registry")) else {
+        return;
+    };
+    let proxy = referrers_api(&registry);
+    let channel = CondaChannel::build_multi_platform(&dir.path().join("channel"));
+    let home = dir.path().join("home");
+    let target = format!("{}/multi/api:1", proxy.host());
+    let sbom = dir.path().join("app.spdx.json");
+    let mut args = vec!["--push", "-i", &target, "--attach-sbom"];
+    args.extend(["--sbom", sbom.to_str().unwrap()]);
+    args.extend(TWO_PLATFORMS);
+    let output = build_of(&home, &channel, "scratch", &args, CD_ARCH);
+    assert!(output.status.success(), "{output:?}");
+    let manifests = platform_manifests(&registry, "multi/api");
+    let seen = proxy.seen();
+    let mut subjects: Vec<String> = seen
+        .iter()
+        .filter(|s| s.method == "PUT" && s.path.starts_with("/v2/multi/api/manifests/sha256:"))
+        .map(|s| s.path.trim_start_matches("/v2/multi/api/manifests/"))
+        .filter_map(|digest| {
+            let put = manifest(registry.host(), "multi/api", digest);
+            put["subject"]["digest"].as_str().map(str::to_owned)
+        })
+        .collect();
+    subjects.sort();
+    let mut expected: Vec<String> = manifests
+        .iter()
+        .flat_map(|(digest, _)| [digest.clone(), digest.clone()])
+        .collect();
+    expected.sort();
+    assert_eq!(subjects, expected, "two artifacts per platform manifest");
+    for (digest, subdir) in &manifests {
+        assert!(
+            seen.iter()
+                .any(|s| s.path == format!("/v2/multi/api/referrers/{digest}")),
+            "the API asked about {subdir}'s manifest: {seen:?}"
+        );
+    }
+    let tags =
+        common::http_request(registry.host(), "GET", "/v2/multi/api/tags/list", &[], b"").json();
+    assert_eq!(
+        tags["tags"],
+        serde_json::json!(["1"]),
+        "no fallback tag: {tags}"
+    );
+    for subdir in ["linux-64", "linux-aarch64"] {
+        assert!(dir.path().join(format!("app.{subdir}.spdx.json")).exists());
+    }
 }

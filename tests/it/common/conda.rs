@@ -75,8 +75,13 @@ pub const CD_LEAF: &str = "cd-leaf";
 /// once per arch subdir, `share/cd-arch/platform.txt` holds the subdir
 /// (`linux-64` or `linux-aarch64`) and `bin/cd-arch`, a `#!/bin/sh` script
 /// reading it from the placeholder path, prints it ([`cd_arch_output`]).
-/// Version 1.0, depends on `cd-lib >=1` and `cd-data`. `.conda`.
+/// Version 1.0, depends on `cd-lib >=1` and `cd-data`. `.conda`. It also
+/// holds [`CD_ARCH_ELF`].
 pub const CD_ARCH: &str = "cd-arch";
+/// A real executable of [`CD_ARCH`]'s platform, written by hand (a static
+/// ELF64 of a few hundred bytes, no cross compiler): it prints
+/// [`cd_arch_output`] too.
+pub const CD_ARCH_ELF: &str = "bin/cd-arch-elf";
 /// Multi-platform channel: versions 1.0 (`.tar.bz2`) and 2.0 (`.conda`) in
 /// each arch subdir; `share/cd-lib/version.txt` reads `cd-lib VERSION
 /// SUBDIR` ([`cd_lib_version_text`]). A solve for `cd-arch` picks 2.0,
@@ -98,7 +103,11 @@ pub const CD_LIB_VERSIONS: [&str; 2] = ["1.0", "2.0"];
 
 const LINUX_64: &str = "linux-64";
 const LINUX_AARCH64: &str = "linux-aarch64";
+const LINUX_PPC64LE: &str = "linux-ppc64le";
 const NOARCH: &str = "noarch";
+
+/// The arch subdirs of [`CondaChannel::build_three_platform`].
+pub const THREE_ARCH_SUBDIRS: [&str; 3] = [LINUX_64, LINUX_AARCH64, LINUX_PPC64LE];
 
 /// The subdirs of the channels of [`CondaChannel::build`] and
 /// [`CondaChannel::build_without_binary`].
@@ -190,7 +199,18 @@ impl CondaChannel {
     /// a name: pick them with [`CondaChannel::record_in`] /
     /// [`CondaChannel::record_version`].
     pub fn build_multi_platform(dir: &Path) -> Self {
-        Self::write(dir, multi_platform_specs(), &MULTI_PLATFORM_SUBDIRS)
+        Self::write(
+            dir,
+            multi_platform_specs(&ARCH_SUBDIRS),
+            &MULTI_PLATFORM_SUBDIRS,
+        )
+    }
+
+    /// [`CondaChannel::build_multi_platform`] with a third arch subdir,
+    /// `linux-ppc64le/` ([`THREE_ARCH_SUBDIRS`]), holding the same packages.
+    pub fn build_three_platform(dir: &Path) -> Self {
+        let subdirs = [LINUX_64, LINUX_AARCH64, LINUX_PPC64LE, NOARCH];
+        Self::write(dir, multi_platform_specs(&THREE_ARCH_SUBDIRS), &subdirs)
     }
 
     /// The channel's URL, `file:///.../` (with a trailing slash).
@@ -647,10 +667,11 @@ fn cd_leaf() -> PackageSpec {
     }
 }
 
-/// The packages of [`CondaChannel::build_multi_platform`].
-fn multi_platform_specs() -> Vec<PackageSpec> {
+/// The packages of [`CondaChannel::build_multi_platform`], for the arch
+/// subdirs `arch_subdirs`.
+fn multi_platform_specs(arch_subdirs: &[&'static str]) -> Vec<PackageSpec> {
     let mut specs = Vec::new();
-    for subdir in ARCH_SUBDIRS {
+    for &subdir in arch_subdirs {
         specs.push(cd_arch(subdir));
         specs.push(cd_lib(subdir, CD_LIB_VERSIONS[0], Format::TarBz2));
         specs.push(cd_lib(subdir, CD_LIB_VERSIONS[1], Format::Conda));
@@ -672,6 +693,15 @@ fn cd_arch(subdir: &'static str) -> PackageSpec {
         entries: vec![
             file("share/cd-arch/platform.txt", &cd_arch_output(subdir)),
             script("bin/cd-arch", &show, Some(FileMode::Text)),
+            Entry {
+                path: CD_ARCH_ELF,
+                content: Content::File {
+                    bytes: super::elf::hello(subdir, &cd_arch_output(subdir))
+                        .expect("an ELF for every arch subdir"),
+                    executable: true,
+                    placeholder: None,
+                },
+            },
         ],
     }
 }

@@ -85,10 +85,13 @@
 //!   needed): `linux-64/`, `linux-aarch64/` and `noarch/`, each with a
 //!   `repodata.json` ([`MULTI_PLATFORM_SUBDIRS`]). Each arch subdir holds
 //!   [`CD_ARCH`] 1.0 (depends `cd-lib >=1`, `cd-data`; `bin/cd-arch` prints
-//!   the subdir, [`cd_arch_output`]), [`CD_LIB`] 1.0 and 2.0
+//!   the subdir, [`cd_arch_output`], and so does [`CD_ARCH_ELF`], a static
+//!   ELF of the subdir's architecture written by hand), [`CD_LIB`] 1.0 and 2.0
 //!   ([`CD_LIB_VERSIONS`], [`cd_lib_version_text`]) and a [`PYTHON`]
 //!   stand-in; `noarch/` holds [`CD_DATA`] (`noarch: generic`) and
-//!   [`CD_NOARCH`]. Names repeat across subdirs, so pick records with
+//!   [`CD_NOARCH`]. `::build_three_platform(dir)` adds `linux-ppc64le/`
+//!   with the same packages ([`THREE_ARCH_SUBDIRS`]). Names repeat across
+//!   subdirs, so pick records with
 //!   `.record_in(subdir, name)` (highest version), `.record_version(subdir,
 //!   name, version)`, `.records_in(subdir)`, `.with_dependencies_in(subdir,
 //!   names)`; `.record(name)` panics when the name is ambiguous. For any
@@ -209,6 +212,7 @@
 #![allow(dead_code, unused_imports)]
 
 mod conda;
+mod elf;
 mod faults;
 mod hostile;
 mod legacy;
@@ -227,11 +231,11 @@ mod venv;
 pub use venv::Venv;
 
 pub use conda::{
-    ALL_PACKAGES, ARCH_SUBDIRS, CD_ARCH, CD_BINARY, CD_DATA, CD_LEAF, CD_LIB, CD_LIB_VERSIONS,
-    CD_LINK, CD_NOARCH, CD_TEXT, CacheLayout, CondaChannel, CondaEnv, MULTI_PLATFORM_PACKAGES,
-    MULTI_PLATFORM_SUBDIRS, PACKAGES_WITHOUT_BINARY, PLACEHOLDER, PYTHON, cd_arch_output,
-    cd_binary_output, cd_lib_version_text, cd_show_output, explicit_file, install_env,
-    install_env_at, sha256_file_hex, sha256_hex, write_pixi_lock,
+    ALL_PACKAGES, ARCH_SUBDIRS, CD_ARCH, CD_ARCH_ELF, CD_BINARY, CD_DATA, CD_LEAF, CD_LIB,
+    CD_LIB_VERSIONS, CD_LINK, CD_NOARCH, CD_TEXT, CacheLayout, CondaChannel, CondaEnv,
+    MULTI_PLATFORM_PACKAGES, MULTI_PLATFORM_SUBDIRS, PACKAGES_WITHOUT_BINARY, PLACEHOLDER, PYTHON,
+    THREE_ARCH_SUBDIRS, cd_arch_output, cd_binary_output, cd_lib_version_text, cd_show_output,
+    explicit_file, install_env, install_env_at, sha256_file_hex, sha256_hex, write_pixi_lock,
 };
 pub use faults::{FailingStore, Fault, FaultProxy};
 pub use hostile::{Canary, HostilePackage, hostile_channel};

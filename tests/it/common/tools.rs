@@ -104,6 +104,7 @@ fn apt_package(name: &str) -> &str {
         "go" => "golang-go",
         "cc" => "gcc",
         "ldd" => "libc-bin",
+        "readelf" => "binutils",
         "man" => "man-db",
         other => other,
     }
