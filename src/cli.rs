@@ -424,7 +424,7 @@ impl From<RemoteArgs> for OpenOptions {
 pub struct ReadArgs {
     /// Read the records of every layer from its files, also of layers
     /// whose org.conda-docker.records annotation says which records they
-    /// hold (by default those are not unpacked): the
+    /// hold (by default those are neither pulled nor unpacked): the
     /// annotations are the image's own claims.
     #[arg(long)]
     pub read_layers: bool,

@@ -5,7 +5,8 @@ use serde_json::json;
 
 use super::{CliError, Command, counted, lock_cache_for};
 use crate::contents::{self, Change, ContentsError, ReadMode};
-use crate::image::ImageSource;
+use crate::image::{Image, ImageSource};
+use crate::layer::Layer;
 use crate::registry::{self, OpenOptions};
 
 /// Runs `packages`, `lock` or `diff`.
@@ -26,7 +27,7 @@ pub(super) fn run(command: Command) -> Result<(), CliError> {
             remote,
         } => {
             let _lock = lock_cache_for(&source)?;
-            let image = registry::open(&source, &remote.into())?;
+            let image = open(&source, read.mode(), &remote.into())?;
             let envs = contents::environments(&image, read.mode())?;
             let env = contents::choose(&envs, prefix.as_deref(), &source.to_string())?;
             contents::write_lock(env, &output, format).map_err(ContentsError::from)?;
@@ -51,6 +52,13 @@ pub(super) fn run(command: Command) -> Result<(), CliError> {
     }
 }
 
+/// The image `source` names, with only the layers whose records `mode`
+/// reads from their files pulled from a registry.
+fn open(source: &ImageSource, mode: ReadMode, options: &OpenOptions) -> Result<Image, CliError> {
+    let wanted = |layer: &Layer| contents::needs_bytes(layer, mode);
+    Ok(registry::open_layers(source, options, &wanted)?)
+}
+
 /// `packages`: each environment of the image, its packages as a table (or
 /// JSON) with the layer each came in.
 fn packages(
@@ -60,7 +68,7 @@ fn packages(
     options: &OpenOptions,
 ) -> Result<(), CliError> {
     let _lock = lock_cache_for(source)?;
-    let image = registry::open(source, options)?;
+    let image = open(source, mode, options)?;
     let envs = contents::environments(&image, mode)?;
     if envs.is_empty() {
         return Err(ContentsError::NoEnvironment {
@@ -154,8 +162,8 @@ fn diff(
     options: &OpenOptions,
 ) -> Result<(), CliError> {
     let _locks = (lock_cache_for(first)?, lock_cache_for(second)?);
-    let a = registry::open(first, options)?;
-    let b = registry::open(second, options)?;
+    let a = open(first, mode, options)?;
+    let b = open(second, mode, options)?;
     let (a_envs, b_envs) = (
         contents::environments(&a, mode)?,
         contents::environments(&b, mode)?,

@@ -463,6 +463,20 @@ impl Image {
         RootFs::pick_files(&self.layers, known, pick, max_file)
     }
 
+    /// Gives each layer for which `blob` has one that blob instead: a
+    /// puller leaves the layers it did not fetch in the registry.
+    pub(crate) fn rehome_blobs(&mut self, blob: impl Fn(&Layer) -> Option<Blob>) {
+        let layers = std::mem::take(&mut self.layers);
+        self.layers = layers
+            .into_iter()
+            .map(|layer| match blob(&layer) {
+                Some(blob) => layer.with_blob(blob),
+                None => layer,
+            })
+            .collect();
+        self.rootfs = None;
+    }
+
     /// Marks every layer as pulled from `origin` (see [`Layer::origin`]).
     pub(crate) fn set_origin(&mut self, origin: &Reference) {
         let origin = Arc::new(origin.clone());

@@ -11,7 +11,9 @@ use std::process::Command;
 use conda_docker::Image;
 use serde_json::Value;
 
-use crate::common::{self, CacheLayout, ChannelServer, CondaChannel, install_env};
+use crate::common::{
+    self, CacheLayout, ChannelServer, CondaChannel, Registry, install_env, require_tools,
+};
 use crate::fixtures::{busybox_base, conda_docker, failure};
 
 struct Scene {
@@ -391,4 +393,87 @@ fn a_hostile_records_annotation_is_a_warning_and_its_layer_is_read() {
     assert!(err.contains("holds no conda environment"), "{err}");
     let output = common::run(s.cd().args(["packages", "--json", "--read-layers", &first]));
     assert_eq!(output.stdout, expected);
+}
+
+/// Issue 18: "reading only the layers it needs", from a registry: the
+/// manifest and config first, then only the layers without a records
+/// annotation. Each read starts with an empty blob store.
+#[test]
+fn a_registry_image_is_read_without_pulling_its_annotated_layers() {
+    require_tools!("docker-registry");
+    let s = Scene::new();
+    let Some(registry) = Registry::plain(&s.path("registry")) else {
+        return;
+    };
+    let mut pushed = Vec::new();
+    for (out, specs) in [
+        ("first", &["cd-arch"][..]),
+        ("other", &["cd-arch", "cd-lib<2"]),
+    ] {
+        let layout = s.build(out, specs);
+        let reference = registry.image(&format!("rb/{out}:1"));
+        common::run(
+            s.cd()
+                .args(["copy", "-q", &layout, &format!("docker://{reference}")]),
+        );
+        pushed.push((layout, reference));
+    }
+    let [(first, a), (_, b)] = &pushed[..] else {
+        unreachable!()
+    };
+    let annotated: Vec<String> = Image::open(first)
+        .unwrap()
+        .layers()
+        .iter()
+        .filter(|l| l.annotations().contains_key(RECORDS))
+        .map(|l| format!("/v2/rb/first/blobs/{}", l.digest()))
+        .collect();
+    assert_eq!(annotated.len(), 3);
+    let blob_gets = |since: usize| -> Vec<String> {
+        registry.requests()[since..]
+            .iter()
+            .filter(|r| r.method == "GET" && r.path.contains("/blobs/"))
+            .map(|r| r.path.clone())
+            .collect()
+    };
+    let mut fresh = 0;
+    let mut read = |args: &[&str]| {
+        fresh += 1;
+        let since = registry.requests().len();
+        let mut cmd = s.cd();
+        cmd.env("CONDA_DOCKER_CACHE_DIR", s.path(&format!("reader-{fresh}")));
+        let output = common::run(cmd.args(args));
+        (output.stdout, blob_gets(since))
+    };
+
+    let (listing, gets) = read(&["packages", "--json", a]);
+    assert!(
+        !gets.is_empty(),
+        "the base and the environment layer are pulled"
+    );
+    for path in &annotated {
+        assert!(!gets.contains(path), "{path} pulled: {gets:#?}");
+    }
+    let (all, gets) = read(&["packages", "--json", "--read-layers", a]);
+    assert_eq!(
+        String::from_utf8_lossy(&listing),
+        String::from_utf8_lossy(&all)
+    );
+    for path in &annotated {
+        assert!(gets.contains(path), "{path} not pulled: {gets:#?}");
+    }
+    let listing: Value = serde_json::from_slice(&listing).unwrap();
+    assert_eq!(dists(&listing).len(), 3, "{listing:#}");
+
+    let (diff, gets) = read(&["diff", "--json", a, b]);
+    assert!(gets.iter().all(|p| !annotated.contains(p)), "{gets:#?}");
+    assert_eq!(diff, read(&["diff", "--json", "--read-layers", a, b]).0);
+    let (annotated_lock, all_lock) = (s.path("a.lock"), s.path("b.lock"));
+    let gets = read(&["lock", a, "-o", annotated_lock.to_str().unwrap()]).1;
+    assert!(gets.iter().all(|p| !annotated.contains(p)), "{gets:#?}");
+    read(&["lock", a, "--read-layers", "-o", all_lock.to_str().unwrap()]);
+    assert_eq!(
+        fs::read_to_string(annotated_lock).unwrap(),
+        fs::read_to_string(all_lock).unwrap()
+    );
 }
