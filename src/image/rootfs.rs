@@ -617,6 +617,38 @@ mod tests {
     }
 
     #[test]
+    fn known_layers_are_not_read_and_whiteouts_above_still_hide_them() {
+        let mut image = Image::scratch().unwrap();
+        image
+            .add_layer_contents([("env/conda-meta/a.json", "lower a")])
+            .unwrap();
+        // Stands for a layer whose blob is gone: only `known` says what it holds.
+        let blob = crate::blob::Blob::file("/nonexistent/layer");
+        let own = image.layers()[0].clone().with_blob(blob);
+        image.push_layer(own, "known");
+        image
+            .add_layer_contents([("env/conda-meta/.wh.b.json", "")])
+            .unwrap();
+        let known = vec![
+            None,
+            Some(vec![
+                ("env/conda-meta/a.json".to_owned(), b"known a".to_vec()),
+                ("env/conda-meta/b.json".to_owned(), b"known b".to_vec()),
+            ]),
+            None,
+        ];
+        let pick = |path: &str| path.ends_with(".json");
+        let files = RootFs::pick_files(image.layers(), &known, &pick, 100).unwrap();
+        let found: Vec<(&str, usize, &[u8])> = files
+            .iter()
+            .map(|f| (f.path.as_str(), f.layer, &f.bytes[..]))
+            .collect();
+        assert_eq!(found, [("env/conda-meta/a.json", 1, &b"known a"[..])]);
+        let err = RootFs::pick_files(image.layers(), &[], &pick, 100).unwrap_err();
+        assert!(matches!(err, ImageError::LayerRead { .. }), "{err:?}");
+    }
+
+    #[test]
     fn bounds_are_errors_naming_them() {
         let files: Vec<(String, Vec<u8>)> = (0..20)
             .map(|i| (format!("f{i:02}"), vec![b'x'; 1000]))
