@@ -5,8 +5,8 @@
 //! Dockerfile made with micromamba or conda.
 //!
 //! A layer of ours says which records it holds (the
-//! `org.conda-docker.records` annotation, see [`crate::conda::layer_records`]):
-//! its records come from there and it is not unpacked, unless
+//! `org.conda-docker.records` annotation, described in the README's "What
+//! is inside an image"): its records come from there and it is not unpacked, unless
 //! [`ReadMode::AllLayers`] is asked for. Every other layer (the base, the
 //! environment's own layer, `--add` layers, anything another tool made) is
 //! read as before, in order, so its whiteouts and opaque folders still
