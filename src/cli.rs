@@ -18,7 +18,7 @@ use serde_json::json;
 use crate::build::{BuildError, BuildOptions, DEFAULT_BASE, LayerReport, build_with_output};
 use crate::conda::CondaError;
 use crate::conda::env::{EnvFlags, EnvSelector, SolveOptions};
-use crate::contents::{ContentsError, LockFormat};
+use crate::contents::{ContentsError, LockFormat, ReadMode};
 use crate::image::{Image, ImageDestination, ImageError, ImageSource};
 use crate::invocation::Invocation;
 use crate::layer::Compression;
@@ -107,6 +107,9 @@ pub enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Which layers to read.
+        #[command(flatten)]
+        read: ReadArgs,
         /// How to pick and reach it.
         #[command(flatten)]
         remote: RemoteArgs,
@@ -126,6 +129,9 @@ pub enum Command {
         /// The kind of file.
         #[arg(long, value_enum, default_value = "explicit")]
         format: LockFormat,
+        /// Which layers to read.
+        #[command(flatten)]
+        read: ReadArgs,
         /// How to pick and reach it.
         #[command(flatten)]
         remote: RemoteArgs,
@@ -140,6 +146,9 @@ pub enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Which layers to read.
+        #[command(flatten)]
+        read: ReadArgs,
         /// How to pick and reach them.
         #[command(flatten)]
         remote: RemoteArgs,
@@ -406,6 +415,28 @@ impl From<RemoteArgs> for OpenOptions {
         OpenOptions {
             platform: args.platform.unwrap_or_default(),
             registry: args.registry.into(),
+        }
+    }
+}
+
+/// Which layers `packages`, `lock` and `diff` read.
+#[derive(Clone, Copy, Debug, Args)]
+pub struct ReadArgs {
+    /// Read the records of every layer from its files, also of layers
+    /// whose org.conda-docker.records annotation says which records they
+    /// hold (by default those are neither pulled nor unpacked): the
+    /// annotations are the image's own claims.
+    #[arg(long)]
+    pub read_layers: bool,
+}
+
+impl ReadArgs {
+    /// The read these flags ask for.
+    pub fn mode(self) -> ReadMode {
+        if self.read_layers {
+            ReadMode::AllLayers
+        } else {
+            ReadMode::Annotated
         }
     }
 }

@@ -8,7 +8,10 @@ use rattler_conda_types::PrefixRecord;
 
 use crate::conda::cache::dist_folder;
 use crate::conda::envfile::LockedWheel;
-use crate::conda::relocate::{Target, relocate};
+use crate::conda::layer_records::{
+    LayerRecord, LayerRecords, MAX_RECORDS_ANNOTATION, RECORDS_ANNOTATION,
+};
+use crate::conda::relocate::{Target, image_record, relocate};
 use crate::image::Image;
 use crate::layer::Layer;
 use crate::layer::{LayerCache, LayerFactory};
@@ -21,6 +24,12 @@ use super::plan::{LayerPlan, PlannedLayer};
 
 /// The layer annotation naming the packages a layer holds.
 const PACKAGES_ANNOTATION: &str = "org.conda-docker.packages";
+
+/// The most bytes of records annotations one image's layers carry, so
+/// that its manifest stays well below the 4 MiB registries accept; the
+/// layers above are read when the image is read back.
+const MAX_RECORDS_ANNOTATIONS: usize = 2 << 20;
+
 use super::{BuildError, LayerReport, LayerSource, Reporter};
 
 /// The PyPI wheels of the environment and their fetched files, in the
@@ -95,6 +104,47 @@ pub(crate) fn build_layers(
     let mut built = built.into_iter().collect::<Result<Vec<_>, _>>()?;
     built.sort_by_key(|&(i, _)| i);
     Ok(built.into_iter().map(|(_, layer)| layer).collect())
+}
+
+/// Sets on each of `layers` (`plan`'s, in its order) the records
+/// annotation: the conda records it holds, known from the plan and each
+/// package's own metadata (in `package_dirs`), never from the layer's
+/// bytes, so a layer built and one taken from a cache say the same. Set
+/// after the shared cache has stored its entries, which stay small. A
+/// value over [`MAX_RECORDS_ANNOTATION`], and those past
+/// [`MAX_RECORDS_ANNOTATIONS`] in all, are left out.
+pub(crate) fn annotate_records(
+    plan: &LayerPlan,
+    (records, package_dirs): (&[PrefixRecord], &[PathBuf]),
+    layers: &mut [(Layer, LayerReport)],
+) -> Result<(), BuildError> {
+    let mut total = 0;
+    for (planned, (layer, _)) in plan.layers.iter().zip(layers) {
+        let packages = planned
+            .packages
+            .iter()
+            .map(|&i| {
+                let (conda_meta, record) =
+                    image_record(&package_dirs[i], &records[i].repodata_record)?;
+                Ok(LayerRecord { conda_meta, record })
+            })
+            .collect::<Result<Vec<_>, BuildError>>()?;
+        let value = LayerRecords {
+            prefix: format!("/{}", plan.prefix_arc),
+            packages,
+        }
+        .to_annotation();
+        if value.len() > MAX_RECORDS_ANNOTATION || total + value.len() > MAX_RECORDS_ANNOTATIONS {
+            tracing::debug!(
+                "layer {}: its records are not annotated (too large)",
+                layer.digest()
+            );
+            continue;
+        }
+        total += value.len();
+        layer.set_annotation(RECORDS_ANNOTATION, value);
+    }
+    Ok(())
 }
 
 /// The indices of `layers`, the biggest first (by their packages' archive

@@ -122,6 +122,7 @@ fn build_inventoried(
             .filter_map(|(planned, (layer, _))| Some((planned.identity.as_ref()?.digest(), layer)))
             .collect(),
     );
+    layers::annotate_records(&plan, (&subject.env.records, &located.dirs), &mut layers)?;
     // The image.
     assemble::assemble(subject, layers, &located.dirs, &checked)
 }

@@ -4,8 +4,9 @@
 use serde_json::json;
 
 use super::{CliError, Command, counted, lock_cache_for};
-use crate::contents::{self, Change, ContentsError};
-use crate::image::ImageSource;
+use crate::contents::{self, Change, ContentsError, ReadMode};
+use crate::image::{Image, ImageSource};
+use crate::layer::Layer;
 use crate::registry::{self, OpenOptions};
 
 /// Runs `packages`, `lock` or `diff`.
@@ -14,18 +15,20 @@ pub(super) fn run(command: Command) -> Result<(), CliError> {
         Command::Packages {
             source,
             json,
+            read,
             remote,
-        } => packages(&source, json, &remote.into()),
+        } => packages(&source, json, read.mode(), &remote.into()),
         Command::Lock {
             source,
             output,
             prefix,
             format,
+            read,
             remote,
         } => {
             let _lock = lock_cache_for(&source)?;
-            let image = registry::open(&source, &remote.into())?;
-            let envs = contents::environments(&image)?;
+            let image = open(&source, read.mode(), &remote.into())?;
+            let envs = contents::environments(&image, read.mode())?;
             let env = contents::choose(&envs, prefix.as_deref(), &source.to_string())?;
             contents::write_lock(env, &output, format).map_err(ContentsError::from)?;
             eprintln!(
@@ -40,20 +43,33 @@ pub(super) fn run(command: Command) -> Result<(), CliError> {
             first,
             second,
             json,
+            read,
             remote,
-        } => diff(&first, &second, json, &remote.into()),
+        } => diff((&first, &second), json, read.mode(), &remote.into()),
         other => Err(CliError::Usage(format!(
             "{other:?} does not read an image back"
         ))),
     }
 }
 
+/// The image `source` names, with only the layers whose records `mode`
+/// reads from their files pulled from a registry.
+fn open(source: &ImageSource, mode: ReadMode, options: &OpenOptions) -> Result<Image, CliError> {
+    let wanted = |layer: &Layer| contents::needs_bytes(layer, mode);
+    Ok(registry::open_layers(source, options, &wanted)?)
+}
+
 /// `packages`: each environment of the image, its packages as a table (or
 /// JSON) with the layer each came in.
-fn packages(source: &ImageSource, json: bool, options: &OpenOptions) -> Result<(), CliError> {
+fn packages(
+    source: &ImageSource,
+    json: bool,
+    mode: ReadMode,
+    options: &OpenOptions,
+) -> Result<(), CliError> {
     let _lock = lock_cache_for(source)?;
-    let image = registry::open(source, options)?;
-    let envs = contents::environments(&image)?;
+    let image = open(source, mode, options)?;
+    let envs = contents::environments(&image, mode)?;
     if envs.is_empty() {
         return Err(ContentsError::NoEnvironment {
             image: source.to_string(),
@@ -140,15 +156,18 @@ fn print_table<const N: usize>(head: &[&str; N], rows: &[[String; N]]) {
 /// `diff`: the package changes from `first` to `second`, and the layer
 /// bytes they share.
 fn diff(
-    first: &ImageSource,
-    second: &ImageSource,
+    (first, second): (&ImageSource, &ImageSource),
     json: bool,
+    mode: ReadMode,
     options: &OpenOptions,
 ) -> Result<(), CliError> {
     let _locks = (lock_cache_for(first)?, lock_cache_for(second)?);
-    let a = registry::open(first, options)?;
-    let b = registry::open(second, options)?;
-    let (a_envs, b_envs) = (contents::environments(&a)?, contents::environments(&b)?);
+    let a = open(first, mode, options)?;
+    let b = open(second, mode, options)?;
+    let (a_envs, b_envs) = (
+        contents::environments(&a, mode)?,
+        contents::environments(&b, mode)?,
+    );
     let diff = contents::diff(&a, &a_envs, &b, &b_envs);
     if json {
         println!("{:#}", json!(diff));

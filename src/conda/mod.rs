@@ -14,6 +14,7 @@ pub(crate) mod explicit;
 pub(crate) mod glibc_needs;
 pub(crate) mod hashes;
 pub(crate) mod input;
+pub(crate) mod layer_records;
 pub(crate) mod order;
 pub(crate) mod pixi;
 pub(crate) mod relocate;

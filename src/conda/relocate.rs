@@ -77,6 +77,22 @@ fn fresh_record(
     Ok(PrefixRecord::from_repodata_record(repodata, paths))
 }
 
+/// The record [`relocate`] writes for the package at `package_dir` (from
+/// `source`), without its file list, and the name of its `conda-meta/`
+/// file: what a layer's records annotation says of the package, known
+/// without linking it (for a layer taken from a cache too).
+pub fn image_record(
+    package_dir: &Path,
+    source: &RepoDataRecord,
+) -> Result<(String, RepoDataRecord), CondaError> {
+    let dist = dist_name(source);
+    let folder =
+        DistName::of(&source.package_record).map_err(|_| CondaError::NotContained(dist.clone()))?;
+    let index = read_index(package_dir, &dist)?;
+    let record = fresh_record(index, source, Vec::new())?;
+    Ok((format!("{folder}.json"), record.repodata_record))
+}
+
 /// Where a package came from, as the image records it. A `file://` channel
 /// is a folder on the host, so only its name is kept
 /// (`file:///home/alice/conda-bld/linux-64/x.conda` becomes

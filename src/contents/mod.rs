@@ -4,9 +4,20 @@
 //! with a conda prefix can be listed, locked and compared: ours, or one a
 //! Dockerfile made with micromamba or conda.
 //!
+//! A layer of ours says which records it holds (the
+//! `org.conda-docker.records` annotation, described in the README's "What
+//! is inside an image"): its records come from there and it is not unpacked, unless
+//! [`ReadMode::AllLayers`] is asked for. Every other layer (the base, the
+//! environment's own layer, `--add` layers, anything another tool made) is
+//! read as before, in order, so its whiteouts and opaque folders still
+//! hide what an annotated layer below holds: the result is the one a full
+//! read gives, for an image whose annotations tell the truth.
+//!
 //! Records are the image's data, so untrusted: each is bounded in size,
 //! parsed without panicking, and one that does not parse is named in a
-//! warning and left out (conda itself would refuse the prefix).
+//! warning and left out (conda itself would refuse the prefix). An
+//! annotation that cannot be used (too large, not its JSON) is named in a
+//! warning, and its layer is read instead.
 
 mod diff;
 mod lock;
@@ -16,7 +27,9 @@ use std::collections::BTreeMap;
 use rattler_conda_types::PrefixRecord;
 
 use crate::conda::CondaError;
-use crate::image::{Image, ImageError};
+use crate::conda::layer_records::{LayerRecords, RECORDS_ANNOTATION};
+use crate::image::{Image, ImageError, KnownFiles};
+use crate::layer::Layer;
 
 pub use diff::{Change, PackageDiff, diff};
 pub use lock::{LockFormat, write_lock};
@@ -95,10 +108,53 @@ impl ImagePackage {
     }
 }
 
+/// Where the records of a layer that says which it holds come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReadMode {
+    /// From its records annotation: the layer is not read.
+    #[default]
+    Annotated,
+    /// From its files, as for any layer: the annotations, the image's own
+    /// claims, are not believed.
+    AllLayers,
+}
+
+/// Whether reading `layer`'s records as `mode` says needs its bytes: a
+/// layer with a usable records annotation does not, unless every layer
+/// is read.
+pub fn needs_bytes(layer: &Layer, mode: ReadMode) -> bool {
+    mode == ReadMode::AllLayers || !matches!(claimed(layer), Ok(Some(_)))
+}
+
+/// The `conda-meta` files `layer`'s records annotation says it holds;
+/// `None` for a layer without one, an error saying why for one that
+/// cannot be used.
+fn claimed(layer: &Layer) -> Result<Option<KnownFiles>, String> {
+    let Some(value) = layer.annotations().get(RECORDS_ANNOTATION) else {
+        return Ok(None);
+    };
+    Ok(Some(LayerRecords::parse(value)?.files()))
+}
+
 /// The environments of `image`, sorted by prefix: every folder holding a
-/// `conda-meta/` with package records in the merged file system.
-pub fn environments(image: &Image) -> Result<Vec<ImageEnvironment>, ContentsError> {
-    let files = image.read_files(&is_record_path, MAX_RECORD)?;
+/// `conda-meta/` with package records in the merged file system. `mode`
+/// says whether layers that say which records they hold are believed.
+pub fn environments(image: &Image, mode: ReadMode) -> Result<Vec<ImageEnvironment>, ContentsError> {
+    let known: Vec<Option<KnownFiles>> = image
+        .layers()
+        .iter()
+        .map(|layer| match mode {
+            ReadMode::AllLayers => None,
+            ReadMode::Annotated => claimed(layer).unwrap_or_else(|why| {
+                tracing::warn!(
+                    "{}: its {RECORDS_ANNOTATION} annotation is not used ({why}); reading the layer instead",
+                    layer.describe()
+                );
+                None
+            }),
+        })
+        .collect();
+    let files = image.read_files_knowing(&known, &is_record_path, MAX_RECORD)?;
     let mut by_prefix: BTreeMap<String, Vec<ImagePackage>> = BTreeMap::new();
     for file in files {
         let Some((prefix, _)) = file.path.rsplit_once("/conda-meta/") else {

@@ -32,7 +32,7 @@ use serde_json::{Value, json};
 pub use config::{ConfigError, ImageConfig, rfc3339};
 pub use glibc::glibc_version;
 pub use index::{index_bytes, write_index};
-pub use rootfs::PickedFile as ImageFile;
+pub use rootfs::{KnownFiles, PickedFile as ImageFile};
 pub use source::{ImageDestination, ImageSource};
 
 use self::add::{Plan, PlanError};
@@ -446,7 +446,35 @@ impl Image {
         pick: &(dyn Fn(&str) -> bool + Sync),
         max_file: u64,
     ) -> Result<Vec<ImageFile>, ImageError> {
-        RootFs::pick_files(&self.layers, pick, max_file)
+        RootFs::pick_files(&self.layers, &[], pick, max_file)
+    }
+
+    /// [`Image::read_files`], taking the layer at index `i` to hold the
+    /// files `known[i]` says (path relative to the root, bytes) where it
+    /// is `Some`, and nothing else: that layer is not read, so its blob
+    /// need not be there. The others are read as for `read_files`, in
+    /// order, so their whiteouts still hide what the known layers hold.
+    pub fn read_files_knowing(
+        &self,
+        known: &[Option<KnownFiles>],
+        pick: &(dyn Fn(&str) -> bool + Sync),
+        max_file: u64,
+    ) -> Result<Vec<ImageFile>, ImageError> {
+        RootFs::pick_files(&self.layers, known, pick, max_file)
+    }
+
+    /// Gives each layer for which `blob` has one that blob instead: a
+    /// puller leaves the layers it did not fetch in the registry.
+    pub(crate) fn rehome_blobs(&mut self, blob: impl Fn(&Layer) -> Option<Blob>) {
+        let layers = std::mem::take(&mut self.layers);
+        self.layers = layers
+            .into_iter()
+            .map(|layer| match blob(&layer) {
+                Some(blob) => layer.with_blob(blob),
+                None => layer,
+            })
+            .collect();
+        self.rootfs = None;
     }
 
     /// Marks every layer as pulled from `origin` (see [`Layer::origin`]).

@@ -145,6 +145,28 @@ fn read_picked(
     Ok(Some(bytes))
 }
 
+/// Files a layer is known to hold, path (relative to the root) and bytes,
+/// so it need not be read.
+pub type KnownFiles = Vec<(String, Vec<u8>)>;
+
+/// The changes and picked files of a layer holding the regular files
+/// `known` (their parents become directories as they are put).
+fn known_changes(known: &KnownFiles, pick: Option<PathPick>) -> (Vec<Change>, Vec<PickedEntry>) {
+    let changes = known
+        .iter()
+        .map(|(path, _)| Change::Put(path.clone(), Node::File))
+        .collect();
+    let picked = known
+        .iter()
+        .filter(|(path, _)| pick.is_some_and(|pick| pick(path)))
+        .map(|(path, bytes)| (path.clone(), Some(bytes.clone())))
+        .collect();
+    (changes, picked)
+}
+
+/// A picked path of one layer and its bytes (see [`Picked`]).
+type PickedEntry = (String, Option<Vec<u8>>);
+
 /// One entry of a layer, as it changes the file system.
 enum Change {
     Put(String, Node),
@@ -218,6 +240,7 @@ impl RootFs {
     fn bounded(layers: &[Layer], max_bytes: u64, max_entries: u64) -> Result<Self, ImageError> {
         let walked = Self::walk_layers(
             layers,
+            &[],
             (max_bytes, max_entries),
             "to place --add paths",
             None,
@@ -230,14 +253,23 @@ impl RootFs {
     /// the index of the layer it comes from. A picked file over `max_file`
     /// bytes is an error naming it; the layers are bounded as for
     /// [`RootFs::of`].
+    /// A layer whose entry of `known` is `Some` is not read: it is taken to
+    /// hold those regular files (path and bytes) and nothing else that
+    /// changes the picked paths.
     pub(crate) fn pick_files(
         layers: &[Layer],
+        known: &[Option<KnownFiles>],
         pick: PathPick,
         max_file: u64,
     ) -> Result<Vec<PickedFile>, ImageError> {
         let bounds = (MAX_FOREIGN_BYTES, MAX_ENTRIES);
-        let (rootfs, files) =
-            Self::walk_layers(layers, bounds, "to read its files", Some((pick, max_file)))?;
+        let (rootfs, files) = Self::walk_layers(
+            layers,
+            known,
+            bounds,
+            "to read its files",
+            Some((pick, max_file)),
+        )?;
         Ok(files
             .into_iter()
             .filter(|(path, _)| rootfs.get(path) == Some(&Node::File))
@@ -255,16 +287,26 @@ impl RootFs {
     /// layers not built here; ours are bounded in entries only) and applies
     /// them in order. The files `pick` chooses are read (at most its bytes
     /// each) and kept by path with the index of the last layer that wrote
-    /// them; `why` says in errors what the walk was for.
+    /// them; `why` says in errors what the walk was for. A layer with
+    /// files in `known` (by index) is not read (see [`RootFs::pick_files`]).
     fn walk_layers(
         layers: &[Layer],
+        known: &[Option<KnownFiles>],
         (max_bytes, max_entries): (u64, u64),
         why: &str,
         pick: Option<(PathPick, u64)>,
     ) -> Result<(Self, Picked), ImageError> {
         let foreign = Budget::new(max_bytes, max_entries);
         let own = Budget::new(u64::MAX, max_entries);
-        let walked = in_parallel(layers, cores(), |layer| {
+        let each: Vec<(&Layer, Option<&KnownFiles>)> = layers
+            .iter()
+            .enumerate()
+            .map(|(i, layer)| (layer, known.get(i).and_then(Option::as_ref)))
+            .collect();
+        let walked = in_parallel(&each, cores(), |&(layer, known)| {
+            if let Some(known) = known {
+                return Ok(known_changes(known, pick.map(|(pick, _)| pick)));
+            }
             let budget = if layer.diff_id_checked() {
                 &own
             } else {
@@ -572,6 +614,38 @@ mod tests {
             8,
             "opt opt/x opt/x/two opt/keep gone gone/new srv bin"
         );
+    }
+
+    #[test]
+    fn known_layers_are_not_read_and_whiteouts_above_still_hide_them() {
+        let mut image = Image::scratch().unwrap();
+        image
+            .add_layer_contents([("env/conda-meta/a.json", "lower a")])
+            .unwrap();
+        // Stands for a layer whose blob is gone: only `known` says what it holds.
+        let blob = crate::blob::Blob::file("/nonexistent/layer");
+        let own = image.layers()[0].clone().with_blob(blob);
+        image.push_layer(own, "known");
+        image
+            .add_layer_contents([("env/conda-meta/.wh.b.json", "")])
+            .unwrap();
+        let known = vec![
+            None,
+            Some(vec![
+                ("env/conda-meta/a.json".to_owned(), b"known a".to_vec()),
+                ("env/conda-meta/b.json".to_owned(), b"known b".to_vec()),
+            ]),
+            None,
+        ];
+        let pick = |path: &str| path.ends_with(".json");
+        let files = RootFs::pick_files(image.layers(), &known, &pick, 100).unwrap();
+        let found: Vec<(&str, usize, &[u8])> = files
+            .iter()
+            .map(|f| (f.path.as_str(), f.layer, &f.bytes[..]))
+            .collect();
+        assert_eq!(found, [("env/conda-meta/a.json", 1, &b"known a"[..])]);
+        let err = RootFs::pick_files(image.layers(), &[], &pick, 100).unwrap_err();
+        assert!(matches!(err, ImageError::LayerRead { .. }), "{err:?}");
     }
 
     #[test]

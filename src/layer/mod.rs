@@ -124,6 +124,13 @@ impl Layer {
         &self.blob
     }
 
+    /// The same layer, its bytes in `blob` (the same bytes elsewhere, or
+    /// left in a registry: [`Blob::in_registry`]).
+    pub(crate) fn with_blob(mut self, blob: Blob) -> Self {
+        self.blob = blob;
+        self
+    }
+
     /// Annotations of this layer's descriptor in an OCI manifest.
     pub fn annotations(&self) -> &BTreeMap<String, String> {
         &self.annotations

@@ -26,9 +26,9 @@ use crate::digest::Digest;
 pub use credentials::{Credentials, Login, Origin, login, logout};
 pub(crate) use layer_cache::SharedLayers;
 pub use layer_cache::{CacheRepo, LAYER_ARTIFACT_TYPE};
-pub use open::{OpenOptions, open, open_with};
+pub use open::{OpenOptions, open, open_layers, open_with};
 pub use progress::{Direction, LayerOutcome, Transfers, Unwatched};
-pub use pull::{pull, pull_with};
+pub use pull::{LayerPick, pull, pull_layers, pull_with};
 pub use push::{PushReport, PushTarget, push};
 pub use referrers::ReferrersVia;
 

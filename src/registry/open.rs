@@ -4,9 +4,11 @@
 //! (as go-containerregistry's `remote` depends on `v1`, never the reverse).
 
 use super::progress::{Transfers, Unwatched};
+use super::pull::{LayerPick, pull_layers};
 use super::{RegistryError, RegistryOptions, pull_with};
 use crate::image::{Image, ImageSource};
 use crate::platform::Platform;
+use crate::reference::Reference;
 
 /// How to open images whose source leaves a choice: which platform to take
 /// from a multi-platform image, and how to reach registries.
@@ -29,10 +31,35 @@ pub fn open_with(
     options: &OpenOptions,
     progress: &dyn Transfers,
 ) -> Result<Image, RegistryError> {
+    opened(source, options, |reference| {
+        pull_with(reference, &options.platform, &options.registry, progress)
+    })
+}
+
+/// [`open`], pulling only the layers `wanted` chooses from a registry (the
+/// others stay there: described, never read). Any other source is opened
+/// as by `open`: its layers are files, read only when opened.
+pub fn open_layers(
+    source: &ImageSource,
+    options: &OpenOptions,
+    wanted: LayerPick,
+) -> Result<Image, RegistryError> {
+    opened(source, options, |reference| {
+        pull_layers(reference, &options.platform, &options.registry, wanted)
+    })
+}
+
+/// `source` pulled by `pull` when it is a registry reference, else read
+/// from its file or folder.
+fn opened(
+    source: &ImageSource,
+    options: &OpenOptions,
+    pull: impl FnOnce(&Reference) -> Result<Image, RegistryError>,
+) -> Result<Image, RegistryError> {
     match source {
         ImageSource::Registry(reference) => {
             tracing::info!("opening {source}");
-            pull_with(reference, &options.platform, &options.registry, progress)
+            pull(reference)
         }
         local => Ok(local.open_local(&options.platform)?),
     }

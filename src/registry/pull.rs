@@ -17,6 +17,7 @@ use super::{RegistryError, RegistryOptions};
 use crate::blob::{Blob, Capped, MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE, read_capped, size_text};
 use crate::digest::Digest;
 use crate::image::Image;
+use crate::layer::Layer;
 use crate::parallel::in_parallel;
 use crate::platform::Platform;
 use crate::reference::Reference;
@@ -51,7 +52,23 @@ pub fn pull_with(
 ) -> Result<Image, RegistryError> {
     let mut puller = Puller::new(reference, options);
     puller.progress = progress;
-    puller.pull(platform)
+    puller.pull(platform, &|_| true)
+}
+
+/// Which layers of an image to download; the others stay in the registry.
+pub type LayerPick<'a> = &'a dyn Fn(&Layer) -> bool;
+
+/// [`pull`], downloading only the layers `wanted` chooses (it sees each
+/// layer as the manifest describes it, annotations included). A layer it
+/// leaves out that the blob store does not hold stays in the registry: it
+/// is described, never read, and opening it is an error.
+pub fn pull_layers(
+    reference: &Reference,
+    platform: &Platform,
+    options: &RegistryOptions,
+    wanted: LayerPick,
+) -> Result<Image, RegistryError> {
+    Puller::new(reference, options).pull(platform, wanted)
 }
 
 /// Reads manifests and blobs of one repository, connecting (with the
@@ -121,7 +138,7 @@ impl<'a> Puller<'a> {
         Scope::new(self.reference.repository(), Action::Pull)
     }
 
-    fn pull(&self, platform: &Platform) -> Result<Image, RegistryError> {
+    fn pull(&self, platform: &Platform, wanted: LayerPick) -> Result<Image, RegistryError> {
         let manifest = self.manifest_for(platform)?;
         let parsed: ImageManifest = self.parse(&manifest.bytes, "manifest")?;
         let config = self.config(&parsed)?;
@@ -134,6 +151,12 @@ impl<'a> Puller<'a> {
             Some(self.reference.clone()),
         )?;
         check_platform(&image, platform, input)?;
+        let (registry, repository) = (self.reference.registry(), self.reference.repository());
+        image.rehome_blobs(|layer| {
+            let stored = self.store.has(&layer.digest(), Some(layer.size()));
+            (!wanted(layer) && !stored)
+                .then(|| Blob::in_registry(registry, repository, layer.size()))
+        });
         self.fetch_layers(&image)?;
         image.set_origin(self.reference);
         image.set_source_digest(Digest::of(&manifest.bytes));
@@ -187,12 +210,13 @@ impl<'a> Puller<'a> {
             .ok_or_else(|| self.cache_error(&config_digest))
     }
 
-    /// Downloads the image's layers the store does not hold yet, a few at
-    /// a time.
+    /// Downloads the image's layers the store does not hold yet (and that
+    /// are not left in the registry), a few at a time.
     fn fetch_layers(&self, image: &Image) -> Result<(), RegistryError> {
         let layers: Vec<(Digest, u64)> = image
             .layers()
             .iter()
+            .filter(|l| l.blob().is_local())
             .map(|l| (l.digest(), l.size()))
             .collect();
         let bytes: u64 = layers.iter().map(|(_, size)| size).sum();

@@ -4,13 +4,16 @@
 //! running micromamba would make it.
 
 use std::collections::BTreeSet;
+use std::fs;
 use std::path::PathBuf;
 use std::process::Command;
 
 use conda_docker::Image;
 use serde_json::Value;
 
-use crate::common::{self, CacheLayout, ChannelServer, CondaChannel, install_env};
+use crate::common::{
+    self, CacheLayout, ChannelServer, CondaChannel, Registry, install_env, require_tools,
+};
 use crate::fixtures::{busybox_base, conda_docker, failure};
 
 struct Scene {
@@ -70,6 +73,53 @@ impl Scene {
     fn json(&self, args: &[&str]) -> Value {
         serde_json::from_slice(&common::run(self.cd().args(args)).stdout).unwrap()
     }
+
+    /// The stdout of `ARGS` and of `ARGS --read-layers`, which must be the
+    /// same bytes.
+    fn same_either_way(&self, args: &[&str]) -> Vec<u8> {
+        let annotated = common::run(self.cd().args(args)).stdout;
+        let read = common::run(self.cd().args(args).arg("--read-layers")).stdout;
+        assert_eq!(
+            String::from_utf8_lossy(&annotated),
+            String::from_utf8_lossy(&read),
+            "{args:?}"
+        );
+        annotated
+    }
+
+    /// Rewrites the manifest of the OCI layout `out` (as `build` made it)
+    /// with `edit`, and points its index.json at the new one.
+    fn edit_manifest(&self, out: &str, edit: impl FnOnce(&mut Value)) {
+        let dir = self.path(out);
+        let index_path = dir.join("index.json");
+        let mut index: Value = serde_json::from_slice(&fs::read(&index_path).unwrap()).unwrap();
+        let old = index["manifests"][0]["digest"].as_str().unwrap().to_owned();
+        let blobs = dir.join("blobs/sha256");
+        let blob = blobs.join(old.trim_start_matches("sha256:"));
+        let mut manifest: Value = serde_json::from_slice(&fs::read(blob).unwrap()).unwrap();
+        edit(&mut manifest);
+        let bytes = serde_json::to_vec(&manifest).unwrap();
+        let hex = common::sha256_hex(&bytes);
+        fs::write(blobs.join(&hex), &bytes).unwrap();
+        index["manifests"][0]["digest"] = format!("sha256:{hex}").into();
+        index["manifests"][0]["size"] = bytes.len().into();
+        fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+    }
+}
+
+/// The records annotation of our package layers.
+const RECORDS: &str = "org.conda-docker.records";
+
+/// The blob files, in the OCI layout `out`, of the layers with a records
+/// annotation.
+fn annotated_blobs(s: &Scene, source: &str, out: &str) -> Vec<PathBuf> {
+    Image::open(source)
+        .unwrap()
+        .layers()
+        .iter()
+        .filter(|l| l.annotations().contains_key(RECORDS))
+        .map(|l| s.path(out).join("blobs/sha256").join(l.digest().hex()))
+        .collect()
 }
 
 /// `name-version-build` of every package `packages --json` lists, by prefix.
@@ -157,6 +207,7 @@ fn whiteouts_hide_records_and_diff_counts_what_changed() {
     let removed = format!("oci:{}", s.path("removed").display());
     image.write(&removed).unwrap();
     let listing = s.json(&["packages", "--json", &removed]);
+    s.same_either_way(&["packages", "--json", &removed]);
     assert!(!dists(&listing).iter().any(|d| d.contains("cd-data")));
     assert_eq!(dists(&listing).len(), 2);
 
@@ -174,8 +225,10 @@ fn whiteouts_hide_records_and_diff_counts_what_changed() {
         .unwrap();
     let opaque = format!("oci:{}", s.path("opaque").display());
     image.write(&opaque).unwrap();
-    let err = failure(s.cd().args(["packages", &opaque]));
-    assert!(err.contains("holds no conda environment"), "{err}");
+    for extra in [&[][..], &["--read-layers"]] {
+        let err = failure(s.cd().args(["packages", &opaque]).args(extra));
+        assert!(err.contains("holds no conda environment"), "{err}");
+    }
 
     let other = s.build("other", &["cd-arch", "cd-lib<2"]);
     let text =
@@ -233,4 +286,194 @@ fn a_foreign_prefix_is_read_and_several_need_a_choice() {
             .arg(&out),
     );
     assert!(err.contains("no conda environment at /nope"), "{err}");
+}
+
+/// Issue 18: "Our own layers say which packages they hold in an
+/// annotation, so ours need no unpacking". What `packages`, `lock` and
+/// `diff` print from the annotations is what reading every layer gives,
+/// byte for byte, and the annotated layers' blobs are never opened.
+#[test]
+fn annotated_layers_are_not_unpacked_and_read_the_same() {
+    let s = Scene::new();
+    let first = s.build("first", &["cd-arch"]);
+    let other = s.build("other", &["cd-arch", "cd-lib<2"]);
+    let listing = s.same_either_way(&["packages", "--json", &first]);
+    s.same_either_way(&["packages", &first]);
+    s.same_either_way(&["diff", "--json", &first, &other]);
+    s.same_either_way(&["diff", &first, &other]);
+    for format in ["explicit", "environment"] {
+        let (a, b) = (s.path("a.lock"), s.path("b.lock"));
+        common::run(
+            s.cd()
+                .args(["lock", &first, "--format", format, "-o"])
+                .arg(&a),
+        );
+        common::run(
+            s.cd()
+                .args(["lock", &first, "--format", format, "--read-layers", "-o"])
+                .arg(&b),
+        );
+        assert_eq!(
+            fs::read_to_string(a).unwrap(),
+            fs::read_to_string(b).unwrap()
+        );
+    }
+    let image = Image::open(&first).unwrap();
+    let annotated = annotated_blobs(&s, &first, "first");
+    assert_eq!(annotated.len(), 3, "one layer per package");
+    let value: Value = serde_json::from_str(&image.layers()[1].annotations()[RECORDS]).unwrap();
+    assert_eq!(value["prefix"], "/opt/conda", "{value}");
+    assert!(
+        value["packages"][0]["record"]["sha256"].is_string(),
+        "{value}"
+    );
+
+    // With those blobs' bytes gone (zeros of the same size, in a new file:
+    // the layout shares the cached blobs' inodes), the read is the same;
+    // reading every layer needs them.
+    for blob in &annotated {
+        let size = fs::metadata(blob).unwrap().len() as usize;
+        fs::remove_file(blob).unwrap();
+        fs::write(blob, vec![0; size]).unwrap();
+    }
+    let output = common::run(s.cd().args(["packages", "--json", &first]));
+    assert_eq!(output.stdout, listing);
+    let err = failure(s.cd().args(["packages", "--json", "--read-layers", &first]));
+    assert!(err.contains("cannot read layer"), "{err}");
+}
+
+/// An annotation is the image's claim: one that is not what we write is a
+/// warning and its layer is read; one that lies is believed (and
+/// `--read-layers` is the way not to).
+#[test]
+fn a_hostile_records_annotation_is_a_warning_and_its_layer_is_read() {
+    let s = Scene::new();
+    let first = s.build("first", &["cd-arch"]);
+    let expected = common::run(s.cd().args(["packages", "--json", "--read-layers", &first])).stdout;
+    let huge = format!(
+        "{{\"prefix\":\"/opt/conda\",\"x\":\"{}\"}}",
+        "x".repeat(600 << 10)
+    );
+    let no_record = r#"{"prefix":"/opt/conda","packages":[{"conda_meta":"x.json","record":{}}]}"#;
+    for bad in [
+        "42",
+        "{",
+        "[]",
+        huge.as_str(),
+        r#"{"prefix":"/opt/../etc","packages":[]}"#,
+        r#"{"prefix":"/opt/conda","packages":[{"conda_meta":"../x.json","record":{}}]}"#,
+        no_record,
+    ] {
+        s.edit_manifest("first", |m| {
+            for layer in m["layers"].as_array_mut().unwrap() {
+                if layer["annotations"][RECORDS].is_string() {
+                    layer["annotations"][RECORDS] = bad.into();
+                }
+            }
+        });
+        let output = common::run(s.cd().args(["packages", "--json", &first]));
+        let log = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.stdout, expected, "{bad:.60}\n{log}");
+        assert_eq!(
+            log.matches("annotation is not used").count(),
+            3,
+            "{bad:.60}\n{log}"
+        );
+        assert!(!log.contains("panicked"), "{log}");
+    }
+    // A layer that claims to hold no records is believed.
+    s.edit_manifest("first", |m| {
+        for layer in m["layers"].as_array_mut().unwrap() {
+            if layer["annotations"][RECORDS].is_string() {
+                layer["annotations"][RECORDS] = r#"{"prefix":"/opt/conda","packages":[]}"#.into();
+            }
+        }
+    });
+    let err = failure(s.cd().args(["packages", &first]));
+    assert!(err.contains("holds no conda environment"), "{err}");
+    let output = common::run(s.cd().args(["packages", "--json", "--read-layers", &first]));
+    assert_eq!(output.stdout, expected);
+}
+
+/// Issue 18: "reading only the layers it needs", from a registry: the
+/// manifest and config first, then only the layers without a records
+/// annotation. Each read starts with an empty blob store.
+#[test]
+fn a_registry_image_is_read_without_pulling_its_annotated_layers() {
+    require_tools!("docker-registry");
+    let s = Scene::new();
+    let Some(registry) = Registry::plain(&s.path("registry")) else {
+        return;
+    };
+    let mut pushed = Vec::new();
+    for (out, specs) in [
+        ("first", &["cd-arch"][..]),
+        ("other", &["cd-arch", "cd-lib<2"]),
+    ] {
+        let layout = s.build(out, specs);
+        let reference = registry.image(&format!("rb/{out}:1"));
+        common::run(
+            s.cd()
+                .args(["copy", "-q", &layout, &format!("docker://{reference}")]),
+        );
+        pushed.push((layout, reference));
+    }
+    let [(first, a), (_, b)] = &pushed[..] else {
+        unreachable!()
+    };
+    let annotated: Vec<String> = Image::open(first)
+        .unwrap()
+        .layers()
+        .iter()
+        .filter(|l| l.annotations().contains_key(RECORDS))
+        .map(|l| format!("/v2/rb/first/blobs/{}", l.digest()))
+        .collect();
+    assert_eq!(annotated.len(), 3);
+    let blob_gets = |since: usize| -> Vec<String> {
+        registry.requests()[since..]
+            .iter()
+            .filter(|r| r.method == "GET" && r.path.contains("/blobs/"))
+            .map(|r| r.path.clone())
+            .collect()
+    };
+    let mut fresh = 0;
+    let mut read = |args: &[&str]| {
+        fresh += 1;
+        let since = registry.requests().len();
+        let mut cmd = s.cd();
+        cmd.env("CONDA_DOCKER_CACHE_DIR", s.path(&format!("reader-{fresh}")));
+        let output = common::run(cmd.args(args));
+        (output.stdout, blob_gets(since))
+    };
+
+    let (listing, gets) = read(&["packages", "--json", a]);
+    assert!(
+        !gets.is_empty(),
+        "the base and the environment layer are pulled"
+    );
+    for path in &annotated {
+        assert!(!gets.contains(path), "{path} pulled: {gets:#?}");
+    }
+    let (all, gets) = read(&["packages", "--json", "--read-layers", a]);
+    assert_eq!(
+        String::from_utf8_lossy(&listing),
+        String::from_utf8_lossy(&all)
+    );
+    for path in &annotated {
+        assert!(gets.contains(path), "{path} not pulled: {gets:#?}");
+    }
+    let listing: Value = serde_json::from_slice(&listing).unwrap();
+    assert_eq!(dists(&listing).len(), 3, "{listing:#}");
+
+    let (diff, gets) = read(&["diff", "--json", a, b]);
+    assert!(gets.iter().all(|p| !annotated.contains(p)), "{gets:#?}");
+    assert_eq!(diff, read(&["diff", "--json", "--read-layers", a, b]).0);
+    let (annotated_lock, all_lock) = (s.path("a.lock"), s.path("b.lock"));
+    let gets = read(&["lock", a, "-o", annotated_lock.to_str().unwrap()]).1;
+    assert!(gets.iter().all(|p| !annotated.contains(p)), "{gets:#?}");
+    read(&["lock", a, "--read-layers", "-o", all_lock.to_str().unwrap()]);
+    assert_eq!(
+        fs::read_to_string(annotated_lock).unwrap(),
+        fs::read_to_string(all_lock).unwrap()
+    );
 }

@@ -127,6 +127,9 @@ fn machines_share_package_layers_through_a_cache_repo() {
         "application/vnd.conda-docker.layer.v1"
     );
     assert_eq!(entry["layers"].as_array().unwrap().len(), 1, "{entry:#}");
+    // The records annotation comes from the plan, not the entry, which a
+    // reader bounds at 64 KiB.
+    assert!(entry["layers"][0]["annotations"]["org.conda-docker.records"].is_null());
 
     // Machine B, with an empty local cache, builds nothing, reads no layer
     // and uploads nothing: the same image, whose layers the registry has.
