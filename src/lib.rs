@@ -75,6 +75,7 @@ pub mod fuzzing {
     pub use crate::conda::explicit::read_explicit;
     pub use crate::conda::glibc_needs::elf_interpreter;
     pub use crate::conda::input::read_yaml;
+    pub use crate::conda::layer_records::LayerRecords;
 }
 
 /// An error and its causes on one line (`what: why: deeper why`), the
