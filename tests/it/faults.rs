@@ -159,6 +159,26 @@ fn build_inputs(dir: &Path) -> (PathBuf, common::CondaEnv) {
     (archive, env)
 }
 
+/// A build of `inputs` (see [`build_inputs`]) with label `which=LABEL`,
+/// pushed as `HOST/app/REPO:1`, with a home of its own.
+fn push_through(
+    dir: &Path,
+    (archive, env): (&Path, &common::CondaEnv),
+    host: &str,
+    repo: &str,
+    label: &str,
+) -> std::process::Command {
+    let mut cmd = cd(&dir.join(format!("home-{repo}-{label}")));
+    cmd.env("RATTLER_CACHE_DIR", env.cache_dir.parent().unwrap())
+        .args(["build", "-q", "-p"])
+        .arg(&env.prefix)
+        .arg("-b")
+        .arg(format!("docker-archive:{}", archive.display()))
+        .args(["--label", &format!("which={label}"), "--push", "-i"])
+        .arg(format!("{host}/app/{repo}:1"));
+    cmd
+}
+
 /// Pushes through the proxy: a blob upload or manifest PUT failing once is
 /// retried and the registry ends with the image a clean push gives; when
 /// they keep failing the push stops with one line, and the tag still
@@ -175,15 +195,7 @@ fn pushes_retry_passing_faults_and_a_failed_push_never_moves_the_tag() {
     // Each case pushes to a repository of its own, so its blobs are not
     // there yet and are uploaded.
     let push = |repo: &str, label: &str| {
-        let mut cmd = cd(&dir.path().join(format!("home-{repo}-{label}")));
-        cmd.env("RATTLER_CACHE_DIR", env.cache_dir.parent().unwrap())
-            .args(["build", "-q", "-p"])
-            .arg(&env.prefix)
-            .arg("-b")
-            .arg(format!("docker-archive:{}", archive.display()))
-            .args(["--label", &format!("which={label}"), "--push", "-i"])
-            .arg(format!("{}/app/{repo}:1", proxy.host()));
-        cmd
+        push_through(dir.path(), (&archive, &env), &proxy.host(), repo, label)
     };
     common::run(&mut push("clean", "a"));
     let clean = registry.inspect("app/clean:1", &[])["Digest"].clone();
@@ -246,15 +258,8 @@ fn a_stalled_push_is_cut_at_the_read_timeout_and_the_tag_stays() {
     };
     let (archive, env) = build_inputs(dir.path());
     let push = |proxy: &FaultProxy, repo: &str, label: &str| {
-        let mut cmd = cd(&dir.path().join(format!("home-{repo}-{label}")));
-        cmd.env("RATTLER_CACHE_DIR", env.cache_dir.parent().unwrap())
-            .env("CONDA_REMOTE_READ_TIMEOUT_SECS", READ_TIMEOUT)
-            .args(["build", "-q", "-p"])
-            .arg(&env.prefix)
-            .arg("-b")
-            .arg(format!("docker-archive:{}", archive.display()))
-            .args(["--label", &format!("which={label}"), "--push", "-i"])
-            .arg(format!("{}/app/{repo}:1", proxy.host()));
+        let mut cmd = push_through(dir.path(), (&archive, &env), &proxy.host(), repo, label);
+        cmd.env("CONDA_REMOTE_READ_TIMEOUT_SECS", READ_TIMEOUT);
         cmd
     };
     let clean_proxy = FaultProxy::start(registry.host());

@@ -642,6 +642,26 @@ fn sigint_mid_push_never_moves_the_tag() {
     assert!(manifests(201));
 }
 
+/// `cmd` with the read timeout at an hour (so only a signal ends a stall),
+/// its stderr kept and its stdout dropped.
+fn patient(cmd: &mut Command) -> &mut Command {
+    cmd.env("CONDA_REMOTE_READ_TIMEOUT_SECS", "3600")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+}
+
+/// Starts a [`patient`] pull of `big/image:1` through `proxy` into
+/// `dir/pulled.tar`.
+fn patient_pull(dir: &Path, proxy: &FaultProxy) -> (Child, PathBuf) {
+    let out = dir.join("pulled.tar");
+    let child = patient(&mut cd_in(dir))
+        .args(["pull", &format!("{}/big/image:1", proxy.host()), "-o"])
+        .arg(&out)
+        .spawn()
+        .unwrap();
+    (child, out)
+}
+
 /// SIGTERM while the registry sends nothing at all (half a blob, then a
 /// 2-minute stall; the read timeout an hour): the first signal ends the
 /// pull with 143 and the one line while the stall still goes on, without
@@ -661,15 +681,7 @@ fn sigterm_during_a_stall_ends_the_pull() {
         Fault::Stall(Duration::from_secs(120)),
         usize::MAX,
     );
-    let out = dir.path().join("pulled.tar");
-    let child = cd_in(dir.path())
-        .env("CONDA_REMOTE_READ_TIMEOUT_SECS", "3600")
-        .args(["pull", &format!("{}/big/image:1", proxy.host()), "-o"])
-        .arg(&out)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (child, out) = patient_pull(dir.path(), &proxy);
     stop_during_the_stall(child, &proxy, "stalled pull");
     assert!(!out.exists());
     assert!(named(dir.path(), "pulled").is_empty());
@@ -692,27 +704,15 @@ fn sigterm_while_a_registry_holds_its_answer_ends_the_run() {
     let deaf = || Fault::Deaf(Duration::from_secs(120));
     let proxy = FaultProxy::start(registry.host());
     proxy.inject("GET", "/manifests/", deaf(), usize::MAX);
-    let out = dir.path().join("pulled.tar");
-    let child = cd_in(dir.path())
-        .env("CONDA_REMOTE_READ_TIMEOUT_SECS", "3600")
-        .args(["pull", &format!("{}/big/image:1", proxy.host()), "-o"])
-        .arg(&out)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (child, out) = patient_pull(dir.path(), &proxy);
     stop_during_the_stall(child, &proxy, "a pull waiting for the manifest");
     assert!(!out.exists());
 
     let proxy = FaultProxy::start(registry.host());
     proxy.inject("PUT", "/blobs/uploads/", deaf(), usize::MAX);
-    let child = cd_in(dir.path())
-        .env("CONDA_REMOTE_READ_TIMEOUT_SECS", "3600")
-        .arg("copy")
+    let child = patient(cd_in(dir.path()).arg("copy"))
         .arg(format!("docker-archive:{}", archive.display()))
         .arg(format!("docker://{}/big/deaf:1", proxy.host()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     // Three uploads at once, each held.
