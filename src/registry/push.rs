@@ -3,6 +3,7 @@
 //! manifest last, so a failed push never leaves the tag pointing at a
 //! partial image.
 
+use std::cell::Cell;
 use std::io::Read;
 
 use oci_spec::image::MediaType;
@@ -513,12 +514,29 @@ impl<'a> Pusher<'a> {
     }
 
     /// Sends the bytes: one PUT for a small blob, PATCHes of [`CHUNK`]
-    /// bytes then a closing PUT for a large one.
+    /// bytes then a closing PUT for a large one. A failed upload takes
+    /// back the bytes it told `progress` of: a new try sends them again.
     fn upload(
         &self,
         item: &Item,
         location: Url,
         progress: &dyn Transfers,
+    ) -> Result<(), RegistryError> {
+        let sent = Cell::new(0);
+        let result = self.try_upload(item, location, progress, &sent);
+        if result.is_err() {
+            progress.rewound(sent.get());
+        }
+        result
+    }
+
+    /// [`Pusher::upload`], adding to `sent` the bytes told of.
+    fn try_upload(
+        &self,
+        item: &Item,
+        location: Url,
+        progress: &dyn Transfers,
+        sent: &Cell<u64>,
     ) -> Result<(), RegistryError> {
         let client = self.client;
         let digest = item.digest();
@@ -526,7 +544,7 @@ impl<'a> Pusher<'a> {
         let mut url = if whole {
             location
         } else {
-            self.upload_chunks(item, location, progress)?
+            self.upload_chunks(item, location, progress, sent)?
         };
         url.query_pairs_mut()
             .append_pair("digest", &digest.to_string());
@@ -560,6 +578,7 @@ impl<'a> Pusher<'a> {
         item: &Item,
         mut location: Url,
         progress: &dyn Transfers,
+        sent: &Cell<u64>,
     ) -> Result<Url, RegistryError> {
         let client = self.client;
         let size = item.size();
@@ -596,6 +615,7 @@ impl<'a> Pusher<'a> {
             }
             location = self.location(&response)?;
             progress.moved(chunk.len() as u64);
+            sent.set(sent.get() + chunk.len() as u64);
             offset = end + 1;
         }
         Ok(location)
