@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use oci_spec::image::MediaType;
 use serde_json::{Value, json};
 
+use super::annotations::BASE_DIGEST;
 use super::oci_layout::{write_archive_with, write_dir_with};
 use super::sink::{Sink, blob_name, descriptor, put_image, tag_entry};
 use super::{Image, ImageDestination, ImageError};
@@ -17,7 +18,9 @@ use crate::digest::Digest;
 /// The OCI image index of `images`, one per platform: each manifest's
 /// descriptor with the platform of its config and its annotations; the
 /// index carries the annotations every image has with the same value (the
-/// creation time, a title, a source; not the base's digest, which differs).
+/// creation time, a title, a source), and as `base.digest` the digest of
+/// the base's own index where every image was built on a platform of it
+/// (each manifest's `base.digest` names its platform's base manifest).
 pub fn index_bytes(images: &[Image]) -> Vec<u8> {
     let manifests: Vec<Value> = images
         .iter()
@@ -56,7 +59,7 @@ fn common_annotations(images: &[Image]) -> BTreeMap<String, String> {
     let Some((first, others)) = images.split_first() else {
         return BTreeMap::new();
     };
-    first
+    let mut common: BTreeMap<String, String> = first
         .annotations()
         .iter()
         .filter(|(key, value)| {
@@ -65,7 +68,15 @@ fn common_annotations(images: &[Image]) -> BTreeMap<String, String> {
                 .all(|other| other.annotations().get(*key) == Some(value))
         })
         .map(|(key, value)| (key.clone(), value.clone()))
-        .collect()
+        .collect();
+    let base_index = first.source_index();
+    let one_base = others.iter().all(|o| o.source_index() == base_index);
+    if let (Some(index), true) = (base_index, one_base) {
+        common
+            .entry(BASE_DIGEST.to_owned())
+            .or_insert_with(|| index.to_string());
+    }
+    common
 }
 
 /// Writes `images` (one per platform) as one index into an OCI layout

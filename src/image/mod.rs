@@ -322,6 +322,9 @@ pub struct Image {
     /// The digest of the manifest the image was read from, where that
     /// manifest's bytes were read and checked (a registry, an OCI layout).
     source_digest: Option<Digest>,
+    /// The digest of the image index that manifest was picked from by
+    /// platform, where the source named an index.
+    source_index: Option<Digest>,
 }
 
 impl Image {
@@ -358,6 +361,7 @@ impl Image {
             scratch_parent: None,
             rootfs: None,
             source_digest: None,
+            source_index: None,
         })
     }
 
@@ -538,6 +542,19 @@ impl Image {
 
     pub(crate) fn set_source_digest(&mut self, digest: Digest) {
         self.source_digest = Some(digest);
+    }
+
+    /// The digest of the image index the source named, when the image was
+    /// picked from it by platform (a multi-platform image in a registry or
+    /// an OCI layout); kept through edits as [`Image::source_digest`] is, so
+    /// the images built on one platform each of a base share their base's
+    /// index.
+    pub fn source_index(&self) -> Option<Digest> {
+        self.source_index
+    }
+
+    pub(crate) fn set_source_index(&mut self, digest: Digest) {
+        self.source_index = Some(digest);
     }
 
     /// How layers added from now on are compressed.

@@ -152,6 +152,10 @@ pub(crate) fn read(
         .annotations()
         .as_ref()
         .and_then(|a| a.get(IMAGE_NAME).cloned());
+    // read_verified checks an index's bytes against this digest.
+    let index = is_index(descriptor.media_type())
+        .then(|| descriptor.digest().to_string().parse().ok())
+        .flatten();
     let descriptor = for_platform(&store, descriptor, platform)?;
     let media_type = descriptor.media_type().to_string();
     if media_type != MediaType::ImageManifest.to_string() && media_type != DOCKER_MANIFEST {
@@ -176,6 +180,9 @@ pub(crate) fn read(
     // read_verified checked the manifest's bytes against this digest.
     if let Ok(digest) = descriptor.digest().to_string().parse() {
         image.set_source_digest(digest);
+    }
+    if let Some(index) = index {
+        image.set_source_index(index);
     }
     Ok(image)
 }

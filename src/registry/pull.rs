@@ -90,6 +90,13 @@ struct Fetched {
     media_type: String,
 }
 
+/// An image manifest, and the digest of the index it was picked from when
+/// the reference named one.
+struct Picked {
+    manifest: Fetched,
+    index: Option<Digest>,
+}
+
 impl<'a> Puller<'a> {
     /// A puller of `reference`'s repository, into the blob store.
     pub(super) fn new(reference: &'a Reference, options: &'a RegistryOptions) -> Self {
@@ -139,7 +146,7 @@ impl<'a> Puller<'a> {
     }
 
     fn pull(&self, platform: &Platform, wanted: LayerPick) -> Result<Image, RegistryError> {
-        let manifest = self.manifest_for(platform)?;
+        let Picked { manifest, index } = self.manifest_for(platform)?;
         let parsed: ImageManifest = self.parse(&manifest.bytes, "manifest")?;
         let config = self.config(&parsed)?;
         let input = self.reference.to_string();
@@ -160,19 +167,25 @@ impl<'a> Puller<'a> {
         self.fetch_layers(&image)?;
         image.set_origin(self.reference);
         image.set_source_digest(Digest::of(&manifest.bytes));
+        if let Some(index) = index {
+            image.set_source_index(index);
+        }
         Ok(image)
     }
 
     /// The image manifest for `platform`: the reference's own, or its
     /// index's entry for `platform` (one level deep).
-    fn manifest_for(&self, platform: &Platform) -> Result<Fetched, RegistryError> {
+    fn manifest_for(&self, platform: &Platform) -> Result<Picked, RegistryError> {
         let top = match (self.reference.digest(), self.reference.tag()) {
             (Some(digest), _) => self.manifest(&digest.to_string(), Some(digest))?,
             (None, Some(tag)) => self.manifest(tag, None)?,
             (None, None) => unreachable!("a reference has a tag or a digest"),
         };
         if !is_index(&top.media_type) {
-            return Ok(top);
+            return Ok(Picked {
+                manifest: top,
+                index: None,
+            });
         }
         let index: ImageIndex = self.parse(&top.bytes, "image index")?;
         let entry =
@@ -188,7 +201,10 @@ impl<'a> Puller<'a> {
         if is_index(&child.media_type) {
             return Err(self.unsupported("an index inside an index is not supported".into()));
         }
-        Ok(child)
+        Ok(Picked {
+            manifest: child,
+            index: Some(Digest::of(&top.bytes)),
+        })
     }
 
     /// The manifest's config bytes, from the store or fetched into it. One

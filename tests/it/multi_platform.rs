@@ -18,6 +18,13 @@ use crate::fixtures::failure;
 use crate::registry::{cd, json_of, platform_layout, two_platform_layout, uploads};
 
 const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
+
+/// The image index `digest` (a JSON string) of the OCI layout `dir`.
+fn layout_index(dir: &std::path::Path, digest: &Value) -> Value {
+    let hex = digest.as_str().unwrap().trim_start_matches("sha256:");
+    serde_json::from_slice(&std::fs::read(dir.join("blobs/sha256").join(hex)).unwrap()).unwrap()
+}
 
 /// The digests of every layer of each image of `build --json`'s output.
 fn layer_digests(report: &Value) -> Vec<Vec<String>> {
@@ -99,6 +106,17 @@ fn two_platforms_make_one_index_written_pushed_and_run() {
     // skopeo sees an index of both platforms, and picks each.
     let raw = skopeo_inspect(&layout, &["--raw"]);
     assert_eq!(raw["mediaType"], INDEX, "{raw}");
+    // The index was built on the base's index, each image on its
+    // platform's manifest of it.
+    let base_index = skopeo_inspect(&base, &[])["Digest"].clone();
+    assert_eq!(raw["annotations"][BASE_DIGEST], base_index, "{raw}");
+    let base_manifests = &layout_index(&dir.path().join("multi"), &base_index)["manifests"];
+    for (i, entry) in raw["manifests"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(
+            entry["annotations"][BASE_DIGEST], base_manifests[i]["digest"],
+            "{i}: {entry}"
+        );
+    }
     let platforms: Vec<(String, String)> = raw["manifests"]
         .as_array()
         .unwrap()
@@ -209,6 +227,26 @@ fn two_platforms_make_one_index_written_pushed_and_run() {
     assert_eq!(remote, raw, "the registry holds the same index");
     let remote_arm = registry.inspect("multi/env:1", &["--override-arch", "arm64"]);
     assert_eq!(remote_arm["Architecture"], "arm64");
+
+    // A base pulled from a registry: the index names the registry's index.
+    let mut all = registry.skopeo_dest_flags();
+    all.push("--all".into());
+    let pushed_base = registry.try_push(&base, "base/multi:1", &all);
+    assert!(pushed_base.status.success(), "{pushed_base:?}");
+    let from_registry = format!("oci:{}:multi", dir.path().join("from-registry").display());
+    common::run(
+        cd(&home)
+            .args(["build", "-q", "--override-channels", "-c"])
+            .arg(channel.url())
+            .args(["--platform", "linux-64", "--platform", "linux-aarch64"])
+            .args(["-b", &registry.image("base/multi:1"), CD_ARCH, "-o"])
+            .arg(&from_registry),
+    );
+    let raw_from_registry = skopeo_inspect(&from_registry, &["--raw"]);
+    assert_eq!(
+        raw_from_registry["annotations"][BASE_DIGEST],
+        registry.inspect("base/multi:1", &[])["Digest"]
+    );
 
     let Some(podman) = common::Podman::new() else {
         return;
