@@ -300,13 +300,7 @@ fn a_stalled_push_is_cut_at_the_read_timeout_and_the_tag_stays() {
     );
     let line = failure(&mut push(&proxy, "stays", "b"));
     println!("a lasting stall: {line}");
-    for part in [
-        proxy.host().as_str(),
-        "nothing arrived for 2 s",
-        "CONDA_REMOTE_READ_TIMEOUT_SECS",
-    ] {
-        assert!(line.contains(part), "{part}: {line}");
-    }
+    says_it_stalled(&line, &[proxy.host().as_str()]);
     assert_eq!(
         registry.inspect("app/stays:1", &[])["Digest"],
         clean,
@@ -376,6 +370,15 @@ fn channel_downloads_retry_passing_faults_and_keep_no_wrong_package() {
 }
 
 /// The read timeout the stall tests set, and a stall far longer.
+/// Checks that `line`, the one error line of a stall that lasted, names
+/// `parts` (the server, the package), the read timeout and its setting.
+fn says_it_stalled(line: &str, parts: &[&str]) {
+    let always = ["nothing arrived for 2 s", "CONDA_REMOTE_READ_TIMEOUT_SECS"];
+    for part in parts.iter().chain(&always) {
+        assert!(line.contains(part), "{part}: {line}");
+    }
+}
+
 const READ_TIMEOUT: &str = "2";
 const LONG_STALL: Duration = Duration::from_secs(30);
 
@@ -434,13 +437,7 @@ fn a_stalled_pull_is_cut_at_the_read_timeout() {
     let (mut cmd, home, out) = pull("lasting", &proxy);
     let line = failure(&mut cmd);
     println!("a lasting stall: {line}");
-    for part in [
-        proxy.host().as_str(),
-        "nothing arrived for 2 s",
-        "CONDA_REMOTE_READ_TIMEOUT_SECS",
-    ] {
-        assert!(line.contains(part), "{part}: {line}");
-    }
+    says_it_stalled(&line, &[proxy.host().as_str()]);
     assert!(!out.exists(), "no output");
     assert_blobs_verify(&home.join("cache"));
 }
@@ -492,14 +489,7 @@ fn a_stalled_channel_download_is_cut_at_the_read_timeout() {
     let (mut cmd, out) = build("lasting", &proxy);
     let line = failure(&mut cmd);
     println!("a lasting stall: {line}");
-    for part in [
-        "cd-text",
-        proxy.host().as_str(),
-        "nothing arrived for 2 s",
-        "CONDA_REMOTE_READ_TIMEOUT_SECS",
-    ] {
-        assert!(line.contains(part), "{part}: {line}");
-    }
+    says_it_stalled(&line, &["cd-text", proxy.host().as_str()]);
     assert!(!out.exists());
 }
 
@@ -569,14 +559,7 @@ fn a_stalled_wheel_download_is_tried_again_and_a_signal_ends_it() {
     let (mut cmd, proxy, out) = build("lasting", "2", stall(), usize::MAX);
     let line = failure(&mut cmd);
     println!("a stalled wheel: {line}");
-    for part in [
-        "good-1.0-py3-none-any.whl",
-        proxy.host().as_str(),
-        "nothing arrived for 2 s",
-        "CONDA_REMOTE_READ_TIMEOUT_SECS",
-    ] {
-        assert!(line.contains(part), "{part}: {line}");
-    }
+    says_it_stalled(&line, &["good-1.0-py3-none-any.whl", proxy.host().as_str()]);
     assert!(!out.exists());
 
     let (mut cmd, proxy, out) = build("signalled", "3600", stall(), 1);
