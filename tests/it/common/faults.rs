@@ -236,7 +236,6 @@ fn proxy(state: &State, client: TcpStream, stop: &AtomicBool) -> std::io::Result
         words.next().unwrap_or_default().to_owned(),
     );
     let fault = take_fault(state, &method, &path);
-    let mut client = client;
     match &fault {
         Some(Fault::Status(status)) => return answer_only(client, *status, ""),
         Some(Fault::TooMany(seconds)) => {
@@ -268,7 +267,33 @@ fn proxy(state: &State, client: TcpStream, stop: &AtomicBool) -> std::io::Result
         })
     };
     let mut answer = Vec::new();
-    upstream.take(512 << 20).read_to_end(&mut answer)?;
+    // What arrived before an error is the answer: a server that answers
+    // before reading a request's body may close with a reset after it.
+    let _ = upstream.take(512 << 20).read_to_end(&mut answer);
+    let resets = matches!(fault, Some(Fault::Reset));
+    let sent = send_answer(state, &client, answer, fault, stop);
+    // The pump holds a duplicate of the client's socket: end its read on
+    // every path, or the client waits for an answer until its own timeout.
+    // For a reset the last close is ours, with SO_LINGER 0; a shutdown of
+    // the write side would send a normal FIN first.
+    if resets {
+        reset(&client);
+        let _ = client.shutdown(Shutdown::Read);
+    } else {
+        let _ = client.shutdown(Shutdown::Both);
+    }
+    let _ = body_pump.join();
+    sent
+}
+
+/// Writes `answer` to the client, changed as `fault` says.
+fn send_answer(
+    state: &State,
+    mut client: &TcpStream,
+    mut answer: Vec<u8>,
+    fault: Option<Fault>,
+    stop: &AtomicBool,
+) -> std::io::Result<()> {
     let body_at = answer
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -279,31 +304,20 @@ fn proxy(state: &State, client: TcpStream, stop: &AtomicBool) -> std::io::Result
         false => body_at + (answer.len() - body_at) / 2,
     };
     match fault {
-        Some(Fault::Reset) => {
-            client.write_all(&answer[..half])?;
-            // The pump holds a duplicate of the socket: end its read so
-            // the last close is ours, and with SO_LINGER 0 it resets.
-            reset(&client);
-            let _ = client.shutdown(Shutdown::Read);
-            let _ = body_pump.join();
-            return Ok(());
-        }
-        Some(Fault::Truncate) => client.write_all(&answer[..half])?,
+        Some(Fault::Reset | Fault::Truncate) => client.write_all(&answer[..half]),
         Some(Fault::Flip) => {
             if half < answer.len() {
                 answer[half] ^= 0xff;
             }
-            client.write_all(&answer)?;
+            client.write_all(&answer)
         }
         Some(Fault::Stall(how_long)) => {
             client.write_all(&answer[..half])?;
             stall(state, how_long, stop);
+            Ok(())
         }
-        _ => client.write_all(&answer)?,
+        _ => client.write_all(&answer),
     }
-    let _ = client.shutdown(Shutdown::Both);
-    let _ = body_pump.join();
-    Ok(())
 }
 
 /// Sends nothing for `how_long` (or until the proxy stops), counted in
