@@ -10,6 +10,7 @@
 //! A reader takes it as the image's claim: untrusted, bounded in size,
 //! checked for form, never a panic; one it cannot use is read as a layer.
 
+use super::contained::shown;
 use rattler_conda_types::{PrefixRecord, RepoDataRecord};
 use serde::{Deserialize, Serialize};
 
@@ -53,8 +54,9 @@ impl LayerRecords {
     pub fn parse(value: &str) -> Result<Self, String> {
         if value.len() > MAX_RECORDS_ANNOTATION {
             return Err(format!(
-                "it has {} bytes, over the {MAX_RECORDS_ANNOTATION} read",
-                value.len()
+                "it has {} bytes, over the {} KiB this tool reads",
+                value.len(),
+                MAX_RECORDS_ANNOTATION >> 10
             ));
         }
         let records: LayerRecords =
@@ -67,7 +69,7 @@ impl LayerRecords {
                 && !file.starts_with(".wh.")
                 && !file.contains(['/', '\0']);
             if !plain {
-                return Err(format!("`{file}` is not a conda-meta file name"));
+                return Err(format!("`{}` is not a conda-meta file name", shown(file)));
             }
         }
         Ok(records)
@@ -76,7 +78,12 @@ impl LayerRecords {
     /// The prefix as a layer's paths name it (`opt/conda`; empty for `/`),
     /// when it is an absolute path of plain components.
     fn prefix_arc(&self) -> Result<String, String> {
-        let bad = || format!("the prefix `{}` is not a plain absolute path", self.prefix);
+        let bad = || {
+            format!(
+                "the prefix `{}` is not a plain absolute path",
+                shown(&self.prefix)
+            )
+        };
         let rest = self.prefix.strip_prefix('/').ok_or_else(bad)?;
         let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
         if parts
