@@ -840,7 +840,10 @@ impl Client {
     /// never answers, is cut there (at most a chunk's 256 s past the read
     /// timeout) instead of holding the push for ever.
     pub(crate) fn upload(&self, request: RequestBuilder, bytes: u64) -> RequestBuilder {
-        request.timeout(self.read_timeout + Duration::from_secs(bytes / SLOWEST_UPLOAD))
+        request.timeout(
+            self.read_timeout
+                .saturating_add(Duration::from_secs(bytes / SLOWEST_UPLOAD)),
+        )
     }
 
     /// The error for `tries` tries that each sent nothing for the read

@@ -235,7 +235,11 @@ impl<'a> Puller<'a> {
             .filter(|l| l.blob().is_local())
             .map(|l| (l.digest(), l.size()))
             .collect();
-        let bytes: u64 = layers.iter().map(|(_, size)| size).sum();
+        // Sizes are the manifest's claims: their sum must not overflow.
+        let bytes = layers
+            .iter()
+            .map(|(_, size)| *size)
+            .fold(0, u64::saturating_add);
         self.progress.begin(Direction::Pull, layers.len(), bytes);
         let mut missing = Vec::new();
         for (digest, size) in layers {
@@ -247,7 +251,7 @@ impl<'a> Puller<'a> {
             }
         }
         if !missing.is_empty() {
-            let bytes: u64 = missing.iter().map(|(_, s)| s).sum();
+            let bytes = missing.iter().map(|(_, s)| *s).fold(0, u64::saturating_add);
             tracing::info!(
                 "pulling {}: {} of {} layers, {:.1} MB",
                 self.reference,

@@ -325,7 +325,7 @@ fn send_blobs(
     progress: &dyn Transfers,
 ) -> Result<Vec<Outcome>, RegistryError> {
     let layers = items.iter().filter(|item| matches!(item, Item::Layer(_)));
-    let bytes = layers.clone().map(Item::size).sum();
+    let bytes = layers.clone().map(Item::size).fold(0, u64::saturating_add);
     progress.begin(Direction::Push, layers.count(), bytes);
     let outcomes = in_parallel(items, PARALLEL_UPLOADS, |item| match item {
         Item::Config(..) => pusher.blob(item),
@@ -434,6 +434,8 @@ impl<'a> Pusher<'a> {
             // The bytes may have arrived with only the answer lost.
             if matches!(self.head(&digest), Ok(Some(_))) {
                 tracing::debug!("{}: {digest} arrived after all ({e})", self.target);
+                // The failed try took back the bytes it had counted.
+                progress.moved(item.size());
                 return Ok(Outcome::Uploaded(item.size()));
             }
             if tries == BLOB_TRIES {
@@ -560,7 +562,10 @@ impl<'a> Pusher<'a> {
                     .put(url.clone())
                     .header(CONTENT_TYPE, OCTET_STREAM)
                     .body(Body::from(bytes.clone())),
-                bytes.len() as u64,
+                // The closing PUT of a chunked upload carries no bytes, but
+                // the registry checks and moves the whole blob before it
+                // answers: it gets the whole blob's time.
+                item.size(),
             ))
         })?;
         if response.status() != StatusCode::CREATED {

@@ -10,7 +10,12 @@
 //! must leave the tag where it was.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
+
+use conda_docker::digest::Digest;
+use conda_docker::reference::Reference;
+use conda_docker::registry::{Direction, LayerOutcome, PushTarget, RegistryOptions, Transfers};
 
 use crate::common::{
     self, CacheLayout, ChannelServer, CondaChannel, FailingStore, Fault, FaultProxy, PypiEntry,
@@ -237,6 +242,71 @@ fn pushes_retry_passing_faults_and_a_failed_push_never_moves_the_tag() {
             clean,
             "{name}: the tag did not move"
         );
+        proxy.clear();
+    }
+}
+
+/// What a push tells its [`Transfers`] adds up to the bytes it said would
+/// move, also when an upload's answer is lost after its blob arrived (the
+/// failed try takes its bytes back; the blob is found there after all) and
+/// when an upload is refused once and sent again.
+#[test]
+fn push_progress_adds_up_when_uploads_are_tried_again() {
+    require_tools!("docker-registry");
+    let dir = tempfile::tempdir().unwrap();
+    let Some(registry) = Registry::plain(&dir.path().join("registry")) else {
+        return;
+    };
+    let proxy = FaultProxy::start(registry.host());
+    let mut image = conda_docker::Image::scratch().unwrap();
+    for (name, size) in [("a", 300_000), ("b", 5_000), ("c", 70_000)] {
+        let bytes: Vec<u8> = (0..size)
+            .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        image
+            .add_layer_contents([(name, bytes.as_slice())])
+            .unwrap();
+    }
+    /// Counts as the progress bar does: bytes moved, less those taken
+    /// back, plus the size of each layer that needed no transfer.
+    #[derive(Default)]
+    struct Tally {
+        said: AtomicU64,
+        counted: AtomicI64,
+    }
+    impl Transfers for Tally {
+        fn begin(&self, _: Direction, _: usize, bytes: u64) {
+            self.said.fetch_add(bytes, Ordering::SeqCst);
+        }
+        fn moved(&self, bytes: u64) {
+            self.counted.fetch_add(bytes as i64, Ordering::SeqCst);
+        }
+        fn rewound(&self, bytes: u64) {
+            self.counted.fetch_sub(bytes as i64, Ordering::SeqCst);
+        }
+        fn layer_done(&self, _: &Digest, size: u64, outcome: LayerOutcome) {
+            if !outcome.moved_bytes() {
+                self.counted.fetch_add(size as i64, Ordering::SeqCst);
+            }
+        }
+    }
+    // Four faults: each blob's first PUT (three layers, the config) meets
+    // one, whatever their order.
+    for (repo, fault) in [("reset", Fault::Reset), ("refused", Fault::Status(503))] {
+        proxy.inject("PUT", "/blobs/uploads/", fault, 4);
+        let before = proxy.injected().len();
+        let reference: Reference = format!("{}/app/{repo}:1", proxy.host()).parse().unwrap();
+        let target = PushTarget::check(&reference, &RegistryOptions::default(), None).unwrap();
+        let tally = Tally::default();
+        target.push_with(&image, &tally).unwrap();
+        assert_eq!(
+            proxy.injected().len(),
+            before + 4,
+            "{repo}: the faults were applied"
+        );
+        let said = tally.said.load(Ordering::SeqCst);
+        assert_eq!(said, image.layers().iter().map(|l| l.size()).sum::<u64>());
+        assert_eq!(tally.counted.load(Ordering::SeqCst), said as i64, "{repo}");
         proxy.clear();
     }
 }
