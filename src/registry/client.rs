@@ -155,6 +155,17 @@ fn is_certificate_error(error: &reqwest::Error) -> bool {
     false
 }
 
+/// Whether a failed request would fail the same way if sent again: a
+/// certificate that does not verify, a server that does not speak TLS, a
+/// redirect that may not be followed or a request that cannot be built.
+/// [`Client::retrying`] stops at these, and so do wheel downloads.
+pub(crate) fn fails_again(error: &reqwest::Error) -> bool {
+    error.is_builder()
+        || error.is_redirect()
+        || is_certificate_error(error)
+        || is_plain_http_answer(error)
+}
+
 /// Whether a failure is a server that answered a TLS hello with something
 /// other than TLS: a registry that speaks plain HTTP only.
 fn is_plain_http_answer(error: &reqwest::Error) -> bool {
