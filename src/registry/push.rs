@@ -425,7 +425,7 @@ impl<'a> Pusher<'a> {
                 Some(l) => l,
                 None => self.start_upload()?,
             };
-            let Err(e) = self.upload(item, location, progress) else {
+            let Err(e) = self.upload(item, location.clone(), progress) else {
                 return Ok(Outcome::Uploaded(item.size()));
             };
             if !session_may_be_lost(&e) {
@@ -445,6 +445,8 @@ impl<'a> Pusher<'a> {
                 "{}: uploading {digest} again from its start: {e}",
                 self.target
             );
+            // A session refused with 400 or 416 may still be open there.
+            self.cancel_upload(location);
         }
     }
 
@@ -482,10 +484,11 @@ impl<'a> Pusher<'a> {
         self.location(&response)
     }
 
-    /// Cancels an upload that was only started to check the login, with
-    /// one request. As with crane, a refusal is of no consequence (a
-    /// registry with token auth may want the `delete` action, which a
-    /// push login need not have): registries purge abandoned uploads.
+    /// Cancels an upload that was only started to check the login, or
+    /// that a new session replaces, with one request. As with crane, a
+    /// refusal is of no consequence (a registry with token auth may want
+    /// the `delete` action, which a push login need not have): registries
+    /// purge abandoned uploads.
     fn cancel_upload(&self, location: Url) {
         let client = self.client;
         match client.send_once(&self.scope(), "cancelling an upload", &|| {
@@ -493,11 +496,11 @@ impl<'a> Pusher<'a> {
         }) {
             Ok(response) if response.status().is_success() => {}
             Ok(response) => tracing::debug!(
-                "{}: cancelling the check's upload: HTTP {}",
+                "{}: cancelling an upload: HTTP {}",
                 self.target,
                 response.status().as_u16()
             ),
-            Err(e) => tracing::debug!("{}: cancelling the check's upload: {e}", self.target),
+            Err(e) => tracing::debug!("{}: cancelling an upload: {e}", self.target),
         }
     }
 
