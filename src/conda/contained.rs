@@ -124,6 +124,12 @@ impl DistName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The name of the package's record in `conda-meta/`:
+    /// `name-version-build.json`.
+    pub fn conda_meta_file(&self) -> String {
+        format!("{}.json", self.0)
+    }
 }
 
 impl AsRef<Path> for DistName {

@@ -10,7 +10,7 @@
 //! A reader takes it as the image's claim: untrusted, bounded in size,
 //! checked for form, never a panic; one it cannot use is read as a layer.
 
-use super::contained::shown;
+use super::contained::{DistName, shown};
 use rattler_conda_types::{PrefixRecord, RepoDataRecord};
 use serde::{Deserialize, Serialize};
 
@@ -48,10 +48,10 @@ impl LayerRecords {
         serde_json::to_string(self).expect("records serialise: their maps have string keys")
     }
 
-    /// The records an annotation's value states, or why it cannot be used
-    /// (too large, not this JSON, a prefix or file name that is not a
-    /// plain path).
-    pub fn parse(value: &str) -> Result<Self, String> {
+    /// The records an annotation's value states, checked, or why they
+    /// cannot be used (too large, not this JSON, a prefix that is not a
+    /// plain absolute path, a file not named after its own record).
+    pub fn parse(value: &str) -> Result<ClaimedRecords, String> {
         if value.len() > MAX_RECORDS_ANNOTATION {
             return Err(format!(
                 "it has {} bytes, over the {} KiB this tool reads",
@@ -61,18 +61,26 @@ impl LayerRecords {
         }
         let records: LayerRecords =
             serde_json::from_str(value).map_err(|e| format!("it is not valid: {e}"))?;
-        records.prefix_arc()?;
+        let prefix = records.prefix_arc()?;
         for p in &records.packages {
-            let file = &p.conda_meta;
-            let plain = file.len() > ".json".len()
-                && file.ends_with(".json")
-                && !file.starts_with(".wh.")
-                && !file.contains(['/', '\0']);
-            if !plain {
-                return Err(format!("`{}` is not a conda-meta file name", shown(file)));
+            // The writer names each file as relocation does: a name made
+            // from the record's checked fields is one plain component.
+            let own = DistName::of(&p.record.package_record)
+                .is_ok_and(|dist| dist.conda_meta_file() == p.conda_meta);
+            if !own {
+                return Err(format!(
+                    "`{}` is not the conda-meta file name of its record",
+                    shown(&p.conda_meta)
+                ));
             }
         }
-        Ok(records)
+        Ok(ClaimedRecords {
+            dir: match prefix.is_empty() {
+                true => "conda-meta".to_owned(),
+                false => format!("{prefix}/conda-meta"),
+            },
+            packages: records.packages,
+        })
     }
 
     /// The prefix as a layer's paths name it (`opt/conda`; empty for `/`),
@@ -94,24 +102,29 @@ impl LayerRecords {
         }
         Ok(parts.join("/"))
     }
+}
 
+/// Records read from an annotation by [`LayerRecords::parse`], checked:
+/// only such records become files, so no unchecked prefix or name can.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClaimedRecords {
+    /// Where the files go, relative to the image's root:
+    /// `opt/conda/conda-meta`.
+    dir: String,
+    packages: Vec<LayerRecord>,
+}
+
+impl ClaimedRecords {
     /// Each record's path in the image (relative to the root:
     /// `opt/conda/conda-meta/x-1-0.json`) and the bytes of a `conda-meta`
-    /// file holding it (without its file list). For records from
-    /// [`LayerRecords::parse`].
+    /// file holding it (without its file list).
     pub fn files(&self) -> Vec<(String, Vec<u8>)> {
-        let prefix = self.prefix_arc().unwrap_or_default();
-        let dir = if prefix.is_empty() {
-            "conda-meta".to_owned()
-        } else {
-            format!("{prefix}/conda-meta")
-        };
         self.packages
             .iter()
             .map(|p| {
                 let record = PrefixRecord::from_repodata_record(p.record.clone(), Vec::new());
                 let bytes = serde_json::to_vec(&record).expect("a record serialises");
-                (format!("{dir}/{}", p.conda_meta), bytes)
+                (format!("{}/{}", self.dir, p.conda_meta), bytes)
             })
             .collect()
     }
@@ -159,8 +172,7 @@ mod tests {
     fn records_round_trip_and_become_conda_meta_files() {
         let records = records();
         let text = records.to_annotation();
-        assert_eq!(LayerRecords::parse(&text).unwrap(), records);
-        let files = records.files();
+        let files = LayerRecords::parse(&text).unwrap().files();
         assert_eq!(files[0].0, "opt/conda/conda-meta/x-1.0-0.json");
         let back: PrefixRecord = serde_json::from_slice(&files[0].1).unwrap();
         assert_eq!(back.repodata_record, records.packages[0].record);
@@ -169,6 +181,7 @@ mod tests {
             prefix: "/".into(),
             ..records
         };
+        let root = LayerRecords::parse(&root.to_annotation()).unwrap();
         assert_eq!(root.files()[0].0, "conda-meta/x-1.0-0.json");
     }
 
@@ -185,6 +198,7 @@ mod tests {
             (good.replace("x-1.0-0.json", ".wh.x.json"), "file name"),
             (good.replace("x-1.0-0.json", ".json"), "file name"),
             (good.replace("x-1.0-0.json", "x-1.0-0.txt"), "file name"),
+            (good.replace("x-1.0-0.json", "y-1.0-0.json"), "file name"),
             (good.replace("\"1.0\"", "\"not a version!\""), "not valid"),
             (" ".repeat(MAX_RECORDS_ANNOTATION + 1), "bytes"),
         ] {

@@ -90,7 +90,7 @@ pub fn image_record(
         DistName::of(&source.package_record).map_err(|_| CondaError::NotContained(dist.clone()))?;
     let index = read_index(package_dir, &dist)?;
     let record = fresh_record(index, source, Vec::new())?;
-    Ok((format!("{folder}.json"), record.repodata_record))
+    Ok((folder.conda_meta_file(), record.repodata_record))
 }
 
 /// Where a package came from, as the image records it. A `file://` channel
@@ -179,7 +179,7 @@ pub fn relocate(
     text.push(b'\n');
     let folder =
         DistName::of(&source.package_record).map_err(|_| CondaError::NotContained(dist.clone()))?;
-    fs_err::write(conda_meta.join(format!("{folder}.json")), text).map_err(io)?;
+    fs_err::write(conda_meta.join(folder.conda_meta_file()), text).map_err(io)?;
     Ok(record)
 }
 
