@@ -844,11 +844,12 @@ impl Client {
         request.timeout(self.read_timeout)
     }
 
-    /// An upload request of `bytes` bytes (a chunk or a whole blob): the
+    /// An upload request for `bytes` bytes (a chunk, a whole blob, or the
+    /// closing PUT after which the registry checks a whole blob): the
     /// blocking client can bound only a whole request, not each write of
     /// its body, so a request may take the read timeout plus the time its
     /// bytes take at [`SLOWEST_UPLOAD`]. A registry that stops reading, or
-    /// never answers, is cut there (at most a chunk's 256 s past the read
+    /// never answers, is cut there (a chunk at most 256 s past the read
     /// timeout) instead of holding the push for ever.
     pub(crate) fn upload(&self, request: RequestBuilder, bytes: u64) -> RequestBuilder {
         request.timeout(
