@@ -53,6 +53,7 @@ pub mod conda;
 pub mod contents;
 pub mod digest;
 pub(crate) mod dirs;
+pub(crate) mod http;
 pub mod image;
 pub mod interrupt;
 pub mod invocation;

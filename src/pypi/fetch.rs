@@ -102,7 +102,7 @@ fn download(
         .and_then(reqwest::blocking::Response::error_for_status)
         .map_err(|e| match e.status() {
             _ if e.is_timeout() => Failure::Passing(stalled()),
-            None if crate::registry::client::fails_again(&e) => {
+            None if crate::http::fails_again(&e) => {
                 Failure::Lasting(failed(wheel, e.without_url().into()))
             }
             Some(s) if s.is_client_error() && s.as_u16() != 429 => {

@@ -19,6 +19,7 @@ use url::Url;
 
 use super::credentials::{Credentials, Login, Origin};
 use super::{RegistryError, RegistryOptions};
+use crate::http::{is_certificate_error, is_plain_http_answer};
 use crate::reference::DOCKER_HUB;
 
 /// How often a request is tried before its failure is reported.
@@ -132,60 +133,6 @@ fn is_loopback(host: &str) -> bool {
         || name
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
-}
-
-/// Whether a failure is a certificate that did not verify (as opposed to
-/// no TLS at all, or no connection): rustls's own error, found in the
-/// chain of causes (directly, or inside the I/O errors hyper wraps it in).
-fn is_certificate_error(error: &reqwest::Error) -> bool {
-    let mut cause: Option<&dyn std::error::Error> = Some(error);
-    while let Some(e) = cause {
-        if matches!(
-            rustls_error(e),
-            Some(
-                rustls::Error::InvalidCertificate(_)
-                    | rustls::Error::NoCertificatesPresented
-                    | rustls::Error::UnsupportedNameType
-            )
-        ) {
-            return true;
-        }
-        cause = e.source();
-    }
-    false
-}
-
-/// Whether a failed request would fail the same way if sent again: a
-/// certificate that does not verify, a server that does not speak TLS, a
-/// redirect that may not be followed or a request that cannot be built.
-/// [`Client::retrying`] stops at these, and so do wheel downloads.
-pub(crate) fn fails_again(error: &reqwest::Error) -> bool {
-    error.is_builder()
-        || error.is_redirect()
-        || is_certificate_error(error)
-        || is_plain_http_answer(error)
-}
-
-/// Whether a failure is a server that answered a TLS hello with something
-/// other than TLS: a registry that speaks plain HTTP only.
-fn is_plain_http_answer(error: &reqwest::Error) -> bool {
-    let mut cause: Option<&dyn std::error::Error> = Some(error);
-    while let Some(e) = cause {
-        if matches!(rustls_error(e), Some(rustls::Error::InvalidMessage(_))) {
-            return true;
-        }
-        cause = e.source();
-    }
-    false
-}
-
-/// The rustls error `error` is, or holds inside (nested) I/O errors.
-fn rustls_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
-    if let Some(tls) = error.downcast_ref::<rustls::Error>() {
-        return Some(tls);
-    }
-    let inner = error.downcast_ref::<std::io::Error>()?.get_ref()?;
-    rustls_error(inner)
 }
 
 /// 0.25 s after the first try, doubling: 3.75 s in all before giving up.

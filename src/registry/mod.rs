@@ -8,7 +8,7 @@
 //! and `pull`/`push` move images. Credentials never reach a log line, an
 //! error or an output.
 
-pub(crate) mod client;
+mod client;
 mod credentials;
 mod layer_cache;
 mod open;

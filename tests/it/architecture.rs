@@ -13,6 +13,7 @@ const LEAVES: &[&str] = &[
     "blob",
     "digest",
     "dirs",
+    "http",
     "interrupt",
     "invocation",
     "parallel",
