@@ -1,7 +1,15 @@
 //! What a failed HTTP request says about sending it again, for the
-//! registry client and the wheel download alike: some failures (a
-//! certificate that does not verify, a server without TLS) would only
-//! fail the same way, and are reported at once instead of retried.
+//! registry client, the channel downloads and the wheel download alike:
+//! how long a server may send nothing before a transfer counts as broken,
+//! and which failures (a certificate that does not verify, a server
+//! without TLS) would only fail the same way, and are reported at once
+//! instead of retried.
+
+use std::time::Duration;
+
+/// conda's default `remote_read_timeout_secs`: how long a server may send
+/// nothing before a transfer counts as broken (and is tried again).
+pub(crate) const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Whether a failure is a certificate that did not verify (as opposed to
 /// no TLS at all, or no connection): rustls's own error, found in the

@@ -28,13 +28,9 @@ pub struct CondaRc {
     /// (`cuda`) → value; an empty value removes it, `null` says nothing.
     pub override_virtual_packages: std::collections::BTreeMap<String, Option<String>>,
     /// `remote_read_timeout_secs`: how long a server may send nothing
-    /// before the transfer counts as broken; `None`: conda's default,
-    /// [`DEFAULT_READ_TIMEOUT`].
+    /// before the transfer counts as broken; `None`: conda's default, 60 s.
     pub remote_read_timeout: Option<Duration>,
 }
-
-/// conda's default `remote_read_timeout_secs`.
-pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(serde::Deserialize, Default)]
 struct File {
@@ -204,7 +200,8 @@ impl CondaRc {
     /// broken (and is tried again): `remote_read_timeout_secs`, 60 s
     /// unless set.
     pub fn read_timeout(&self) -> Duration {
-        self.remote_read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT)
+        self.remote_read_timeout
+            .unwrap_or(crate::http::DEFAULT_READ_TIMEOUT)
     }
 }
 

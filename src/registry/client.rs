@@ -19,15 +19,13 @@ use url::Url;
 
 use super::credentials::{Credentials, Login, Origin};
 use super::{RegistryError, RegistryOptions};
-use crate::http::{is_certificate_error, is_plain_http_answer};
+use crate::http::{DEFAULT_READ_TIMEOUT, is_certificate_error, is_plain_http_answer};
 use crate::reference::DOCKER_HUB;
 
 /// How often a request is tried before its failure is reported.
 const ATTEMPTS: u32 = 5;
 /// The longest wait between tries, even if the registry asks for more.
 const MAX_WAIT: Duration = Duration::from_secs(30);
-/// The read timeout when none is set: conda's `remote_read_timeout_secs`.
-const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// The slowest upload still taken for a moving one, in bytes a second
 /// (512 kbit/s): see [`Client::upload`].
 const SLOWEST_UPLOAD: u64 = 64 << 10;
