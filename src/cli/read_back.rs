@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use super::{CliError, Command, counted, lock_cache_for};
-use crate::contents::{self, Change, ContentsError, ReadMode};
+use crate::contents::{self, Change, ContentsError, ImageEnvironment, ReadMode};
 use crate::image::{Image, ImageSource};
 use crate::layer::Layer;
 use crate::registry::{self, OpenOptions};
@@ -27,8 +27,7 @@ pub(super) fn run(command: Command) -> Result<(), CliError> {
             remote,
         } => {
             let _lock = lock_cache_for(&source)?;
-            let image = open(&source, read.mode(), &remote.into())?;
-            let envs = contents::environments(&image, read.mode())?;
+            let (_, envs) = read_image(&source, read.mode(), &remote.into())?;
             let env = contents::choose(&envs, prefix.as_deref(), &source.to_string())?;
             contents::write_lock(env, &output, format).map_err(ContentsError::from)?;
             eprintln!(
@@ -52,11 +51,18 @@ pub(super) fn run(command: Command) -> Result<(), CliError> {
     }
 }
 
-/// The image `source` names, with only the layers whose records `mode`
-/// reads from their files pulled from a registry.
-fn open(source: &ImageSource, mode: ReadMode, options: &OpenOptions) -> Result<Image, CliError> {
+/// The image `source` names and its environments, each layer's records
+/// read as `mode` says: from a registry, only the layers whose records
+/// come from their files are pulled.
+fn read_image(
+    source: &ImageSource,
+    mode: ReadMode,
+    options: &OpenOptions,
+) -> Result<(Image, Vec<ImageEnvironment>), CliError> {
     let wanted = |layer: &Layer| contents::needs_bytes(layer, mode);
-    Ok(registry::open_layers(source, options, &wanted)?)
+    let image = registry::open_layers(source, options, &wanted)?;
+    let envs = contents::environments(&image, mode)?;
+    Ok((image, envs))
 }
 
 /// `packages`: each environment of the image, its packages as a table (or
@@ -68,8 +74,7 @@ fn packages(
     options: &OpenOptions,
 ) -> Result<(), CliError> {
     let _lock = lock_cache_for(source)?;
-    let image = open(source, mode, options)?;
-    let envs = contents::environments(&image, mode)?;
+    let (image, envs) = read_image(source, mode, options)?;
     if envs.is_empty() {
         return Err(ContentsError::NoEnvironment {
             image: source.to_string(),
@@ -162,12 +167,8 @@ fn diff(
     options: &OpenOptions,
 ) -> Result<(), CliError> {
     let _locks = (lock_cache_for(first)?, lock_cache_for(second)?);
-    let a = open(first, mode, options)?;
-    let b = open(second, mode, options)?;
-    let (a_envs, b_envs) = (
-        contents::environments(&a, mode)?,
-        contents::environments(&b, mode)?,
-    );
+    let (a, a_envs) = read_image(first, mode, options)?;
+    let (b, b_envs) = read_image(second, mode, options)?;
     let diff = contents::diff(&a, &a_envs, &b, &b_envs);
     if json {
         println!("{:#}", json!(diff));

@@ -123,7 +123,13 @@ pub enum ReadMode {
 /// layer with a usable records annotation does not, unless every layer
 /// is read.
 pub fn needs_bytes(layer: &Layer, mode: ReadMode) -> bool {
-    mode == ReadMode::AllLayers || !matches!(claimed(layer), Ok(Some(_)))
+    let usable = || {
+        layer
+            .annotations()
+            .get(RECORDS_ANNOTATION)
+            .is_some_and(|value| LayerRecords::parse(value).is_ok())
+    };
+    mode == ReadMode::AllLayers || !usable()
 }
 
 /// The `conda-meta` files `layer`'s records annotation says it holds;

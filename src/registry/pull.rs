@@ -160,9 +160,8 @@ impl<'a> Puller<'a> {
         check_platform(&image, platform, input)?;
         let (registry, repository) = (self.reference.registry(), self.reference.repository());
         image.rehome_blobs(|layer| {
-            let stored = self.store.has(&layer.digest(), Some(layer.size()));
-            (!wanted(layer) && !stored)
-                .then(|| Blob::in_registry(registry, repository, layer.size()))
+            let left = !wanted(layer) && !self.store.has(&layer.digest(), Some(layer.size()));
+            left.then(|| Blob::in_registry(registry, repository, layer.size()))
         });
         self.fetch_layers(&image)?;
         image.set_origin(self.reference);
