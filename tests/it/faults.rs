@@ -21,7 +21,7 @@ use crate::common::{
     self, CacheLayout, ChannelServer, CondaChannel, FailingStore, Fault, FaultProxy, PypiEntry,
     Registry, WheelFile, install_env, require_tools, sha256_hex, write_pixi_lock_v6, write_wheel,
 };
-use crate::fixtures::{busybox_base, failure};
+use crate::fixtures::{busybox_base, busybox_in_registry, failure};
 use crate::interrupts::stop_during_the_stall;
 use crate::security_images::cd;
 
@@ -67,17 +67,6 @@ const TRANSIENT: [(&str, Fault); 7] = [
     ("429", Fault::TooMany(1)),
 ];
 
-/// A registry under `dir` holding the busybox base as `base/busybox:1`.
-fn registry_with_busybox(dir: &Path) -> Option<Registry> {
-    let registry = Registry::plain(&dir.join("registry"))?;
-    let layout = dir.join("base-oci");
-    busybox_base(&dir.join("base"))
-        .write(&format!("oci:{}:base", layout.display()))
-        .unwrap();
-    registry.push(&format!("oci:{}:base", layout.display()), "base/busybox:1");
-    Some(registry)
-}
-
 /// Pulls through the proxy: each fault once on the layer blob (and on the
 /// manifest) gives the same image as a clean pull; a lasting one stops
 /// with one line and no output; the blob cache only ever holds verified
@@ -86,9 +75,10 @@ fn registry_with_busybox(dir: &Path) -> Option<Registry> {
 fn pulls_retry_passing_faults_and_stop_on_lasting_ones() {
     require_tools!("docker-registry", "skopeo");
     let dir = tempfile::tempdir().unwrap();
-    let Some(registry) = registry_with_busybox(dir.path()) else {
+    let Some(registry) = Registry::plain(&dir.path().join("registry")) else {
         return;
     };
+    busybox_in_registry(dir.path(), &registry);
     let proxy = FaultProxy::start(registry.host());
     let reference = format!("{}/base/busybox:1", proxy.host());
     let pull = |name: &str| {
@@ -462,9 +452,10 @@ const LONG_STALL: Duration = Duration::from_secs(30);
 fn a_stalled_pull_is_cut_at_the_read_timeout() {
     require_tools!("docker-registry", "skopeo");
     let dir = tempfile::tempdir().unwrap();
-    let Some(registry) = registry_with_busybox(dir.path()) else {
+    let Some(registry) = Registry::plain(&dir.path().join("registry")) else {
         return;
     };
+    busybox_in_registry(dir.path(), &registry);
     let pull = |name: &str, proxy: &FaultProxy| {
         let home = dir.path().join(format!("home-{name}"));
         let out = dir.path().join(format!("pull-{name}"));
