@@ -322,9 +322,10 @@ fn a_stalled_push_is_cut_at_the_read_timeout_and_the_tag_stays() {
         cmd.env("CONDA_REMOTE_READ_TIMEOUT_SECS", READ_TIMEOUT);
         cmd
     };
+    // The clean push also makes the tag that a lasting stall must not move.
     let clean_proxy = FaultProxy::start(registry.host());
-    common::run(&mut push(&clean_proxy, "clean", "a"));
-    let clean = registry.inspect("app/clean:1", &[])["Digest"].clone();
+    common::run(&mut push(&clean_proxy, "stays", "a"));
+    let clean = registry.inspect("app/stays:1", &[])["Digest"].clone();
 
     for (name, path, fault) in [
         ("blob-deaf", "/blobs/uploads/", Fault::Deaf(LONG_STALL)),
@@ -351,7 +352,6 @@ fn a_stalled_push_is_cut_at_the_read_timeout_and_the_tag_stays() {
     }
 
     let proxy = FaultProxy::start(registry.host());
-    common::run(&mut push(&proxy, "stays", "a"));
     proxy.inject(
         "PUT",
         "/blobs/uploads/",
